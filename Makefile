@@ -1,0 +1,34 @@
+# Two commands a user needs: `make demo` and `make test`. Each creates .venv and installs on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Pinned so that CI takes the CPU wheel on this machine's disk; override for your own build, e.g.
+#   make demo TORCH_SPEC="torch"          (PyPI default, CUDA on Linux)
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev,metaworld,postgres,slurm
+
+.PHONY: demo test test-fast venv bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: venv
+	$(BIN)/python -m sweeps.demo
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: venv
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf runs/quickstart data/quickstart

@@ -1,0 +1,13 @@
+"""The one exception type for bad user input, shared by every package.
+
+It lives in `analysis` because that package is the leaf of the import graph (numpy, scipy,
+pandas only): `scaling` and `sweeps` may import it, and `analysis` must import neither of them.
+The command line turns it into one line on stderr and exit status 2.
+"""
+
+
+class BadInput(ValueError):
+    """Input the user can fix: a wrong flag, a missing file, a malformed table or spec.
+
+    The message must be one line that names the file, option or value and the problem.
+    """

@@ -1,0 +1,57 @@
+"""`make demo`: the whole product on the built-in data, from nothing to a compute-optimal choice.
+
+Runs ``sweeps/quickstart.yaml`` (which generates its tabletop data into the sweep folder), so the
+sweep writes ``runs/quickstart/results.csv``, ``fit.json`` and ``report.html``; then prints the fitted
+law and the compute-optimal N and D for a budget 10x the largest run. Run it again and finished
+runs are not repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sweeps.cli import main as cli
+
+SPEC = Path(__file__).with_name("quickstart.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the quickstart sweep, then print the fit and a compute-optimal configuration."""
+    ap = argparse.ArgumentParser(prog="python -m sweeps.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", default="runs/quickstart", help="sweep folder (default runs/quickstart)")
+    ap.add_argument("--workers", type=int, default=2, help="parallel runs (default 2, one per core)")
+    args = ap.parse_args(argv)
+    sweep_dir = Path(args.dir)
+
+    rc = cli(["sweep", "run", str(SPEC), "--dir", str(sweep_dir), "--workers", str(args.workers)])
+    if rc != 0:
+        return rc
+    fit_path = sweep_dir / "fit.json"
+    if not fit_path.exists():
+        sys.stderr.write(f"demo: the sweep finished without {fit_path}; see `scaling sweep status {SPEC}`\n")
+        return 1
+
+    import pandas as pd
+
+    table = pd.read_csv(sweep_dir / "results.csv")
+    done = table[table["state"] == "completed"]
+    budget = 10.0 * float(done["flops"].max())
+    fit = json.loads(fit_path.read_text())
+    p = fit["params"]
+    print()
+    print(
+        f"Fitted law ({fit['n_points']} runs): L(N, D) = {p['E']:.3f} + {p['A']:.4g}/N^{p['alpha']:.3f}"
+        f" + {p['B']:.4g}/D^{p['beta']:.3f}"
+    )
+    print(f"Compute-optimal configuration at 10x the largest run ({budget:.3g} FLOPs):")
+    rc = cli(["optimal", str(fit_path), "--flops", f"{budget:.6g}",
+              "--emit-config", str(sweep_dir / "optimal_run.yaml")])
+    print(f"\nReport: {sweep_dir / 'report.html'}   Results: {sweep_dir / 'results.csv'}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
