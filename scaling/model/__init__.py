@@ -1,0 +1,26 @@
+"""The VLA model family: configs and named sizes, the size solver, accounting, and the module.
+
+`ModelConfig`, `PRESETS`, `count_params`, `flops_per_sample` and friends are torch-free; `VLA`
+and `param_groups` import torch on first use.
+"""
+
+from scaling.model.accounting import approx_6nd, count_params, describe, flops_per_sample
+from scaling.model.config import ModelConfig, image_normalisation
+from scaling.model.presets import CPU_LADDER, PRESETS, parse_size
+from scaling.model.solver import shape_for_params
+
+
+def __getattr__(name: str):
+    # Torch-bound names load lazily so planning code (sweeps) can import this package cheaply.
+    if name == "VLA":
+        from scaling.model.vla import VLA
+        return VLA
+    if name == "param_groups":
+        from scaling.model.mup import param_groups
+        return param_groups
+    raise AttributeError(f"module 'scaling.model' has no attribute {name!r}")
+
+
+__all__ = ["CPU_LADDER", "PRESETS", "VLA", "ModelConfig", "approx_6nd", "count_params", "describe",
+           "flops_per_sample", "image_normalisation", "param_groups", "parse_size",
+           "shape_for_params"]

@@ -1,0 +1,88 @@
+"""Named model sizes, as data.
+
+A ladder preset is a target total parameter count; the shape comes from the size solver for the
+run's own data dimensions, so "1m" has about 1e6 parameters on any dataset (within 10%). `debug`
+is a fixed tiny shape for tests.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from analysis.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One named size: either a fixed shape or a target parameter count for the solver."""
+
+    target: float | None = None
+    """Total parameters the solver aims at (None for a fixed shape)."""
+    d_model: int | None = None
+    """Fixed width (features), with n_layers and n_heads; None when solved."""
+    n_layers: int | None = None
+    """Fixed depth (blocks)."""
+    n_heads: int | None = None
+    """Fixed attention heads."""
+    device: str = "cpu"
+    """Where the size is meant to train: "cpu" (the CPU ladder, tests) or "gpu"."""
+
+
+PRESETS: dict[str, Preset] = {
+    "debug": Preset(d_model=32, n_layers=2, n_heads=2),
+    # CPU ladder: three decades, half-decade steps.
+    "30k": Preset(target=3e4),
+    "100k": Preset(target=1e5),
+    "300k": Preset(target=3e5),
+    "1m": Preset(target=1e6),
+    "3m": Preset(target=3e6),
+    "10m": Preset(target=1e7),
+    "30m": Preset(target=3e7),
+    # GPU sizes.
+    "100m": Preset(target=1e8, device="gpu"),
+    "300m": Preset(target=3e8, device="gpu"),
+    "1b": Preset(target=1e9, device="gpu"),
+}
+
+CPU_LADDER = tuple(name for name, p in PRESETS.items() if p.target and p.device == "cpu")
+"""The CPU ladder preset names, smallest first."""
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
+_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbg]?)\s*$", re.IGNORECASE)
+
+
+def parse_size(size: str | float | int) -> Preset:
+    """A preset name, a number (1e6) or a number string ("1e6", "2.5m") -> Preset.
+
+    Raises:
+        BadInput: unknown name (with a did-you-mean) or a non-positive number.
+    """
+    if isinstance(size, bool):
+        raise BadInput(f"model size: expected a preset name or a parameter count, got {size!r}")
+    if isinstance(size, (int, float)):
+        target = float(size)
+    elif isinstance(size, str) and size.strip().lower() in PRESETS:
+        return PRESETS[size.strip().lower()]
+    elif isinstance(size, str) and (match := _NUMBER.match(size)):
+        target = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    else:
+        hint = difflib.get_close_matches(str(size).strip().lower(), list(PRESETS), n=1)
+        raise BadInput(f"model size: unknown preset {size!r}"
+                       + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                       + f"; presets: {', '.join(PRESETS)}; or a parameter count like 1e6")
+    if not target > 0 or target == float("inf"):
+        raise BadInput(f"model size: parameter count must be positive and finite, got {size!r}")
+    return Preset(target=target)
+
+
+def resolve_size(size: str | float | int, **data) -> dict[str, int]:
+    """{d_model, n_layers, n_heads} for a size, given the other ModelConfig fields in `data`."""
+    from scaling.model.solver import shape_for_params  # late: solver imports config
+
+    preset = parse_size(size)
+    if preset.target is None:
+        return {"d_model": preset.d_model, "n_layers": preset.n_layers, "n_heads": preset.n_heads}
+    d_model, n_layers, n_heads = shape_for_params(preset.target, **data)
+    return {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads}

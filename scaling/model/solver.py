@@ -1,0 +1,109 @@
+"""Turn a target parameter count into a model shape by a fixed aspect-ratio rule.
+
+The rule (Kaplan et al. 2020 found the loss flat for width/depth between about 20 and 200):
+
+- width/depth `d_model / n_layers` as close as possible to `ASPECT` = 64;
+- head width 8 below d_model 64, 16 below 128, 32 below 1024, 64 from 1024 (GPT-style heads at scale, still
+  at least one head at the smallest widths); d_model is a multiple of the head width;
+- among all (width, depth) pairs on that grid whose total parameter count (embeddings included,
+  for the given data dimensions) lies within `TOLERANCE` of the target, take the one closest to
+  the aspect ratio (in log space). If no pair is that close, the closest count wins, and a pair
+  more than 10% off is an error.
+
+At small targets the data-dependent embeddings dominate and depth 1 is often the only choice, so
+the aspect ratio is a preference, not a constraint; from ~1e6 parameters on the rule holds within
+the grid's granularity.
+"""
+
+from __future__ import annotations
+
+import math
+
+from analysis.errors import BadInput
+from scaling.model.accounting import count_params
+from scaling.model.config import ModelConfig
+
+ASPECT = 64.0
+"""Preferred width / depth ratio (features per layer)."""
+TOLERANCE = 0.08
+"""Relative distance to the target inside which the aspect ratio decides."""
+MAX_ERROR = 0.10
+"""Largest accepted relative distance between the built and the target parameter count."""
+MAX_LAYERS = 96
+MAX_WIDTH = 16384
+
+
+def head_dim_for(d_model: int) -> int:
+    """Head width (features) used by the solver at a given model width."""
+    if d_model < 64:
+        return 8
+    if d_model < 128:
+        return 16
+    return 32 if d_model < 1024 else 64
+
+
+def _widths() -> list[int]:
+    """Every width on the solver's grid, ascending."""
+    out, d = [], 8
+    while d <= MAX_WIDTH:
+        out.append(d)
+        d += head_dim_for(d)
+        while d % head_dim_for(d):
+            d += 1
+    return out
+
+
+_WIDTHS = _widths()
+
+
+def _count(d_model: int, n_layers: int, data: dict) -> int:
+    cfg = ModelConfig(d_model=d_model, n_layers=n_layers,
+                      n_heads=d_model // head_dim_for(d_model), **data)
+    return count_params(cfg)[0]
+
+
+def _nearest_widths(n_layers: int, target: float, data: dict) -> list[int]:
+    """The grid widths just below and just above the target at this depth (binary search)."""
+    lo, hi = 0, len(_WIDTHS) - 1
+    if _count(_WIDTHS[hi], n_layers, data) < target:
+        return [_WIDTHS[hi]]
+    while lo < hi:  # smallest index whose count reaches the target (counts grow with width)
+        mid = (lo + hi) // 2
+        if _count(_WIDTHS[mid], n_layers, data) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return _WIDTHS[max(lo - 1, 0): lo + 1]
+
+
+def shape_for_params(target: float, **data) -> tuple[int, int, int]:
+    """(d_model, n_layers, n_heads) whose total parameter count is closest to `target` under the rule.
+
+    Args:
+        target: wanted total parameter count (embeddings included).
+        **data: the other `ModelConfig` fields (image_size, patch_size, vocab_size,
+            max_instr_len, proprio_dim, action_dim, chunk, head, ...).
+
+    Raises:
+        BadInput: a non-positive or non-finite target, or one no shape reaches within 10%
+            (too small for these data dimensions, or beyond the largest grid shape).
+    """
+    if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
+        raise BadInput(f"model size: target parameter count must be a positive number, got {target!r}")
+    candidates = []  # (relative error, aspect distance, d_model, n_layers)
+    for n_layers in range(1, MAX_LAYERS + 1):
+        for d_model in _nearest_widths(n_layers, target, data):
+            err = abs(_count(d_model, n_layers, data) / target - 1.0)
+            aspect = abs(math.log(d_model / n_layers / ASPECT))
+            candidates.append((err, aspect, d_model, n_layers))
+        if _count(_WIDTHS[0], n_layers, data) > target * (1 + MAX_ERROR):
+            break  # deeper models only grow
+    close = [c for c in candidates if c[0] <= TOLERANCE]
+    err, _, d_model, n_layers = (min(close, key=lambda c: (c[1], c[0])) if close
+                                 else min(candidates))
+    if err > MAX_ERROR:
+        smallest = _count(_WIDTHS[0], 1, data)
+        why = (f"smaller than the smallest model ({smallest:,} parameters) for these data dimensions"
+               if target < smallest else "out of reach of the size solver")
+        raise BadInput(f"model size: {target:.3g} parameters is {why}")
+    return d_model, n_layers, d_model // head_dim_for(d_model)

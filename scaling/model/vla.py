@@ -1,0 +1,162 @@
+"""The VLA: a pre-norm transformer over image patches, instruction, proprioception and readout tokens.
+
+Trained from scratch. Sequence (per sample, `cfg.seq_len` tokens):
+  [n_patches image patches | max_instr_len instruction tokens | 1 proprio | chunk*A readout]
+Attention is bidirectional; padded instruction tokens (id 0) are masked out as keys. The action
+head reads the final states of the readout tokens, one per future step and action dimension.
+Parameter and FLOP counts: `scaling.model.accounting` (pure Python, tested against this module).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scaling.model.config import ModelConfig
+from scaling.model.heads import HEAD_CLASSES
+
+INIT_STD = 0.02
+"""Standard deviation of weight init at the base width (GPT-2 / nanoGPT)."""
+
+
+class Embedding(nn.Module):
+    """Batch -> token sequence (B, T, d) and key mask (B, T), True where a token may be attended."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.p, C, d = cfg.patch_size, cfg.image_channels, cfg.d_model
+        self.patch = nn.Linear(self.p * self.p * C, d)  # ViT patch embedding as a matmul
+        self.token = nn.Embedding(cfg.vocab_size, d)
+        self.proprio = nn.Linear(cfg.proprio_dim, d)
+        self.position = nn.Parameter(torch.zeros(cfg.n_patches + cfg.max_instr_len, d))
+        self.readout = nn.Parameter(torch.zeros(cfg.n_readout, d))  # learned, so no position
+        self.register_buffer("mean", torch.tensor(cfg.image_mean), persistent=False)  # (C,)
+        self.register_buffer("std", torch.tensor(cfg.image_std), persistent=False)  # (C,)
+
+    def patches(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) uint8 -> (B, n_patches, p*p*C) standardised pixels."""
+        B, H, W, C = image.shape
+        x = (image.float() / 255.0 - self.mean) / self.std  # (B, H, W, C)
+        x = x.view(B, H // self.p, self.p, W // self.p, self.p, C)  # (B, gh, p, gw, p, C)
+        return x.permute(0, 1, 3, 2, 4, 5).reshape(B, -1, self.p * self.p * C)  # (B, n, p*p*C)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        instr = batch["instruction"]  # (B, L) ids, 0 = padding
+        B, L = instr.shape
+        image = self.patch(self.patches(batch["image"]))  # (B, n_patches, d)
+        prefix = torch.cat([image, self.token(instr)], dim=1) + self.position[: image.shape[1] + L]
+        proprio = self.proprio(batch["proprio"].to(prefix.dtype)).unsqueeze(1)  # (B, 1, d)
+        readout = self.readout.expand(B, -1, -1).to(prefix.dtype)  # (B, R, d)
+        x = torch.cat([prefix, proprio, readout], dim=1)  # (B, T, d)
+        keep = torch.ones(B, x.shape[1], dtype=torch.bool, device=x.device)
+        keep[:, image.shape[1]: image.shape[1] + L] = instr != 0
+        return x, keep
+
+
+class SelfAttention(nn.Module):
+    """Multi-head bidirectional self-attention with a key padding mask."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        # muP: 1/head_dim (not 1/sqrt) keeps attention logits O(1) as widths grow (TP-V, sec. 4).
+        self.scale = 1.0 / cfg.head_dim if cfg.mup_base_width else None
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, d)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+                   for t in (q, k, v))  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=keep[:, None, None, :],  # (B, 1, 1, T) broadcast over heads/queries
+            dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, nh, T, hd) -> (B, T, d)
+
+
+class MLP(nn.Module):
+    """Two-layer GELU MLP."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn, self.mlp = SelfAttention(cfg), MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), keep))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class VLA(nn.Module):
+    """Vision-language-action transformer; `loss(batch)` for training, `predict(batch)` for control.
+
+    The batch is a dict of tensors as `DataSource.get_batch` returns them (docs/contracts.md):
+    image uint8 (B, H, W, C), proprio float (B, P), instruction int64 (B, L) padded with 0,
+    action_tokens int64 (B, k, A), actions float (B, k, A) in [-1, 1].
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embedding(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = HEAD_CLASSES[cfg.head](cfg)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 init; residual projections scaled by 1/sqrt(2 n_layers); under muP hidden
+        matrices get std 0.02 * sqrt(base / width) and the output layer starts at zero."""
+        cfg = self.cfg
+        ratio = cfg.mup_base_width / cfg.d_model if cfg.mup_base_width else 1.0
+        for name, p in self.named_parameters():
+            if p.dim() == 1 and name.endswith("weight"):  # norm gains
+                nn.init.ones_(p)
+            elif p.dim() == 1:  # biases
+                nn.init.zeros_(p)
+            elif name.startswith("embed."):  # input maps: width-independent
+                nn.init.normal_(p, std=INIT_STD)
+            elif name.startswith("head.out.") and cfg.mup_base_width:
+                nn.init.zeros_(p)
+            else:  # hidden matrices (blocks, flow-head MLP) and the SP output layer
+                residual = name.endswith(("attn.proj.weight", "mlp.fc2.weight"))
+                std = INIT_STD * math.sqrt(ratio) / (math.sqrt(2 * cfg.n_layers) if residual else 1)
+                nn.init.normal_(p, std=std)
+
+    def encode(self, batch: dict) -> torch.Tensor:
+        """Batch -> (B, k, A, d) final states of the readout tokens."""
+        x, keep = self.embed(batch)  # (B, T, d), (B, T)
+        for block in self.blocks:
+            x = block(x, keep)
+        h = self.norm(x[:, -self.cfg.n_readout:])  # (B, k*A, d)
+        return h.view(h.shape[0], self.cfg.chunk, self.cfg.action_dim, -1)  # (B, k, A, d)
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """(scalar loss, metrics); discrete: mean cross-entropy in nats per action dimension."""
+        return self.head.loss(self.encode(batch), batch)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Same as `loss` (so DDP/FSDP wrappers that hook `forward` see the training pass)."""
+        return self.loss(batch)
+
+    @torch.no_grad()
+    def predict(self, batch: dict) -> torch.Tensor:
+        """(B, chunk, A) normalised continuous actions in [-1, 1]."""
+        return self.head.predict(self.encode(batch))
