@@ -17,7 +17,7 @@ from scaling.data.episode import Episode
 _LAZY = {
     "write_dataset": "scaling.data.store",
     "open_dataset": "scaling.data.store",
-    "Dataset": "scaling.data.store",
+    "Dataset": "scaling.data.dataset",
     "open_source": "scaling.data.mixture",
     "MixtureSource": "scaling.data.mixture",
 }

@@ -1,0 +1,450 @@
+"""LeRobot v3.0 interoperability: export our datasets to the LeRobot on-disk layout and import back.
+
+The LeRobot v3.0 layout (``codebase_version`` "v3.0"), which packs many episodes per file::
+
+    OUT/meta/info.json                          schema, fps, counts, path templates, splits
+    OUT/meta/stats.json                         per feature: min, max, mean, std, count (+ q01, q99)
+    OUT/meta/tasks.parquet                      index "task" (the instruction) -> column task_index
+    OUT/meta/episodes/chunk-000/file-000.parquet  one row per episode: tasks, length, file location,
+                                                  dataset_from_index/to_index, per-episode stats
+    OUT/data/chunk-CCC/file-FFF.parquet         one row per frame: observation.state, action,
+                                                  observation.images.top, timestamp, frame_index,
+                                                  episode_index, index, task_index
+
+Images are stored as an *image* feature (not video): a struct {bytes: PNG, path: null}, as the
+Hugging Face ``datasets`` Image feature stores them, so frames survive the round trip bit for bit.
+Data files roll over at ``DATA_FILE_MB`` (LeRobot's default 100 MB) and chunks at 1000 files.
+Our per-episode fields that LeRobot has no column for (task name, success, source, seed, meta) ride
+along as extra columns of the episodes table, which LeRobot's reader ignores.
+
+Import reads a local v3.0 folder only (no hub access) with image features and writes our format
+through ``scaling.data.store.write_dataset``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from scaling.data.episode import Episode
+from scaling.errors import BadInput
+
+CODEBASE_VERSION = "v3.0"
+CHUNKS_SIZE = 1000  # files per chunk folder (LeRobot's DEFAULT_CHUNK_SIZE)
+DATA_FILE_MB = 100  # a data file rolls over past this many MB (LeRobot's default)
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
+IMAGE_KEY, STATE_KEY, ACTION_KEY = "observation.images.top", "observation.state", "action"
+DEFAULT_FPS = {"metaworld": 80, "tabletop": 10}  # Meta-World: 5 physics steps of 2.5 ms per action
+IMPORTER_VERSION = "1"
+_INDEX_COLUMNS = ("frame_index", "episode_index", "index", "task_index")  # int64 scalars per frame
+
+# Per-dimension names where the source defines them; generic names otherwise.
+_NAMES = {
+    "metaworld": {STATE_KEY: ["hand_x", "hand_y", "hand_z", "gripper"], ACTION_KEY: ["dx", "dy", "dz", "grip"]},
+}
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)  # lossless; level 1 is ~5x faster
+    return buf.getvalue()
+
+
+def _vector_stats(x: np.ndarray) -> dict:
+    """LeRobot's per-episode stats of (T, D) rows: lists of length D, count [T]."""
+    return {"min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(),
+            "std": x.std(0).tolist(), "count": [int(x.shape[0])]}
+
+
+def _image_stats(images: np.ndarray) -> dict:
+    """Per-channel stats on the [0, 1] scale, shaped (3, 1, 1) as LeRobot stores image stats."""
+    from scaling.data.stats import ImageStats
+
+    flat = images.reshape(-1, 3)  # (T*H*W, 3) uint8 view: min/max without a float copy
+    moments = ImageStats()  # chunked float32 sums: bounded memory for long, large episodes
+    moments.update(images)
+    mean_std = moments.result()
+
+    def c11(v) -> list:
+        return np.reshape(v, (3, 1, 1)).tolist()
+
+    return {"min": c11(flat.min(0) / 255.0), "max": c11(flat.max(0) / 255.0), "mean": c11(mean_std["mean"]),
+            "std": c11(mean_std["std"]), "count": [int(images.shape[0])]}
+
+
+def _frame_schema(state_dim: int, action_dim: int):
+    import pyarrow as pa
+
+    # The "huggingface" schema metadata lets `datasets` load the file with the Image feature decoded.
+    hf_features = {
+        STATE_KEY: {"feature": {"dtype": "float32", "_type": "Value"}, "length": state_dim, "_type": "Sequence"},
+        ACTION_KEY: {"feature": {"dtype": "float32", "_type": "Value"}, "length": action_dim, "_type": "Sequence"},
+        IMAGE_KEY: {"_type": "Image"},
+        "timestamp": {"dtype": "float32", "_type": "Value"},
+        **{k: {"dtype": "int64", "_type": "Value"} for k in _INDEX_COLUMNS},
+    }
+    fields = [
+        pa.field(STATE_KEY, pa.list_(pa.float32(), state_dim)),
+        pa.field(ACTION_KEY, pa.list_(pa.float32(), action_dim)),
+        pa.field(IMAGE_KEY, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        pa.field("timestamp", pa.float32()),
+        *[pa.field(k, pa.int64()) for k in _INDEX_COLUMNS],
+    ]
+    return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": hf_features}})})
+
+
+def _new_folder(out: Path) -> Path:
+    """Checks ``out`` may be written and returns the temporary folder to build it in."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"{out}: already exists and is not an empty folder")
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "meta").mkdir(parents=True)
+    except OSError as exc:
+        raise BadInput(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
+    return tmp
+
+
+class _DataFiles:
+    """Writes frame batches to data/chunk-CCC/file-FFF.parquet, rolling over by size and count."""
+
+    def __init__(self, root: Path, schema) -> None:
+        self.root, self.schema = root, schema
+        self.chunk, self.file, self.bytes, self.writer = 0, 0, 0, None
+
+    def write(self, batch) -> tuple[int, int]:
+        """Appends ``batch`` (whole episodes); returns the (chunk, file) it went to."""
+        import pyarrow.parquet as pq
+
+        if self.writer is not None and self.bytes > DATA_FILE_MB * 2**20:
+            self.close()
+            # LeRobot's update_chunk_file_indices: a chunk folder holds CHUNKS_SIZE files.
+            last = self.file == CHUNKS_SIZE - 1
+            self.chunk, self.file = (self.chunk + 1, 0) if last else (self.chunk, self.file + 1)
+        if self.writer is None:
+            path = self.root / DATA_PATH.format(chunk_index=self.chunk, file_index=self.file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer, self.bytes = pq.ParquetWriter(path, self.schema), 0
+        self.writer.write_batch(batch)
+        self.bytes += batch.nbytes
+        return self.chunk, self.file
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _frame_batch(ep: Episode, schema, episode_index: int, first_frame: int, task_index: int, fps: int):
+    """One episode as a record batch of LeRobot frame rows (T rows)."""
+    import pyarrow as pa
+
+    t = len(ep)
+    frame_index = np.arange(t, dtype=np.int64)
+    pngs = pa.array([_png(img) for img in ep.images], pa.binary())
+    return pa.record_batch([
+        pa.FixedSizeListArray.from_arrays(pa.array(ep.proprio.reshape(-1), pa.float32()), ep.proprio.shape[1]),
+        pa.FixedSizeListArray.from_arrays(pa.array(ep.actions.reshape(-1), pa.float32()), ep.actions.shape[1]),
+        pa.StructArray.from_arrays([pngs, pa.nulls(t, pa.string())], ["bytes", "path"]),
+        pa.array((frame_index / fps).astype(np.float32)),  # timestamp (s)
+        pa.array(frame_index), pa.array(np.full(t, episode_index, np.int64)),
+        pa.array(first_frame + frame_index), pa.array(np.full(t, task_index, np.int64)),
+    ], schema=schema)
+
+
+def _episode_row(ep: Episode, episode_index: int, first_frame: int, chunk: int, file: int) -> dict:
+    """The episode's row of meta/episodes (LeRobot's columns, then ours, then per-episode stats)."""
+    t = len(ep)
+    return {
+        "episode_index": episode_index, "tasks": [ep.instruction], "length": t,
+        "data/chunk_index": chunk, "data/file_index": file,
+        "dataset_from_index": first_frame, "dataset_to_index": first_frame + t,
+        "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
+        # Beyond LeRobot's columns, so that import restores the episode exactly.
+        "task_name": ep.task, "success": bool(ep.success), "source": ep.source,
+        "seed": -1 if ep.seed is None else int(ep.seed),
+        "meta": json.dumps({k: v for k, v in ep.meta.items() if k != "uid"}),
+        **_flat_stats(ep),
+    }
+
+
+def export_lerobot(src_dir: str | Path, out_dir: str | Path, *, fps: int | None = None) -> Path:
+    """Writes the dataset at ``src_dir`` as a LeRobot v3.0 dataset folder at ``out_dir``.
+
+    Streams episode by episode: memory holds one episode's frames and one row per episode.
+
+    Args:
+        src_dir: one of our dataset folders (``scaling.data.store`` format).
+        out_dir: the LeRobot folder to create (must not exist, or be empty).
+        fps: frames per second recorded in info.json (timestamps are frame_index / fps); default:
+            the source's control rate (Meta-World 80, tabletop 10).
+
+    Returns:
+        ``out_dir``. It is built under a temporary name and renamed when complete.
+
+    Raises:
+        BadInput: missing/corrupt source dataset, or ``out_dir`` not writable.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scaling.data.store import open_dataset
+
+    ds = open_dataset(src_dir)
+    out = Path(out_dir)
+    sources = ds.manifest.get("sources") or ["unknown"]
+    fps = int(fps or DEFAULT_FPS.get(sources[0], 10))
+    if fps <= 0:
+        raise BadInput(f"export-lerobot: fps must be positive, got {fps}")
+    size, p_dim, a_dim = (ds.manifest["features"][k]["shape"] for k in ("images", "proprio", "actions"))
+    schema = _frame_schema(int(p_dim[0]), int(a_dim[0]))
+    tmp = _new_folder(out)
+    data = _DataFiles(tmp, schema)
+    try:
+        tasks: dict[str, int] = {}  # instruction -> task_index, in order of first appearance
+        rows: list[dict] = []
+        frames = 0
+        for i, ep in enumerate(ds.iter_episodes()):
+            task_index = tasks.setdefault(ep.instruction, len(tasks))
+            chunk, file = data.write(_frame_batch(ep, schema, i, frames, task_index, fps))
+            rows.append(_episode_row(ep, i, frames, chunk, file))
+            frames += len(ep)
+        data.close()
+        (tmp / EPISODES_PATH).parent.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), tmp / EPISODES_PATH)
+        pd.DataFrame({"task_index": list(tasks.values())}, index=pd.Index(list(tasks), name="task")).to_parquet(
+            tmp / "meta" / "tasks.parquet")
+        _write_json(tmp / "meta" / "stats.json", _dataset_stats(ds, rows, frames))
+        _write_json(tmp / "meta" / "info.json", _info(ds, sources, fps, size, p_dim, a_dim, len(rows), frames,
+                                                      len(tasks)))
+        if out.exists():
+            out.rmdir()  # empty (checked above): replace it with the finished folder
+        os.replace(tmp, out)
+    except BaseException:
+        data.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _flat_stats(ep: Episode) -> dict:
+    """Per-episode stats as LeRobot's episodes table flattens them ("stats/<feature>/<stat>")."""
+    stats = {STATE_KEY: _vector_stats(ep.proprio), ACTION_KEY: _vector_stats(ep.actions),
+             IMAGE_KEY: _image_stats(ep.images)}
+    return {f"stats/{key}/{name}": value for key, st in stats.items() for name, value in st.items()}
+
+
+def _dataset_stats(ds, rows: list[dict], frames: int) -> dict:
+    """meta/stats.json: our stats.json (exact, streaming) in LeRobot's names and shapes."""
+    ours = ds.stats
+    out = {}
+    for key, name in ((STATE_KEY, "proprio"), (ACTION_KEY, "action")):
+        out[key] = {k: ours[name][k] for k in ("min", "max", "mean", "std", "q01", "q99")}
+        out[key]["count"] = [frames]
+    img = {k: np.array([r[f"stats/{IMAGE_KEY}/{k}"] for r in rows]) for k in ("min", "max")}  # (E, 3, 1, 1)
+    out[IMAGE_KEY] = {
+        "min": img["min"].min(0).tolist(), "max": img["max"].max(0).tolist(),
+        "mean": np.reshape(ours["image"]["mean"], (3, 1, 1)).tolist(),
+        "std": np.reshape(ours["image"]["std"], (3, 1, 1)).tolist(), "count": [frames],
+    }
+    return out
+
+
+def _info(ds, sources, fps, size, p_dim, a_dim, episodes, frames, n_tasks) -> dict:
+    """meta/info.json: LeRobot's schema, counts and path templates (plus where the data came from)."""
+    names = _NAMES.get(sources[0], {})
+    scalar = {"shape": [1], "names": None}
+    return {
+        "codebase_version": CODEBASE_VERSION,
+        "robot_type": sources[0] if len(sources) == 1 else "mixed",
+        "total_episodes": episodes, "total_frames": frames, "total_tasks": n_tasks,
+        "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILE_MB, "video_files_size_in_mb": 500,
+        "fps": fps, "splits": {"train": f"0:{episodes}"},
+        "data_path": DATA_PATH, "video_path": VIDEO_PATH,
+        "features": {
+            IMAGE_KEY: {"dtype": "image", "shape": list(size), "names": ["height", "width", "channels"]},
+            STATE_KEY: {"dtype": "float32", "shape": list(p_dim),
+                        "names": names.get(STATE_KEY, [f"state_{i}" for i in range(p_dim[0])])},
+            ACTION_KEY: {"dtype": "float32", "shape": list(a_dim),
+                         "names": names.get(ACTION_KEY, [f"action_{i}" for i in range(a_dim[0])])},
+            "timestamp": {"dtype": "float32", **scalar},
+            **{k: {"dtype": "int64", **scalar} for k in _INDEX_COLUMNS},
+        },
+        "exported_from": {"path": str(Path(ds.path).resolve()), "meta": ds.manifest.get("meta") or {},
+                          **{k: ds.manifest.get(k) for k in ("generator", "generator_version", "seed")}},
+    }
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def _read_info(src: Path) -> dict:
+    if not src.exists():
+        raise BadInput(f"{src}: no such LeRobot dataset folder")
+    if not src.is_dir():
+        raise BadInput(f"{src}: not a folder")
+    path = src / "meta" / "info.json"
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: missing (not a LeRobot dataset folder)") from None
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    version = info.get("codebase_version") if isinstance(info, dict) else None
+    if version != CODEBASE_VERSION:
+        raise BadInput(f"{path}: codebase_version {version!r} is not {CODEBASE_VERSION!r} "
+                       f"(convert it with LeRobot's convert_dataset_v21_to_v30 first)")
+    if not isinstance(info.get("features"), dict):
+        raise BadInput(f"{path}: no 'features' mapping")
+    return info
+
+
+def _pick_keys(info: dict, path: Path) -> tuple[str, str, str]:
+    """(image key, state key, action key) of a LeRobot dataset; the first image feature is the camera."""
+    feats = info["features"]
+    images = [k for k, f in feats.items() if f.get("dtype") == "image"]
+    if not images:
+        videos = [k for k, f in feats.items() if f.get("dtype") == "video"]
+        what = f"only video features ({', '.join(videos)}); mp4 decoding is not supported" if videos else "no image"
+        raise BadInput(f"{path}: {what}; re-export it with image features")
+    image = IMAGE_KEY if IMAGE_KEY in images else images[0]
+    for key in (STATE_KEY, ACTION_KEY):
+        if key not in feats:
+            raise BadInput(f"{path}: feature {key!r} missing (have {', '.join(feats)})")
+    return image, STATE_KEY, ACTION_KEY
+
+
+def _read_parquet(path: Path, **kwargs):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, **kwargs)
+    except Exception as exc:  # pyarrow raises several types for missing/corrupt files
+        raise BadInput(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
+def _task_strings(src: Path) -> dict[int, str]:
+    """task_index -> task text from meta/tasks.parquet (task as the pandas index or as a column)."""
+    table = _read_parquet(src / "meta" / "tasks.parquet").to_pandas()
+    if "task" not in table.columns:
+        table = table.reset_index()
+    if "task" not in table.columns or "task_index" not in table.columns:
+        raise BadInput(f"{src / 'meta' / 'tasks.parquet'}: needs 'task' and 'task_index'")
+    return {int(i): str(t) for i, t in zip(table["task_index"], table["task"])}
+
+
+def _decode_images(column, src: Path, image_size: int | None) -> np.ndarray:
+    """(T, H, W, 3) uint8 from an Image-feature column ({bytes, path} structs), resized if asked."""
+    from PIL import Image
+
+    frames = []
+    for cell in column:
+        data = cell.get("bytes") if isinstance(cell, dict) else cell
+        if data is None:  # an image stored by path, relative to the dataset root
+            data = (src / cell["path"]).read_bytes()
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        if image_size is not None and img.size != (image_size, image_size):
+            img = img.resize((image_size, image_size), Image.BILINEAR)
+        frames.append(np.asarray(img, dtype=np.uint8))
+    return np.stack(frames)
+
+
+def _lerobot_episodes(src: Path, info: dict, image_size: int | None) -> Iterator[Episode]:
+    """Streams the episodes of a LeRobot v3.0 folder, one data file in memory at a time."""
+    image_key, state_key, action_key = _pick_keys(info, src / "meta" / "info.json")
+    tasks = _task_strings(src)
+    ep_files = sorted((src / "meta" / "episodes").glob("*/*.parquet"))
+    if not ep_files:
+        raise BadInput(f"{src / 'meta' / 'episodes'}: no episode metadata files")
+    import pyarrow as pa
+
+    episodes = pa.concat_tables([_read_parquet(p) for p in ep_files]).to_pandas()
+    episodes = episodes.sort_values("episode_index").set_index("episode_index", drop=False)
+    data_files = sorted((src / "data").glob("*/*.parquet"))
+    if not data_files:
+        raise BadInput(f"{src / 'data'}: no data files")
+    columns = [image_key, state_key, action_key, "episode_index", "frame_index", "task_index"]
+    for path in data_files:
+        frames = _read_parquet(path, columns=columns).to_pandas()
+        # Episodes never span data files in v3.0; within a file frames are in episode order.
+        for index, rows in frames.groupby("episode_index", sort=True):
+            rows = rows.sort_values("frame_index")
+            meta_row = episodes.loc[index] if index in episodes.index else None
+            task_text = tasks.get(int(rows["task_index"].iloc[0]), "")
+            yield _episode_from(rows, meta_row, task_text, src, image_size, (image_key, state_key, action_key))
+
+
+def _episode_from(rows, meta_row, task_text: str, src: Path, image_size: int | None, keys: tuple) -> Episode:
+    """One Episode from its frame rows (pandas, in frame order) and its meta/episodes row (or None)."""
+    image_key, state_key, action_key = keys
+    t = len(rows)
+    extra = {} if meta_row is None else meta_row.to_dict()
+
+    def has(key: str) -> bool:
+        value = extra.get(key)
+        return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+    meta = json.loads(extra["meta"]) if has("meta") else {}
+    meta["lerobot_episode_index"] = int(rows["episode_index"].iloc[0])
+    return Episode(
+        images=_decode_images(rows[image_key], src, image_size),
+        proprio=np.stack(rows[state_key].to_numpy()).astype(np.float32).reshape(t, -1),
+        actions=np.stack(rows[action_key].to_numpy()).astype(np.float32).reshape(t, -1),
+        instruction=task_text,
+        # Our own exports carry the task name, outcome and source; other LeRobot datasets are
+        # demonstrations with only the instruction.
+        task=str(extra["task_name"]) if has("task_name") else task_text,
+        success=bool(extra["success"]) if has("success") else True,
+        source=str(extra["source"]) if has("source") else "lerobot",
+        seed=int(extra["seed"]) if has("seed") and int(extra["seed"]) >= 0 else None,
+        meta=meta,
+    )
+
+
+def import_lerobot(src_dir: str | Path, out_dir: str | Path, *, image_size: int | None = None,
+                   overwrite: bool = False) -> Path:
+    """Reads a local LeRobot v3.0 folder (image features, no hub access) into our dataset format.
+
+    Args:
+        src_dir: the LeRobot dataset root (holding ``meta/info.json``).
+        out_dir: our dataset folder to write (via ``scaling.data.store.write_dataset``).
+        image_size: resize frames to (image_size, image_size); needed when they are not square.
+        overwrite: replace an existing dataset at ``out_dir``.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        BadInput: missing folder, ``codebase_version`` other than v3.0, video-only cameras,
+            missing state/action, unreadable files, or non-square images without ``image_size``.
+    """
+    from scaling.data.store import write_dataset
+
+    src = Path(src_dir)
+    info = _read_info(src)
+    shape = info["features"].get(_pick_keys(info, src / "meta" / "info.json")[0], {}).get("shape") or []
+    if image_size is None and len(shape) == 3 and shape[0] != shape[1]:
+        raise BadInput(f"{src / 'meta' / 'info.json'}: images are {shape[0]}x{shape[1]}, not square; "
+                       f"pass image_size (--image-size) to resize them")
+    if image_size is not None and image_size <= 0:
+        raise BadInput(f"import-lerobot: image_size must be positive, got {image_size}")
+    exported = info.get("exported_from") or {}  # present when the folder is one of our exports
+    meta = {**(exported.get("meta") or {}),  # e.g. action_bounds, which cleaning uses
+            "lerobot": {"source": str(src.resolve()), "fps": info.get("fps"), "robot_type": info.get("robot_type"),
+                        "codebase_version": info["codebase_version"]}}
+    return write_dataset(_lerobot_episodes(src, info, image_size), out_dir, seed=exported.get("seed"),
+                         generator="lerobot-import", generator_version=IMPORTER_VERSION,
+                         overwrite=overwrite, meta=meta)
