@@ -1,0 +1,328 @@
+"""`RunConfig`: everything one training run needs, as a frozen dataclass.
+
+Defaults < YAML file < command-line flags. Every run writes its fully resolved config to
+``RUN_DIR/config.yaml``, which doubles as the command to resume or reproduce it
+(``scaling train --config RUN_DIR/config.yaml``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from analysis.errors import BadInput
+
+PRECISIONS = ("bf16-mixed", "16-mixed", "32-true")
+SCHEDULES = ("cosine", "wsd")
+STRATEGIES = ("auto", "ddp", "fsdp")
+ACCELERATORS = ("auto", "cpu", "gpu")
+LOGGERS = ("csv", "wandb")
+HEADS = ("discrete", "mse", "flow")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: data, model size, sample budget, optimiser and hardware settings."""
+
+    data: Any = None
+    """Dataset directory (str), or a mixture spec {"mixture": [{"path": ..., "weight": ...}]}."""
+    size: Any = "debug"
+    """Model size: a preset name ("debug", ...) or a target parameter count (e.g. 1e6 parameters)."""
+    samples: int = 10_000
+    """D, the training budget in samples (frames); steps = ceil(samples / batch_size)."""
+    out: str = "runs/run"
+    """Run directory (RUN_DIR): config.yaml, result.json, metrics.csv, checkpoints/."""
+    run_id: str | None = None
+    """Run identifier recorded in result.json; defaults to the name of `out`."""
+
+    lr: float = 3e-4
+    """Peak learning rate (after warmup), per unit of the AdamW update."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of `lr` (cosine ends there; WSD cools down to it)."""
+    warmup: float = 0.05
+    """Linear warmup: a fraction of the run's steps when < 1, else a number of optimizer steps."""
+    schedule: str = "cosine"
+    """Learning-rate schedule over exactly the run's steps: cosine | wsd."""
+    wsd_decay_frac: float = 0.2
+    """WSD only: fraction of the steps spent in the final 1-sqrt cooldown."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay (applied to matrices only, not norms/biases/embeddings)."""
+    beta1: float = 0.9
+    """AdamW first-moment decay (dimensionless)."""
+    beta2: float = 0.95
+    """AdamW second-moment decay (dimensionless)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient L2 norm to this value (0 = no clipping)."""
+    mup_base_width: int | None = None
+    """muP-style width scaling: the d_model at which `lr` was tuned (None = standard parametrisation)."""
+
+    batch_size: int = 64
+    """Global batch size in samples per optimizer step, whatever the device count."""
+    micro_batch_size: int | None = None
+    """Samples per device per forward pass (None = batch_size / world_size, no accumulation)."""
+    precision: str = "bf16-mixed"
+    """Lightning precision: bf16-mixed | 16-mixed | 32-true."""
+    devices: int = 1
+    """Devices (processes) per node."""
+    num_nodes: int = 1
+    """Number of nodes (torchrun or SLURM provide the rendezvous)."""
+    strategy: str = "auto"
+    """Distribution strategy: auto | ddp | fsdp (fsdp on GPUs)."""
+    accelerator: str = "auto"
+    """auto | cpu | gpu."""
+    num_workers: int = 0
+    """DataLoader worker processes per device (0 = load batches in the training process)."""
+    threads: int | None = None
+    """CPU threads per training process for torch (None = torch's default; CPU DDP splits the cores)."""
+    seed: int = 0
+    """Seed for initialisation and the order of training samples."""
+
+    chunk: int = 1
+    """Action chunk: the model predicts the next `chunk` actions (steps)."""
+    head: str = "discrete"
+    """Action head: discrete (256-bin cross-entropy) | mse | flow."""
+    d_model: int | None = None
+    """Override the preset's width (channels); None keeps the size's shape."""
+    n_layers: int | None = None
+    """Override the preset's depth (blocks); None keeps the size's shape."""
+    n_heads: int | None = None
+    """Override the preset's attention heads (must divide d_model); None keeps the size's shape."""
+
+    val_every: int = 0
+    """Validate every this many training samples (0 = about 10 times per run)."""
+    val_samples: int = 512
+    """Held-out validation frames used for val_loss and action_mse (frames)."""
+    eval_episodes: int = 0
+    """Closed-loop tabletop episodes for success_rate (0 = not evaluated, success_rate null)."""
+    eval_seed: int = 10_000
+    """Seed of the first evaluation episode (episodes use eval_seed, eval_seed+1, ...)."""
+
+    log_every: int = 10
+    """Write train loss / lr / grad-norm every this many optimizer steps."""
+    logger: str = "csv"
+    """csv (always written) | wandb (also W&B, offline unless wandb_mode or WANDB_MODE says otherwise)."""
+    wandb_project: str = "vla-scaling"
+    """W&B project name."""
+    wandb_mode: str | None = None
+    """W&B mode: offline | online | disabled (None = $WANDB_MODE, else offline)."""
+    wandb_group: str | None = None
+    """W&B group (sweeps pass the sweep name; None = $WANDB_RUN_GROUP, else no group)."""
+    wandb_job_type: str = "train"
+    """W&B job type."""
+    progress_bar: bool = True
+    """Show a progress bar on stderr."""
+
+    checkpoint_every: int = 200
+    """Save RUN_DIR/checkpoints/last.ckpt every this many optimizer steps (and at the end)."""
+    checkpoint_at: tuple[int, ...] = ()
+    """Sample counts at which to keep stable-phase checkpoints (stable-<samples>.ckpt) for WSD branching."""
+    branch_from: str | None = None
+    """Checkpoint to continue from (a stable-phase checkpoint of a run with the same settings)."""
+    divergence_factor: float = 3.0
+    """Stop with status diverged when loss is NaN/inf, or > this times the initial loss after warmup."""
+    peak_flops: float | None = None
+    """Peak FLOP/s per device for MFU (None = known GPU table, or $SCALING_PEAK_FLOPS, else MFU null)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, os.PathLike):
+            object.__setattr__(self, "data", os.fspath(self.data))  # keep the YAML plain
+        if self.data is None:
+            raise BadInput("train: --data is required (a dataset directory or a mixture spec)")
+        _size_value(self.size)  # raises on nonsense
+        positive = ("samples", "batch_size", "lr", "devices", "num_nodes", "log_every", "checkpoint_every",
+                    "chunk", "divergence_factor")
+        for name in positive:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise BadInput(f"train: --{_flag(name)} must be a positive number, got {value!r}")
+        for name in ("val_every", "val_samples", "eval_episodes", "num_workers", "weight_decay", "grad_clip",
+                     "warmup"):
+            if getattr(self, name) < 0:
+                raise BadInput(f"train: --{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("micro_batch_size", "d_model", "n_layers", "n_heads", "mup_base_width", "peak_flops", "threads"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise BadInput(f"train: --{_flag(name)} must be positive, got {value!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise BadInput(f"train: --min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0 < self.wsd_decay_frac <= 1:
+            raise BadInput(f"train: --wsd-decay-frac must be in (0, 1], got {self.wsd_decay_frac}")
+        choices = {"precision": PRECISIONS, "schedule": SCHEDULES, "strategy": STRATEGIES,
+                   "accelerator": ACCELERATORS, "logger": LOGGERS, "head": HEADS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise BadInput(f"train: --{_flag(name)} must be one of {'|'.join(allowed)}, "
+                               f"got {getattr(self, name)!r}{_hint(str(getattr(self, name)), allowed)}")
+        if any(c <= 0 for c in self.checkpoint_at):
+            raise BadInput(f"train: --checkpoint-at sample counts must be positive, got {list(self.checkpoint_at)}")
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        """The run directory as a Path."""
+        return Path(self.out)
+
+    @property
+    def name(self) -> str:
+        """run_id, or the run directory's name."""
+        return self.run_id or Path(self.out).resolve().name
+
+    @property
+    def size_value(self) -> str | float:
+        """`size` as ModelConfig.from_size takes it: a preset name or a float parameter count."""
+        return _size_value(self.size)
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps: ceil(samples / batch_size); the last step may be partial."""
+        return math.ceil(self.samples / self.batch_size)
+
+    def warmup_steps(self) -> int:
+        """Warmup length in optimizer steps (a fraction < 1 is of the run's steps)."""
+        if self.warmup < 1:
+            return int(round(self.warmup * self.steps))
+        return int(self.warmup)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML/JSON-safe dict of every field."""
+        out = dataclasses.asdict(self)
+        out["checkpoint_at"] = list(self.checkpoint_at)
+        return out
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with some fields changed (validated again)."""
+        return from_mapping({**self.to_dict(), **changes})
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fully resolved config as YAML (atomically)."""
+        import yaml
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
+        return path
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _hint(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _size_value(size: Any) -> str | float:
+    if isinstance(size, bool) or size is None:
+        raise BadInput(f"train: --size must be a preset name or a parameter count, got {size!r}")
+    if isinstance(size, (int, float)):
+        value = float(size)
+    else:
+        try:
+            value = float(str(size))
+        except ValueError:
+            return str(size)  # a preset name; the model package validates it
+    if not math.isfinite(value) or value <= 0:
+        raise BadInput(f"train: --size must be a positive parameter count or a preset name, got {size!r}")
+    return value
+
+
+def field_names() -> list[str]:
+    """Names of every RunConfig field, in order."""
+    return [f.name for f in fields(RunConfig)]
+
+
+@functools.lru_cache(maxsize=1)
+def field_docs() -> dict[str, str]:
+    """Attribute docstrings of RunConfig, read from this file's source (used as --help text)."""
+    tree = ast.parse(inspect.getsource(RunConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = str(nxt.value.value).strip()  # type: ignore[union-attr]
+    return docs
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Coerce a YAML/flag value to the field's type; raise BadInput naming the key."""
+    f = {f.name: f for f in fields(RunConfig)}[name]
+    kind = str(f.type)
+    if value is None or name in ("data", "size"):
+        return value
+    try:
+        if name == "checkpoint_at":
+            items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+            return tuple(int(float(v)) for v in items)
+        if kind.startswith("bool"):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind.startswith("int"):
+            number = float(value)
+            if number != int(number):
+                raise ValueError(value)
+            return int(number)
+        if kind.startswith("float"):
+            return float(value)
+        if kind.startswith("str"):
+            return str(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"train: {name} must be {kind.split(' |')[0]}, got {value!r}") from None
+    return value
+
+
+def from_mapping(values: Mapping[str, Any], *, source: str = "config") -> RunConfig:
+    """Build a RunConfig from a mapping; unknown keys raise BadInput with a did-you-mean."""
+    known = field_names()
+    for key in values:
+        if key not in known:
+            raise BadInput(f"{source}: unknown key {key!r}{_hint(str(key), known)}")
+    return RunConfig(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML run config into a dict (keys checked by `from_mapping`)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise BadInput(f"{path}: expected a mapping of RunConfig fields, got {type(values).__name__}")
+    return values
+
+
+def resolve(config_path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Defaults < YAML file < overrides (flags); None-valued overrides are ignored."""
+    values: dict[str, Any] = {}
+    source = "config"
+    if config_path is not None:
+        values.update(load_yaml(config_path))
+        source = str(config_path)
+        for key in values:  # check the file's keys against its own name
+            if key not in field_names():
+                raise BadInput(f"{source}: unknown key {key!r}{_hint(str(key), field_names())}")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_mapping(values, source=source)
+
+
+__all__ = ["RunConfig", "resolve", "from_mapping", "load_yaml", "field_names", "field_docs"]

@@ -1,0 +1,81 @@
+"""`MetricsCSV`: the run's per-step metrics as RUN_DIR/metrics.csv, a Lightning logger.
+
+One row per logged step; fixed leading columns, metrics the run has not logged yet are empty.
+Rows are appended and flushed as they come (a killed run keeps what it logged); a resumed run
+first drops rows past the step it resumes from, so the file reads as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+COLUMNS = ("step", "samples", "train_loss", "lr", "grad_norm", "val_loss", "action_mse",
+           "samples_per_second", "wall_seconds")
+
+
+class MetricsCSV(Logger):
+    """Append-only CSV of metrics with fixed columns (extra keys are ignored).
+
+    Args:
+        path: RUN_DIR/metrics.csv.
+        resume_step: keep only existing rows with step <= this (None = start a new file).
+    """
+
+    def __init__(self, path: str | os.PathLike, resume_step: int | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._t0 = time.time()
+        self._resume_step = resume_step
+        self._ready = False
+
+    @property
+    def name(self) -> str:
+        return "metrics_csv"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.path.parent)
+
+    def _prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[list[str]] = []
+        if self._resume_step is not None and self.path.exists():
+            with self.path.open(newline="") as fh:
+                rows = list(csv.reader(fh))
+            kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= self._resume_step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS)
+            writer.writerows(kept)
+        os.replace(tmp, self.path)
+        self._ready = True
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if not self._ready:
+            self._prepare()
+        row = {"step": step, "wall_seconds": round(time.time() - self._t0, 3), **metrics}
+        with self.path.open("a", newline="") as fh:
+            csv.writer(fh).writerow(["" if row.get(c) is None else row[c] for c in COLUMNS])
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass  # the resolved config is RUN_DIR/config.yaml
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a metrics.csv as dicts (strings; empty where not logged)."""
+    with Path(path).open(newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -1,0 +1,101 @@
+"""`RunResult`: what one training run reports (``RUN_DIR/result.json``), the seam to sweeps.
+
+The fields are exactly those of docs/contracts.md; sweeps flatten `model` into d_model, n_layers,
+n_heads for the results table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("completed", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one training run."""
+
+    run_id: str
+    """Run identifier (the run directory's name unless configured)."""
+    status: str
+    """completed | diverged | failed."""
+    n_params: int
+    """Total trainable parameters (parameters)."""
+    n_params_nonembed: int
+    """Parameters excluding embeddings (parameters): the N of the scaling fits."""
+    model: dict
+    """Model shape: d_model, n_layers, n_heads, d_ff, patch_size, head, chunk, ..."""
+    flops_per_sample: int
+    """Training FLOPs per sample (forward + backward, attention included)."""
+    flops: float
+    """Training FLOPs spent: flops_per_sample * n_samples."""
+    n_samples: int
+    """D: training samples seen (frames)."""
+    n_unique_samples: int
+    """Distinct training frames among them (frames)."""
+    epochs: float
+    """n_samples / unique training frames available (> 1 means repeated data)."""
+    lr: float
+    """Peak learning rate."""
+    global_batch_size: int
+    """Samples per optimizer step."""
+    precision: str
+    """Lightning precision (bf16-mixed | 16-mixed | 32-true)."""
+    world_size: int
+    """Processes (devices x nodes) that trained."""
+    val_loss: float | None
+    """Final held-out loss: action-token NLL in nats per action dimension (discrete head), else the head's loss."""
+    val_loss_best: float | None
+    """Lowest validation loss seen during the run (same units)."""
+    train_loss: float | None
+    """Mean training loss over the last logged steps (same units)."""
+    action_mse: float | None
+    """Validation MSE of the predicted actions (every chunk step and dimension), in the data's raw units."""
+    success_rate: float | None
+    """Closed-loop tabletop success over eval_episodes episodes; null when not evaluated."""
+    wall_seconds: float
+    """Wall-clock seconds of the whole run (set-up, training, validation, evaluation)."""
+    samples_per_second: float | None
+    """Training throughput from training steps only (samples/s, all devices)."""
+    mfu: float | None
+    """Model FLOP utilisation: achieved FLOP/s / (peak FLOP/s x world_size); null if the peak is unknown."""
+    versions: dict
+    """Versions: torch, lightning, python, package."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with non-finite floats turned into None (strict JSON)."""
+        return {k: _finite(v) for k, v in dataclasses.asdict(self).items()}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write result.json atomically (temporary name, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunResult":
+        """Read a result.json written by `save`."""
+        values = json.loads(Path(path).read_text())
+        return cls(**{f.name: values.get(f.name) for f in fields(cls)})
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def result_fields() -> list[str]:
+    """The contract's field names, in order."""
+    return [f.name for f in fields(RunResult)]

@@ -1,0 +1,237 @@
+"""`train(cfg) -> RunResult`: one training run, from a RunConfig to RUN_DIR/result.json.
+
+Order matters for speed and for clear errors: everything that can reject bad input (the dataset, the
+model shape, the batch split, a resume/branch mismatch) runs before Lightning is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from analysis.errors import BadInput
+from scaling.config import RunConfig, from_mapping, load_yaml
+from scaling.result import RunResult
+
+# Fields that may change between the first start of a run and its resumption.
+_RESUMABLE_CHANGES = {"progress_bar", "num_workers", "threads", "log_every", "checkpoint_every", "logger",
+                      "wandb_project", "wandb_mode", "wandb_group", "wandb_job_type", "devices", "num_nodes",
+                      "strategy", "accelerator", "micro_batch_size", "eval_episodes", "eval_seed", "peak_flops"}
+# Fields a branched run must share with the run whose stable-phase checkpoint it starts from.
+_BRANCH_SAME = ("data", "size", "batch_size", "seed", "lr", "chunk", "head", "d_model", "n_layers", "n_heads",
+                "mup_base_width", "weight_decay", "beta1", "beta2", "precision")
+
+
+def _say(msg: str) -> None:
+    if _env_rank() == 0:
+        sys.stderr.write(f"scaling train: {msg}\n")
+        sys.stderr.flush()
+
+
+def _env_rank() -> int:
+    """Global rank from the launcher's environment (0 before any launch)."""
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key):
+            return int(os.environ[key])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+    return node * int(os.environ.get("LOCAL_WORLD_SIZE", 1)) + local if node else local
+
+
+def model_config(cfg: RunConfig, source):
+    """The ModelConfig for this run's size and data dimensions (BadInput on impossible shapes)."""
+    import dataclasses
+
+    from scaling.model import ModelConfig
+
+    model_cfg = ModelConfig.from_size(
+        cfg.size_value, image_size=source.image_size, vocab_size=source.tokenizer.vocab_size,
+        max_instr_len=source.tokenizer.max_len, proprio_dim=source.proprio_dim,
+        action_dim=source.action_dim, chunk=cfg.chunk, head=cfg.head, mup_base_width=cfg.mup_base_width)
+    shape = {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads") if getattr(cfg, k) is not None}
+    if shape:
+        if "d_model" in shape and "n_heads" not in shape:  # keep the preset's head width
+            shape["n_heads"] = max(1, shape["d_model"] // model_cfg.head_dim)
+        shape.setdefault("d_ff", 4 * shape.get("d_model", model_cfg.d_model))
+        model_cfg = dataclasses.replace(model_cfg, **shape)  # __post_init__ checks heads divide width
+    return model_cfg
+
+
+def _check_same(old: dict, new: dict, keys, what: str) -> None:
+    for key in keys:
+        if old.get(key) != new.get(key):
+            raise BadInput(f"{what}: {key} is {old.get(key)!r} there but {new.get(key)!r} now; "
+                           f"use a new --out or the same settings")
+
+
+def _resume_point(cfg: RunConfig, accumulate: int) -> tuple[str | None, int]:
+    """(checkpoint to resume or branch from, its step); prints what it does."""
+    from scaling.checkpointing import read_checkpoint_meta
+
+    last = cfg.run_dir / "checkpoints" / "last.ckpt"
+    if last.exists():
+        meta = read_checkpoint_meta(last)
+        _check_accumulation(meta, accumulate, str(last))
+        _say(f"resuming from {last} (step {meta['global_step']}/{cfg.steps})")
+        return str(last), meta["global_step"]
+    if cfg.branch_from:
+        path = Path(cfg.branch_from)
+        if not path.is_file():
+            raise BadInput(f"train: --branch-from {path}: checkpoint not found")
+        if cfg.schedule != "wsd":
+            raise BadInput("train: --branch-from needs --schedule wsd (a cooldown from a stable phase)")
+        meta = read_checkpoint_meta(path)
+        old = meta.get("run_config", {})
+        _check_same(old, cfg.to_dict(), _BRANCH_SAME, f"--branch-from {path}")
+        _check_accumulation(meta, accumulate, str(path))
+        from scaling.schedules import wsd_decay_start
+
+        step, start = meta["global_step"], wsd_decay_start(cfg.steps, cfg.wsd_decay_frac)
+        if step > start or step < cfg.warmup_steps():
+            raise BadInput(f"train: --branch-from {path} is at step {step}, outside this run's stable phase "
+                           f"[{cfg.warmup_steps()}, {start}] of {cfg.steps} steps")
+        _say(f"branching from {path} (step {step}/{cfg.steps}, cooldown from step {start})")
+        return str(path), step
+    return None, 0
+
+
+def _check_accumulation(meta: dict, accumulate: int, where: str) -> None:
+    old = meta.get("accumulate")
+    if old is not None and old != accumulate:
+        raise BadInput(f"train: {where} used {old} accumulation steps per optimizer step, this run {accumulate}; "
+                       f"keep --devices x --micro-batch-size the same to resume")
+
+
+def _finished(cfg: RunConfig) -> RunResult | None:
+    path = cfg.run_dir / "result.json"
+    if path.exists() and (cfg.run_dir / "config.yaml").exists():
+        old = load_yaml(cfg.run_dir / "config.yaml")
+        new = cfg.to_dict()
+        if all(old.get(k) == new.get(k) for k in new if k not in _RESUMABLE_CHANGES):
+            result = RunResult.load(path)
+            if result.status in ("completed", "diverged"):
+                return result
+    return None
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+    import platform
+
+    import lightning
+    import torch
+
+    try:
+        package = md.version("vla-scaling")
+    except md.PackageNotFoundError:
+        package = None
+    return {"torch": torch.__version__, "lightning": lightning.__version__,
+            "python": platform.python_version(), "package": package}
+
+
+def train(cfg: RunConfig) -> RunResult | None:
+    """Train one model on exactly cfg.samples samples; returns the result (None on ranks > 0).
+
+    Writes RUN_DIR/config.yaml, RUN_DIR/metrics.csv, RUN_DIR/checkpoints/{last,stable-*}.ckpt and
+    RUN_DIR/result.json. Running it again after an interruption resumes from last.ckpt; running it
+    again after it finished returns the saved result.
+
+    Raises:
+        BadInput: missing dataset, impossible size or batch split, a run directory holding another run.
+    """
+    t_start = time.time()
+    done = _finished(cfg)
+    if done is not None:
+        _say(f"{cfg.run_dir / 'result.json'} exists ({done.status}); nothing to do")
+        return done
+    from scaling.data import open_source
+    from scaling.datamodule import plan_accumulation
+    from scaling.model import count_params, describe, flops_per_sample
+
+    source = open_source(cfg.data)
+    model_cfg = model_config(cfg, source)
+    if cfg.strategy == "fsdp":
+        import torch
+
+        if cfg.accelerator == "cpu" or not torch.cuda.is_available():
+            raise BadInput("train: --strategy fsdp needs a CUDA GPU (use --strategy ddp on CPUs)")
+    n_params, n_nonembed = count_params(model_cfg)
+    fps = flops_per_sample(model_cfg)
+    world_size = cfg.devices * cfg.num_nodes
+    micro, accumulate = plan_accumulation(cfg.batch_size, world_size, cfg.micro_batch_size)
+    cfg_path = cfg.run_dir / "config.yaml"
+    if cfg_path.exists() and (cfg.run_dir / "checkpoints" / "last.ckpt").exists():
+        old = from_mapping(load_yaml(cfg_path)).to_dict()
+        _check_same(old, cfg.to_dict(), [k for k in old if k not in _RESUMABLE_CHANGES], str(cfg_path))
+    ckpt_path, start_step = _resume_point(cfg, accumulate)
+    if _env_rank() == 0:
+        cfg.save(cfg_path)
+
+    indices = source.train_indices(cfg.samples, seed=cfg.seed)  # (D,) nested subset, epochs repeat
+    if len(indices) != cfg.samples:
+        raise RuntimeError(f"train_indices returned {len(indices)} indices for {cfg.samples} samples")
+    n_train_frames = int(source.n_train_frames)
+    if cfg.samples > n_train_frames:
+        _say(f"D={cfg.samples} exceeds the {n_train_frames} unique training frames: "
+             f"{cfg.samples / n_train_frames:.2f} epochs of repeated data")
+    _say(f"{n_params:,} parameters ({n_nonembed:,} non-embedding), {cfg.steps} steps of {cfg.batch_size} "
+         f"samples, {fps * cfg.samples:.3g} FLOPs")
+
+    from scaling.trainer import fit
+
+    try:
+        outcome = fit(cfg, source, model_cfg, indices, micro, accumulate, ckpt_path, start_step, t_start)
+    except Exception:
+        if _env_rank() == 0:
+            _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start).save(
+                cfg.run_dir / "result.json")
+        raise
+    if outcome is None:
+        return None
+    module, trainer = outcome
+    status = "diverged" if module.diverged else "completed"
+    n_seen = min(trainer.global_step * cfg.batch_size, cfg.samples)
+    success = None
+    if status == "completed" and cfg.eval_episodes > 0 and cfg.strategy != "fsdp":
+        from scaling.evaluation import success_rate
+
+        success = success_rate(module.model, source, cfg.eval_episodes, seed=cfg.eval_seed,
+                               precision=cfg.precision)
+    sps = module.timed_steps * cfg.batch_size / module.train_seconds if module.timed_steps else None
+    from scaling.module import peak_flops_per_device
+
+    peak = peak_flops_per_device(cfg)
+    result = RunResult(
+        run_id=cfg.name, status=status, n_params=n_params, n_params_nonembed=n_nonembed,
+        model=describe(model_cfg), flops_per_sample=fps, flops=float(fps) * n_seen, n_samples=n_seen,
+        n_unique_samples=int(np.unique(indices[:n_seen]).size), epochs=n_seen / max(n_train_frames, 1),
+        lr=cfg.lr, global_batch_size=cfg.batch_size, precision=cfg.precision, world_size=trainer.world_size,
+        val_loss=module.val_loss, val_loss_best=module.val_loss_best, train_loss=module.train_loss,
+        action_mse=module.action_mse, success_rate=success,
+        wall_seconds=module.wall_before + time.time() - t_start, samples_per_second=sps,
+        mfu=(sps * fps / (peak * trainer.world_size)) if (sps and peak) else None, versions=_versions())
+    result.save(cfg.run_dir / "result.json")
+    return result
+
+
+def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start) -> RunResult:
+    from scaling.model import describe
+
+    try:
+        versions = _versions()
+    except Exception:  # noqa: BLE001 - the failure report must not fail
+        versions = {}
+    return RunResult(
+        run_id=cfg.name, status="failed", n_params=n_params, n_params_nonembed=n_nonembed,
+        model=describe(model_cfg), flops_per_sample=fps, flops=0.0, n_samples=0, n_unique_samples=0,
+        epochs=0.0, lr=cfg.lr, global_batch_size=cfg.batch_size, precision=cfg.precision,
+        world_size=world_size, val_loss=None, val_loss_best=None, train_loss=None, action_mse=None,
+        success_rate=None, wall_seconds=time.time() - t_start, samples_per_second=None, mfu=None,
+        versions=versions)
+
+
+__all__ = ["train", "model_config"]

@@ -1,0 +1,61 @@
+"""`scaling train`: parse flags (one per RunConfig field), merge them over a YAML config, call `train`.
+
+Heavy modules (torch, lightning) are imported inside the handler so other sub-commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+# Flags spelled differently from their field, or with a short form.
+_ALIASES = {"config": ("--config", "-c")}
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` sub-command to the ``scaling`` parser."""
+    from scaling.config import RunConfig, field_docs, field_names
+
+    p = subparsers.add_parser(
+        "train",
+        help="train one VLA model of a given size on D samples",
+        description="Train one VLA model of a given size on exactly D samples. Defaults < --config YAML "
+                    "< flags; writes RUN_DIR/{config.yaml,result.json,metrics.csv,checkpoints/}.",
+    )
+    p.add_argument(*_ALIASES["config"], dest="config", default=None, metavar="RUN.yaml",
+                   help="YAML file of RunConfig fields (flags override it)")
+    docs = field_docs()
+    defaults = RunConfig.__dataclass_fields__
+    for name in field_names():
+        flag = "--" + name.replace("_", "-")
+        help_text = docs.get(name, "")
+        default = defaults[name].default
+        if name not in ("data", "out") and default is not None:
+            help_text += f" [default: {default}]"
+        if str(defaults[name].type).startswith("bool"):
+            p.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
+                           help=help_text)
+        else:
+            # Strings here; scaling.config coerces them with errors that name the option.
+            p.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
+    p.set_defaults(func=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from scaling.config import field_names, resolve
+
+    overrides = {name: getattr(args, name) for name in field_names()}
+    cfg = resolve(args.config, overrides)
+    from scaling.train import train  # late: torch + lightning
+
+    result = train(cfg)
+    if result is None:  # a non-zero rank of a multi-process run
+        return 0
+    sys.stderr.write(
+        f"{result.status}: {result.run_id} val_loss={_fmt(result.val_loss)} train_loss={_fmt(result.train_loss)} "
+        f"n_samples={result.n_samples} samples/s={_fmt(result.samples_per_second)} -> {cfg.out}/result.json\n")
+    return 0 if result.status in ("completed", "diverged") else 1
+
+
+def _fmt(value) -> str:
+    return "null" if value is None else f"{value:.4g}"

@@ -1,0 +1,166 @@
+"""Slow end-to-end checks of `scaling train`: DDP on CPU, resume after kill -9, accumulation,
+W&B offline, WSD branching, closed-loop evaluation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from scaling.config import RunConfig
+
+pytestmark = pytest.mark.slow
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli_args(data, out, **flags) -> list[str]:
+    values = dict(data=str(data), size="debug", batch_size=8, out=str(out), precision="32-true",
+                  accelerator="cpu", log_every=1, val_samples=16, warmup=2)
+    values.update(flags)
+    args = [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar"]
+    for key, value in values.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def train_losses(run_dir) -> dict[int, float]:
+    with open(Path(run_dir) / "metrics.csv") as fh:
+        return {int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(fh) if r["train_loss"]}
+
+
+def in_process(data, out, **changes):
+    from scaling.train import train
+
+    values = dict(data=str(data), size="debug", samples=48, batch_size=8, out=str(out), precision="32-true",
+                  accelerator="cpu", progress_bar=False, log_every=1, val_samples=16, warmup=2)
+    values.update(changes)
+    return train(RunConfig(**values))
+
+
+def test_ddp_two_cpu_processes_match_one_process(tiny_dataset, tmp_path):
+    one = subprocess.run(cli_args(tiny_dataset, tmp_path / "one", samples=64), env=env(), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(cli_args(tiny_dataset, tmp_path / "two", samples=64, devices=2, strategy="ddp"),
+                         env=env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    result = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert result["world_size"] == 2 and result["n_samples"] == 64 and result["global_batch_size"] == 8
+    a, b = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=2e-4, abs=2e-4), step
+
+
+def test_gradient_accumulation_keeps_the_global_batch(tiny_dataset, tmp_path):
+    full = in_process(tiny_dataset, tmp_path / "full")
+    accum = in_process(tiny_dataset, tmp_path / "accum", micro_batch_size=2)
+    a, b = train_losses(tmp_path / "full"), train_losses(tmp_path / "accum")
+    assert sorted(a) == sorted(b)
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=2e-4, abs=2e-4)
+    assert accum.val_loss == pytest.approx(full.val_loss, rel=1e-3)
+
+
+def test_resume_after_kill_9_finishes_the_same_budget(tiny_dataset, tmp_path):
+    flags = dict(samples=1600, checkpoint_every=10)
+    reference = subprocess.run(cli_args(tiny_dataset, tmp_path / "ref", **flags), env=env(), cwd=ROOT,
+                               capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen(cli_args(tiny_dataset, run_dir, **flags), env=env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (run_dir / "result.json").exists(), "the run ended before it could be killed"
+
+    again = subprocess.run(cli_args(tiny_dataset, run_dir, **flags), env=env(), cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming from {last} (step " in again.stderr and "/200)" in again.stderr
+    result = json.loads((run_dir / "result.json").read_text())
+    ref = json.loads((tmp_path / "ref" / "result.json").read_text())
+    assert result["status"] == "completed" and result["n_samples"] == ref["n_samples"] == 1600
+    assert sorted(train_losses(run_dir)) == list(range(1, 201))  # each step logged once
+    assert result["train_loss"] == pytest.approx(ref["train_loss"], rel=0.02)
+    assert result["val_loss"] == pytest.approx(ref["val_loss"], rel=0.02)
+
+
+def test_wandb_offline_writes_under_the_run_dir(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # any network use would fail
+    result = in_process(tiny_dataset, tmp_path / "wb", samples=16, logger="wandb", wandb_group="sweep-x",
+                        precision="bf16-mixed")
+    assert result.status == "completed" and result.precision == "bf16-mixed"
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
+
+
+def test_wsd_branch_from_stable_checkpoint(tiny_dataset, tmp_path):
+    long = in_process(tiny_dataset, tmp_path / "long", samples=160, schedule="wsd", checkpoint_at=(64,))
+    stable = tmp_path / "long" / "checkpoints" / "stable-64.ckpt"
+    assert long.status == "completed" and stable.exists()
+    assert torch.load(stable, weights_only=True)["global_step"] == 8
+    branch = in_process(tiny_dataset, tmp_path / "branch", samples=80, schedule="wsd", branch_from=str(stable))
+    assert branch.status == "completed" and branch.n_samples == 80
+    steps = sorted(train_losses(tmp_path / "branch"))
+    assert steps[0] == 9 and steps[-1] == 10  # continues after the branch point, cools down to step 10
+
+
+def test_closed_loop_success_rate(tiny_dataset, tmp_path):
+    from scaling.data import open_source
+    from scaling.evaluation import is_tabletop
+
+    if not is_tabletop(open_source(str(tiny_dataset))):
+        pytest.skip("tiny dataset is synthetic (no tabletop generator)")
+    result = in_process(tiny_dataset, tmp_path / "ev", samples=16, eval_episodes=2)
+    assert result.success_rate is not None and 0.0 <= result.success_rate <= 1.0
+
+
+def test_mixture_spec_from_yaml_config(tiny_dataset, tmp_path):
+    import yaml
+
+    from scaling.config import resolve
+    from scaling.data.testing import make_tiny_dataset
+    from scaling.train import train
+
+    other = make_tiny_dataset(tmp_path / "other", episodes=4, image_size=32, seed=1)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "data": {"mixture": [{"path": str(tiny_dataset), "weight": 3}, {"path": str(other), "weight": 1}]},
+        "size": "debug", "samples": 16, "batch_size": 8, "precision": "32-true", "accelerator": "cpu",
+        "progress_bar": False, "val_samples": 16}))
+    cfg = resolve(path, {"out": str(tmp_path / "mix")})
+    result = train(cfg)
+    assert result.status == "completed" and result.n_samples == 16
+    assert resolve(tmp_path / "mix" / "config.yaml") == cfg  # the resolved config reproduces the run
+
+
+def test_mup_scales_hidden_learning_rates(tiny_dataset, tmp_path):
+    from scaling.data import open_source
+    from scaling.module import VLAModule
+    from scaling.train import model_config
+
+    cfg = RunConfig(data=str(tiny_dataset), size="debug", d_model=64, n_heads=2, mup_base_width=32, lr=1e-3)
+    module = VLAModule(model_config(cfg, open_source(str(tiny_dataset))), cfg)
+    groups = {g["name"]: g["peak_lr"] for g in module.configure_optimizers().param_groups}
+    assert groups["hidden"] == pytest.approx(1e-3 * 32 / 64) and groups["input"] == pytest.approx(1e-3)
