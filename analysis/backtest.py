@@ -1,0 +1,35 @@
+"""Backtest: refit without the largest-compute runs and score the prediction of them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from analysis.fitting import fit_grid
+from analysis.forms import Form, log_columns
+
+
+def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute: np.ndarray,
+             holdout_frac: float = 0.2, grid: np.ndarray | None = None) -> dict:
+    """Refit on all but the top `holdout_frac` of runs by compute, predict the held-out ones.
+
+    Returns:
+        {"holdout": runs held out, "are_mean", "are_max": mean and max |L_hat - L| / L on them},
+        with None errors when too few runs remain to fit (then "skipped" says why).
+    """
+    n, p = loss.shape[0], len(form.params)
+    h = int(math.ceil(holdout_frac * n)) if holdout_frac > 0 else 0
+    if h == 0:
+        return {"holdout": 0, "are_mean": None, "are_max": None, "skipped": "holdout fraction is 0"}
+    order = np.argsort(compute, kind="stable")
+    train, test = order[: n - h], order[n - h:]
+    if train.size < p + 1 or any(np.unique(cols[q][train]).size < 2 for q in form.columns):
+        return {"holdout": h, "are_mean": None, "are_max": None,
+                "skipped": f"only {train.size} runs below the holdout, too few to refit {p} parameters"}
+    sub = {q: v[train] for q, v in cols.items()}
+    pf = fit_grid(form, log_columns(sub), np.log(loss[train]), grid)
+    pred = form.predict(form.to_natural(pf.theta), {q: v[test] for q, v in cols.items()})
+    are = np.abs(pred - loss[test]) / loss[test]
+    return {"holdout": h, "are_mean": float(are.mean()), "are_max": float(are.max()),
+            "flops_min": float(compute[test].min())}

@@ -1,0 +1,146 @@
+"""Figures of a fit. Each function takes `ax=None` (a new figure when None) and returns the Axes.
+
+Figures are built on `matplotlib.figure.Figure` directly (the Agg canvas), never through pyplot's
+global state, so nothing here opens a window or calls `plt.show`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.forms import FORMS
+from analysis.allocation import allocation
+
+
+def _axes(ax, size=(5.5, 4.0)):
+    if ax is not None:
+        return ax
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size, layout="constrained").add_subplot()
+
+
+def _predict(fit, cols):
+    return FORMS[fit.form].predict(fit.params, cols)
+
+
+def _groups(v: np.ndarray, max_groups: int = 6) -> np.ndarray:
+    """Group labels: distinct values when few, else log-spaced quantile bins."""
+    u = np.unique(v)
+    if u.size <= max_groups:
+        return np.searchsorted(u, v)
+    edges = np.quantile(np.log(v), np.linspace(0, 1, max_groups + 1)[1:-1])
+    return np.searchsorted(edges, np.log(v))
+
+
+def loss_vs_compute(table, fit=None, ax=None):
+    """Every run's loss against its compute, coloured by N, with the fitted compute-optimal frontier."""
+    ax = _axes(ax)
+    C = table.compute
+    sc = ax.scatter(C, table.loss, c=np.log10(table.cols["N"]) if "N" in table.cols else None, s=14, cmap="viridis")
+    if "N" in table.cols:
+        ax.figure.colorbar(sc, ax=ax, label="log10 N (parameters)")
+    if fit is not None and fit.exponents.get("a") is not None:
+        cc = np.logspace(np.log10(C.min()), np.log10(C.max()) + 0.5, 100)
+        n, d = allocation(fit.form, fit.params, cc, fit.k)
+        ax.plot(cc, _predict(fit, {"N": n, "D": d, "U": d}), "k-", lw=1.5, label="fitted frontier (N_opt, D_opt)")
+        ax.legend(fontsize=8)
+    ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss against compute")
+    return ax
+
+
+def _loss_vs(table, fit, x: str, by: str, ax):
+    ax = _axes(ax)
+    xv, bv, L = table.cols[x], table.cols[by], table.loss
+    labels = _groups(bv)
+    cmap = __import__("matplotlib").colormaps["plasma"]
+    for j, g in enumerate(np.unique(labels)):
+        m = labels == g
+        col = cmap(j / max(1, len(np.unique(labels)) - 1) * 0.85)
+        ref = float(np.exp(np.median(np.log(bv[m]))))
+        ax.scatter(xv[m], L[m], s=14, color=col, label=f"{by} ~ {ref:.2g}")
+        if fit is not None:
+            grid = np.logspace(np.log10(xv.min()), np.log10(xv.max()), 60)
+            cols = {x: grid, by: np.full_like(grid, ref)}
+            cols["U"] = table.cols["U"][m].max() * np.ones_like(grid) if "U" in table.cols else cols.get("D")
+            ax.plot(grid, _predict(fit, cols), color=col, lw=1)
+    ax.set(xscale="log", yscale="log", xlabel=f"{x} ({'parameters' if x == 'N' else 'samples'})", ylabel="loss",
+           title=f"Loss against {x}, per {by}")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def loss_vs_n(table, fit=None, ax=None):
+    """Loss against N, one colour per D (or D bin), with the fitted curve at that D."""
+    return _loss_vs(table, fit, "N", "D", ax)
+
+
+def loss_vs_d(table, fit=None, ax=None):
+    """Loss against D, one colour per N (or N bin), with the fitted curve at that N."""
+    return _loss_vs(table, fit, "D", "N", ax)
+
+
+def isoflops(app2, ax=None):
+    """IsoFLOP curves (Approach 2): losses per budget against N, the fitted parabolas and their minima."""
+    ax = _axes(ax)
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    for j, (c, n, y, p) in enumerate(app2.curves):
+        col = cmap(j / max(1, len(app2.curves) - 1) * 0.9)
+        ax.scatter(n, y, s=14, color=col, label=f"{c:.2g} FLOPs")
+        xs = np.linspace(np.log(n.min()), np.log(n.max()), 60)
+        ax.plot(np.exp(xs), np.polyval(p, xs), color=col, lw=1)
+    if app2.n_opt.size:
+        ax.scatter(app2.n_opt, app2.loss, marker="*", s=80, color="k", zorder=5, label="minimum")
+    ax.set(xscale="log", xlabel="N (parameters)", ylabel="loss", title="IsoFLOP curves (Approach 2)")
+    if app2.curves:
+        ax.legend(fontsize=7, ncol=2 if len(app2.curves) < 12 else 3)
+    return ax
+
+
+def optimal_vs_compute(fit, flops_range, app_points=(), ax=None):
+    """N_opt and D_opt against C from the fit, with 95% bootstrap bands, and Approach 1/2 points."""
+    ax = _axes(ax)
+    cc = np.logspace(np.log10(flops_range[0]), np.log10(flops_range[1]), 80)
+    n, d = allocation(fit.form, fit.params, cc, fit.k)
+    ax.plot(cc, n, "C0-", label=f"N_opt (a = {fit.exponents['a']:.3f})")
+    ax.plot(cc, d, "C1-", label=f"D_opt (b = {fit.exponents['b']:.3f})")
+    bs = fit.bootstrap or {}
+    if bs.get("samples"):
+        s = np.asarray(bs["samples"], float)
+        p = {k: s[:, i, None] for i, k in enumerate(bs["names"])}  # (B, 1) against cc (80,)
+        with np.errstate(all="ignore"):
+            ns, ds = allocation(fit.form, p, cc[None, :], fit.k)
+        for v, col in ((ns, "C0"), (ds, "C1")):
+            lo, hi = np.nanpercentile(v, [2.5, 97.5], axis=0)
+            ax.fill_between(cc, lo, hi, color=col, alpha=0.2, lw=0)
+    for app, marker in app_points:
+        if app.flops.size:
+            ax.scatter(app.flops, app.n_opt, marker=marker, color="C0", s=20, label=f"Approach {app.approach} N_opt")
+            ax.scatter(app.flops, app.d_opt, marker=marker, color="C1", s=20, label=f"Approach {app.approach} D_opt")
+    ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="parameters / samples",
+           title="Compute-optimal allocation (95% bootstrap bands)")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def observed_vs_predicted(table, fit, ax=None):
+    """Observed loss against the fit's prediction, with the y = x line."""
+    ax = _axes(ax, (4.5, 4.0))
+    pred = _predict(fit, table.cols)
+    ax.scatter(pred, table.loss, s=12)
+    lo, hi = min(pred.min(), table.loss.min()), max(pred.max(), table.loss.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set(xlabel="predicted loss", ylabel="observed loss", title="Observed against predicted")
+    return ax
+
+
+def residuals(table, fit, ax=None):
+    """Log residuals log(L_hat / L) against compute; the Huber delta (1e-3) marked."""
+    ax = _axes(ax)
+    r = np.log(_predict(fit, table.cols) / table.loss)
+    ax.scatter(table.compute, r, s=12)
+    ax.axhline(0, color="k", lw=1)
+    for s in (-1e-3, 1e-3):
+        ax.axhline(s, color="grey", lw=0.8, ls=":")
+    ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="log(predicted / observed)", title="Residuals")
+    return ax

@@ -1,0 +1,141 @@
+"""`write_report`: one readable HTML page (report.html) with PNG figures beside it."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+
+from analysis.errors import BadInput
+
+
+def resolve_results(path) -> Path:
+    """A results file, or the results.csv / results.parquet inside a sweep directory."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("results.csv", "results.parquet"):
+            if (p / name).is_file():
+                return p / name
+        raise BadInput(f"{p}: a directory without results.csv or results.parquet (export the sweep first)")
+    if not p.is_file():
+        raise BadInput(f"{p}: no such results file or sweep directory")
+    return p
+
+
+def _budgets(tbl):
+    """The sweep's own IsoFLOP budget column when every kept run has one, else None (group by compute)."""
+    import pandas as pd
+
+    if tbl.frame is None or "budget" not in tbl.frame.columns:
+        return None
+    b = pd.to_numeric(tbl.frame["budget"], errors="coerce").to_numpy(float)
+    return b if b.size == tbl.n and (b > 0).all() else None
+
+
+def _save(ax, out_dir: Path, name: str) -> str:
+    tmp = out_dir / f".{name}.tmp-{os.getpid()}.png"
+    ax.figure.savefig(tmp, dpi=110)
+    os.replace(tmp, out_dir / name)
+    return name
+
+
+def _app_table(apps, fit) -> str:
+    rows = [f"<tr><td>3 (parametric fit)</td><td>{fit.exponents['a']:.3f}</td><td>{fit.exponents['b']:.3f}</td>"
+            f"<td>{_ci(fit.ci.get('a'))}</td></tr>"] if fit.exponents.get("a") is not None else []
+    for app in apps:
+        if app.flops.size >= 2:
+            rows.append(f"<tr><td>{app.approach} ({'envelope' if app.approach == 1 else 'IsoFLOP parabolas'}, "
+                        f"{app.flops.size} points)</td><td>{app.a:.3f}</td><td>{app.b:.3f}</td><td></td></tr>")
+    return ("<table><tr><th>approach</th><th>a (N_opt ~ C^a)</th><th>b (D_opt ~ C^b)</th><th>95% CI of a</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _ci(c) -> str:
+    return f"[{c[0]:.4g}, {c[1]:.4g}]" if c else ""
+
+
+def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str = "n_params",
+                 d_col: str = "n_samples", loss_col: str = "val_loss", c_col: str | None = None,
+                 bootstrap: int = 1000, holdout_frac: float = 0.2, seed: int = 0, fit=None,
+                 grid=None, all_states: bool = False) -> Path:
+    """Fit the table and write report.html plus its PNG figures into `out_dir`.
+
+    Args:
+        table_or_path: DataFrame, results file, or sweep directory holding results.csv.
+        out_dir: output directory (created).
+        form, n_col, d_col, loss_col, c_col, bootstrap, holdout_frac, seed, grid: as in `analysis.fit`.
+        fit: an existing `FitResult` to report instead of fitting again.
+        all_states: keep runs whose state is not completed.
+
+    Returns:
+        Path of report.html.
+    """
+    from analysis import plots
+    from analysis.approaches import approach1, approach2
+    from analysis.forms import get_form
+    from analysis.table import load_table
+    from analysis.workflow import fit as run_fit
+
+    src = table_or_path if hasattr(table_or_path, "columns") else resolve_results(table_or_path)
+    f = get_form(form if fit is None else fit.form)
+    tbl = load_table(src, need=f.columns, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
+                     n_params=len(f.params), all_states=all_states)
+    if fit is None:
+        fit = run_fit(tbl, form, bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fit.save(out / "fit.json")
+    figs, apps, extra_warn = [], [], []
+    two_var = "N" in tbl.cols and "D" in tbl.cols
+    if two_var:
+        C = tbl.compute
+        a1 = approach1(tbl.cols["N"], tbl.cols["D"], tbl.loss, C)
+        a2 = approach2(tbl.cols["N"], tbl.cols["D"], tbl.loss, C, budget=_budgets(tbl), k=tbl.k)
+        apps = [a for a in (a1, a2) if a.flops.size]
+        extra_warn = a1.warnings + a2.warnings
+        figs.append(("Loss against compute", _save(plots.loss_vs_compute(tbl, fit), out, "loss_vs_compute.png")))
+        figs.append(("Loss against N", _save(plots.loss_vs_n(tbl, fit), out, "loss_vs_n.png")))
+        figs.append(("Loss against D", _save(plots.loss_vs_d(tbl, fit), out, "loss_vs_d.png")))
+        if a2.curves:
+            figs.append(("IsoFLOP curves", _save(plots.isoflops(a2), out, "isoflops.png")))
+        if fit.exponents.get("a") is not None:
+            ax = plots.optimal_vs_compute(fit, (C.min(), C.max() * 100), [(a, "o" if a.approach == 1 else "^") for a in apps])
+            figs.append(("Compute-optimal allocation", _save(ax, out, "optimal.png")))
+    figs.append(("Observed against predicted", _save(plots.observed_vs_predicted(tbl, fit), out, "observed_vs_predicted.png")))
+    figs.append(("Residuals", _save(plots.residuals(tbl, fit), out, "residuals.png")))
+
+    e = html.escape
+    params = "".join(f"<tr><td>{e(k)}</td><td>{v:.5g}</td><td>{_ci(fit.ci.get(k))}</td></tr>"
+                     for k, v in {**fit.params, **{k: v for k, v in fit.exponents.items() if v is not None}}.items())
+    warn = "".join(f"<li>{e(w)}</li>" for w in fit.warnings + extra_warn) or "<li>none</li>"
+    notes = "".join(f"<li>{e(n)}</li>" for n in fit.notes)
+    bt = fit.backtest or {}
+    bt_txt = (f"Refit without the {bt['holdout']} largest-compute runs, then predicting them: mean absolute relative "
+              f"error {100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%." if bt.get("are_mean") is not None
+              else e(str(bt.get("skipped", "not run"))))
+    opt = fit.optimum or {}
+    opt_txt = (f"At C = {opt['flops']:.3g} FLOPs: N_opt = {opt['n_opt']:.3g} {_ci(opt['ci'].get('n_opt'))}, D_opt = "
+               f"{opt['d_opt']:.3g} {_ci(opt['ci'].get('d_opt'))}, loss {opt['loss']:.4g} {_ci(opt['ci'].get('loss'))} "
+               f"(k = {fit.k:.3g} FLOPs per parameter per sample{'' if fit.k_measured else ', assumed'})."
+               if opt else "")
+    body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Scaling-law report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49%;vertical-align:top}}
+.warn{{color:#a40}}</style></head><body>
+<h1>Scaling-law report</h1>
+<p>Source: {e(fit.source)}. {fit.n_points} runs. Form: <b>{e(fit.form)}</b>. Summed Huber objective
+(delta 1e-3, log loss): {fit.huber:.4e}. Intervals: 95% percentile bootstrap over runs
+({fit.bootstrap.get('n', 0)} resamples).</p>
+<h2>Parameters</h2><table><tr><th>name</th><th>value</th><th>95% interval</th></tr>{params}</table>
+<h2>Warnings</h2><ul class="warn">{warn}</ul>{('<h3>Notes</h3><ul>' + notes + '</ul>') if notes else ''}
+<h2>Backtest</h2><p>{bt_txt}</p>
+<h2>Compute-optimal allocation</h2><p>{opt_txt}</p>{_app_table(apps, fit) if two_var else ''}
+<h2>Figures</h2>{''.join(f'<img src="{n}" alt="{e(t)}" title="{e(t)}">' for t, n in figs)}
+</body></html>
+"""
+    path = out / "report.html"
+    tmp = out / f".report.html.tmp-{os.getpid()}"
+    tmp.write_text(body)
+    os.replace(tmp, path)
+    return path

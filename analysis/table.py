@@ -1,0 +1,141 @@
+"""Reading a results table (CSV or Parquet, or a DataFrame) and checking it before any fit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import BadInput
+
+DEFAULT_COLUMNS = {"N": "n_params", "D": "n_samples", "loss": "val_loss", "C": "flops", "U": "n_unique_samples"}
+"""Results-table column for each quantity (docs/contracts.md): parameters, samples, loss, FLOPs, unique samples."""
+_DONE = {"completed", "complete", "success", "succeeded", "finished", "done", "ok"}
+
+
+@dataclass(frozen=True)
+class Table:
+    """The checked columns of a results table, one entry per kept run."""
+
+    cols: dict[str, np.ndarray]
+    """Positive columns by quantity: "N" (parameters), "D" (samples), "C" (FLOPs), "U" (unique samples)."""
+    loss: np.ndarray
+    """Observed loss per run, (n,)."""
+    k: float
+    """FLOPs per parameter per sample: median of flops / (N D) when the table has FLOPs, else 6."""
+    k_measured: bool
+    """Whether `k` was measured from the table (True) or assumed (False: 6)."""
+    source: str
+    """Where the table came from (path or "DataFrame")."""
+    names: dict[str, str] = field(default_factory=dict)
+    """The table's column name for each quantity used."""
+    notes: tuple[str, ...] = ()
+    """What was done to the table on the way in (rows dropped, and why)."""
+    frame: pd.DataFrame | None = field(default=None, repr=False)
+    """The kept rows, all columns (for approaches that need extra columns, e.g. an IsoFLOP budget)."""
+
+    @property
+    def n(self) -> int:
+        """Number of runs."""
+        return int(self.loss.shape[0])
+
+    @property
+    def compute(self) -> np.ndarray:
+        """Training FLOPs per run: the FLOPs column, else k * N * D."""
+        if "C" in self.cols:
+            return self.cols["C"]
+        if "N" in self.cols and "D" in self.cols:
+            return self.k * self.cols["N"] * self.cols["D"]
+        return next(iter(self.cols.values()))  # one-variable table: its own variable orders the runs
+
+
+def read_frame(source) -> tuple[pd.DataFrame, str]:
+    """A DataFrame from a DataFrame, a .csv or a .parquet path."""
+    if isinstance(source, pd.DataFrame):
+        return source.reset_index(drop=True), "DataFrame"
+    path = Path(source)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such results file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path), str(path)
+        return pd.read_csv(path), str(path)
+    except (ValueError, OSError, ImportError) as exc:
+        raise BadInput(f"{path}: cannot read as a table ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+
+
+def _rows(mask: np.ndarray) -> str:
+    bad = np.flatnonzero(mask)
+    shown = ", ".join(str(i) for i in bad[:8])
+    return f"row{'s' if bad.size > 1 else ''} {shown}{' ...' if bad.size > 8 else ''} (0-based data rows)"
+
+
+def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str | None = None,
+               loss_col: str | None = None, c_col: str | None = None, u_col: str | None = None,
+               n_params: int = 0, all_states: bool = False) -> Table:
+    """Read and check a results table.
+
+    Args:
+        source: DataFrame or path to a CSV / Parquet file.
+        need: quantities the caller needs among "N", "D", "C", "U" (the loss is always needed).
+        n_col, d_col, loss_col, c_col, u_col: column names (defaults: `DEFAULT_COLUMNS`).
+        n_params: parameters of the law to be fitted; fewer runs than this is bad input.
+        all_states: keep runs whose `state`/`status` is not completed (default: drop them, with a note).
+
+    Raises:
+        BadInput: missing column (lists the available ones), non-numeric, NaN or non-positive
+            values (names the rows), too few runs, a single N or D for a two-variable law.
+    """
+    df, name = read_frame(source)
+    notes = []
+    for sc in ("state", "status"):
+        if sc in df.columns and not all_states:
+            done = df[sc].astype(str).str.strip().str.lower().isin(_DONE)
+            if (~done).any():
+                counts = df.loc[~done, sc].astype(str).value_counts().to_dict()
+                notes.append(f"dropped {int((~done).sum())} of {len(df)} runs whose {sc} is not completed: {counts}")
+                df = df[done].reset_index(drop=True)
+    given = {"N": n_col, "D": d_col, "loss": loss_col, "C": c_col, "U": u_col}
+    flags = {"N": "--n-col", "D": "--d-col", "loss": "--loss-col", "C": "--c-col", "U": "--u-col"}
+    names = {q: (given[q] or DEFAULT_COLUMNS[q]) for q in given}
+    avail = ", ".join(map(str, df.columns))
+    derive_c = "C" in need and names["C"] not in df.columns and given["C"] is None and \
+        names["N"] in df.columns and names["D"] in df.columns
+    if derive_c:
+        need = (*[q for q in need if q != "C"], "N", "D")
+        notes.append(f"no {names['C']!r} column: compute taken as 6 N D")
+    for q in ("loss", *need):
+        if q == "C" and names["C"] not in df.columns and given["C"] is None and "C" not in need:
+            continue  # compute falls back to k N D
+        if names[q] not in df.columns:
+            raise BadInput(f"{name}: no column {names[q]!r} ({flags[q]}); available: {avail}")
+    if len(df) == 0:
+        raise BadInput(f"{name}: no completed runs to fit")
+    wanted = ["loss", *need]
+    if names["C"] in df.columns and "C" not in wanted:
+        wanted.append("C")
+    cols = {}
+    for q in wanted:
+        if names[q] not in df.columns:
+            continue
+        v = pd.to_numeric(df[names[q]], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(v) | (v <= 0)
+        if bad.any():
+            raise BadInput(f"{name}: column {names[q]!r} has NaN, non-numeric or non-positive values in {_rows(bad)}")
+        cols[q] = v
+    loss = cols.pop("loss")
+    if loss.size < max(n_params, 1) + 1:
+        raise BadInput(f"{name}: {loss.size} runs, too few to fit a law with {n_params} parameters (need at least {n_params + 1})")
+    if "N" in need and "D" in need:
+        for q in ("N", "D"):
+            if np.unique(cols[q]).size < 2:
+                raise BadInput(f"{name}: column {names[q]!r} has a single value; a law in N and D needs several of each")
+    k, measured = 6.0, False
+    if "C" in cols and "N" in cols and "D" in cols:
+        k, measured = float(np.median(cols["C"] / (cols["N"] * cols["D"]))), True
+    if derive_c:
+        cols["C"] = 6.0 * cols["N"] * cols["D"]
+    used = {q: names[q] for q in ("N", "D", "C", "U", "loss") if q in cols or q == "loss"}
+    return Table(cols, loss, k, measured, name, used, tuple(notes), df)

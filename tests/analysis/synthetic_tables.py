@@ -1,0 +1,24 @@
+"""Synthetic results tables from known Chinchilla parameters, and paths of reference data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DATA = Path(__file__).parent / "data"
+REFERENCE = Path("/work/shared/reference-data")
+TRUE = {"E": 1.8, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.36}
+
+
+def synthetic_frame(params=TRUE, noise=0.01, seed=0, n_sizes=6, n_budgets=6, k=6.0) -> pd.DataFrame:
+    """A results table on an N x D grid (1e7..1e9 parameters, 1e8..1e11 samples), lognormal loss noise."""
+    from analysis.laws import chinchilla
+
+    rng = np.random.default_rng(seed)
+    N, D = np.meshgrid(np.logspace(7, 9, n_sizes), np.logspace(8, 11, n_budgets))
+    N, D = N.ravel(), D.ravel()
+    loss = chinchilla(N, D, **params) * np.exp(noise * rng.standard_normal(N.size))
+    return pd.DataFrame({"n_params": N, "n_samples": D.round(), "flops": k * N * D.round(), "val_loss": loss,
+                         "state": "completed"})
