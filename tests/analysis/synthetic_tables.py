@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 DATA = Path(__file__).parent / "data"
-REFERENCE = Path("/work/shared/reference-data")
+# The team's shared folder sits beside the repository (also in CI); SCALING_REFERENCE_DATA overrides.
+REFERENCE = Path(
+    os.environ.get(
+        "SCALING_REFERENCE_DATA", Path(__file__).resolve().parents[3] / "shared" / "reference-data"
+    )
+)
 TRUE = {"E": 1.8, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.36}
 
 

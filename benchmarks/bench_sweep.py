@@ -1,0 +1,95 @@
+"""Sweep benchmark: how much of a sweep's wall time is spent inside runs, and each run's start-up cost.
+
+    python -m benchmarks.bench_sweep [--spec sweeps/smoke.yaml] [--workers 2] [--json]
+
+Runs the spec (real ``scaling train`` runs) in a temporary folder and reports:
+
+- ``share_in_runs``: sum over runs of the run processes' wall time / (sweep wall time x workers).
+  The rest is the sweep's own overhead: planning, data generation, queue, waiting, fit and report.
+- ``share_in_training``: the same with the time ``train()`` itself reports (result ``wall_seconds``).
+- ``startup_s`` per run: process start to the end of the first training step (goal <= 5 s):
+  process wall time - train() wall time + the first step's time from ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _first_step_seconds(run_dir: Path) -> float | None:
+    """``wall_seconds`` of the first training row of metrics.csv (seconds since train() started)."""
+    try:
+        with open(run_dir / "metrics.csv") as f:
+            for row in csv.DictReader(f):
+                if row.get("train_loss") and row.get("wall_seconds"):
+                    return float(row["wall_seconds"])
+    except OSError:
+        return None
+    return None
+
+
+def bench(spec: Path, workers: int) -> dict:
+    """Run the sweep and return the figures."""
+    from sweeps.store import Queue
+    from sweeps.spec import load_spec
+
+    name = load_spec(spec).name
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        d = Path(tmp) / name
+        t0 = time.time()
+        proc = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(spec), "--dir", str(d),
+                               "--workers", str(workers), "--no-progress"], capture_output=True, text=True)
+        wall = time.time() - t0
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"bench_sweep: sweep failed: {proc.stderr.strip()[-500:]}")
+        q = Queue(name, None, d)
+        process, training, startup = [], [], []
+        for state, t in q.point_states().values():
+            a = t.user_attrs
+            if state != "completed":
+                continue
+            process.append(float(a.get("process_seconds") or 0.0))
+            training.append(float(a["result"].get("wall_seconds") or 0.0))
+            first = _first_step_seconds(Path(a["run_dir"]))
+            if first is not None:
+                startup.append(process[-1] - training[-1] + first)
+        counts = q.counts()
+    return {
+        "spec": str(spec), "workers": workers, "runs": counts["total"], "completed": counts["completed"],
+        "sweep_wall_s": round(wall, 2),
+        "share_in_runs": round(sum(process) / (wall * workers), 3),
+        "share_in_training": round(sum(training) / (wall * workers), 3),
+        "startup_s_median": round(statistics.median(startup), 2) if startup else None,
+        "startup_s_max": round(max(startup), 2) if startup else None,
+        "startup_goal_s": 5.0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", type=Path, default=REPO / "sweeps" / "smoke.yaml", help="sweep spec to run")
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    out = bench(args.spec, args.workers)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:>20}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

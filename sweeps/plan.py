@@ -1,0 +1,268 @@
+"""Planning: a validated spec becomes the list of runs, each with a stable key, N, D and FLOPs.
+
+The run key is a hash of the resolved run config (everything that changes what a run computes:
+data identity, model, samples, seed, training settings, branching), so the same spec gives the same
+keys on every machine and across restarts; the output folder and the local data path are left out
+because they differ per machine.
+
+Parameter counts and FLOPs come from the model family's exact accounting
+(``scaling.model.count_params`` / ``flops_per_sample``) with the data's own dimensions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from analysis.errors import BadInput
+from sweeps.spec import SweepSpec
+
+
+@dataclass(frozen=True)
+class DataDims:
+    """What the model family needs to know about the data (from the dataset itself)."""
+
+    image_size: int
+    """Side of the square images (pixels)."""
+    vocab_size: int
+    """Instruction vocabulary size (tokens)."""
+    max_instr_len: int
+    """Padded instruction length (tokens)."""
+    proprio_dim: int
+    """Proprioception features per step."""
+    action_dim: int
+    """Action dimensions per step."""
+
+
+@dataclass(frozen=True)
+class ModelPoint:
+    """One rung of the model ladder, resolved."""
+
+    size: str | float
+    """As written in the spec: preset name or target parameter count."""
+    n_params: int
+    """Total parameters."""
+    n_params_nonembed: int
+    """Non-embedding parameters."""
+    flops_per_sample: int
+    """Training FLOPs per sample (forward + backward)."""
+    shape: dict = field(default_factory=dict, compare=False)
+    """d_model, n_layers, n_heads of the resolved config."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the sweep."""
+
+    key: str
+    """Stable key: hash of the resolved run config (12 hex digits)."""
+    phase: str
+    """``main`` (a point of the design), ``stable`` (a WSD stable phase) or ``cooldown`` (a WSD branch)."""
+    size: str | float
+    """Model size as written in the spec."""
+    n_params: int
+    """Total parameters N."""
+    samples: int
+    """Training samples D."""
+    seed: int
+    """Run seed."""
+    flops: float
+    """Training compute of this run (FLOPs) = flops_per_sample * samples (cooldowns: their own part)."""
+    flops_per_sample: int
+    """Training FLOPs per sample."""
+    config: dict
+    """RunConfig fields except ``data`` and ``out`` (local to each machine)."""
+    budget: float | None = None
+    """IsoFLOP budget C this run belongs to (FLOPs), None for grid runs."""
+    depends_on: str | None = None
+    """Key of the run that must complete first (the WSD stable phase of a cooldown)."""
+    branch: dict | None = None
+    """WSD cooldown: ``{"from_key": stable run key, "checkpoint": checkpoint name}``."""
+    est_seconds: float | None = None
+    """Estimated wall time from the measured calibration (seconds)."""
+
+
+def run_key(config: dict, data_identity: Any) -> str:
+    """Stable key of a run: sha256 of its resolved config and data identity, 12 hex digits."""
+    blob = json.dumps({"config": config, "data": data_identity}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def resolve_models(spec: SweepSpec, dims: DataDims) -> list[ModelPoint]:
+    """Resolve the model ladder through ``ModelConfig.from_size`` and the exact accounting.
+
+    Raises:
+        BadInput: An unknown preset name or an impossible size.
+    """
+    from scaling.model import ModelConfig, count_params, flops_per_sample  # lazy: planning only
+
+    train = spec.train_dict
+    extra = {k: train[k] for k in ("chunk", "head") if k in train}
+    points = []
+    for size in spec.models:
+        try:
+            cfg = ModelConfig.from_size(
+                size, image_size=dims.image_size, vocab_size=dims.vocab_size,
+                max_instr_len=dims.max_instr_len, proprio_dim=dims.proprio_dim,
+                action_dim=dims.action_dim, **extra,
+            )
+        except (KeyError, ValueError) as exc:
+            if isinstance(exc, BadInput):
+                raise
+            raise BadInput(f"{spec.source or 'spec'}: models: {size!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        total, nonembed = count_params(cfg)
+        shape = {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads") if hasattr(cfg, k)}
+        points.append(ModelPoint(size, int(total), int(nonembed), int(flops_per_sample(cfg)), shape))
+    points.sort(key=lambda p: p.n_params)
+    return points
+
+
+def _base_config(spec: SweepSpec, size: str | float, samples: int, seed: int, lrs: dict | None) -> dict:
+    cfg = dict(spec.train_dict)
+    cfg.update(size=size, samples=int(samples), seed=int(seed), wandb_group=spec.name)
+    if lrs is not None and str(size) in lrs:
+        cfg["lr"] = float(lrs[str(size)])
+    return cfg
+
+
+def _grid_points(spec: SweepSpec, models: list[ModelPoint]) -> list[tuple[ModelPoint, int, float | None]]:
+    return [(m, d, None) for m in models for d in sorted(spec.samples)]
+
+
+def _isoflop_points(spec: SweepSpec, models: list[ModelPoint]) -> list[tuple[ModelPoint, int, float | None]]:
+    iso = spec.isoflop
+    assert iso is not None
+    smallest = models[0]
+    cheapest = smallest.flops_per_sample * iso.min_samples
+    where = spec.source or "spec"
+    if iso.budgets[0] < cheapest:
+        raise BadInput(
+            f"{where}: design.budgets: {iso.budgets[0]:.3g} FLOPs is below the smallest model's cost "
+            f"({smallest.size!r}: {smallest.flops_per_sample} FLOPs/sample x min_samples {iso.min_samples} = {cheapest:.3g})"
+        )
+    out = []
+    for c in iso.budgets:
+        for m in models:
+            d = int(c // m.flops_per_sample)  # D = C / flops_per_sample(N), whole samples
+            if d < iso.min_samples or (iso.max_samples is not None and d > iso.max_samples):
+                continue
+            out.append((m, d, c))
+    return out
+
+
+def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[PlannedRun]:
+    """Every run of the sweep, in a stable order (size, samples, seed).
+
+    Args:
+        spec: The validated spec.
+        dims: The data's dimensions (from the dataset).
+        lrs: Learning rate chosen per model size by the lr search, keyed by ``str(size)``.
+
+    Raises:
+        BadInput: An empty design, or an IsoFLOP budget below the smallest model's cost.
+    """
+    models = resolve_models(spec, dims)
+    points = _grid_points(spec, models) if spec.design == "grid" else _isoflop_points(spec, models)
+    if not points:
+        raise BadInput(f"{spec.source or 'spec'}: the design has no runs (check models, samples and budgets)")
+    ident = spec.data.identity()
+    runs: list[PlannedRun] = []
+    if spec.wsd.enabled:
+        from sweeps.wsd import branch_runs
+
+        return branch_runs(spec, points, ident, lrs)
+    for seed in spec.seeds:
+        for m, d, c in points:
+            cfg = _base_config(spec, m.size, d, seed, lrs)
+            runs.append(PlannedRun(
+                key=run_key(cfg, ident), phase="main", size=m.size, n_params=m.n_params, samples=d,
+                seed=seed, flops=float(m.flops_per_sample) * d, flops_per_sample=m.flops_per_sample,
+                config=cfg, budget=c,
+            ))
+    runs.sort(key=lambda r: (r.n_params, r.samples, r.seed, r.phase))
+    return runs
+
+
+def _n_val(r: PlannedRun) -> int:
+    # RunConfig: val_every=0 means about 10 validations per run, each over val_samples frames.
+    every = int(r.config.get("val_every", 0) or 0)
+    return 10 if every == 0 else max(1, r.samples // every)
+
+
+def _loglog(points: dict[int, float]):
+    """Interpolate ``{flops_per_sample: y}`` in log-log space, flat beyond the ends."""
+    xs = sorted(points)
+
+    def f(x: int) -> float:
+        if x <= xs[0] or len(xs) == 1:
+            return points[xs[0]] if x <= xs[0] else points[xs[-1]]
+        if x >= xs[-1]:
+            return points[xs[-1]]
+        t = (math.log(x) - math.log(xs[0])) / (math.log(xs[-1]) - math.log(xs[0]))
+        return math.exp((1 - t) * math.log(points[xs[0]]) + t * math.log(points[xs[-1]]))
+
+    return f
+
+
+def with_estimates(runs: list[PlannedRun], seconds_per_flop: dict[int, float], overhead_s: float,
+                   val_seconds_per_flop: dict[int, float] | None = None) -> list[PlannedRun]:
+    """Attach estimated wall times from the calibration.
+
+    Seconds per FLOP are interpolated in log space between the calibrated model sizes (small models
+    use the hardware less well, so a single FLOP/s figure would be wrong at one end). A run's time is
+    the process start-up, its training FLOPs at the training rate, and its validation passes.
+
+    Args:
+        seconds_per_flop: ``{flops_per_sample: seconds per training FLOP}``.
+        overhead_s: Start-up of one run process (seconds).
+        val_seconds_per_flop: ``{flops_per_sample: seconds of one validation pass per (fps x val_samples)}``.
+    """
+    if not seconds_per_flop:
+        return runs
+    train = _loglog(seconds_per_flop)
+    val = _loglog(val_seconds_per_flop) if val_seconds_per_flop else None
+    out = []
+    for r in runs:
+        est = overhead_s + r.flops * train(r.flops_per_sample)
+        if val is not None:
+            vs = int(r.config.get("val_samples", 512))
+            est += _n_val(r) * val(r.flops_per_sample) * r.flops_per_sample * vs
+        out.append(replace(r, est_seconds=est))
+    return out
+
+
+def totals(runs: list[PlannedRun]) -> dict:
+    """Sweep totals: runs, FLOPs, estimated seconds (None when not calibrated)."""
+    est = [r.est_seconds for r in runs]
+    return {
+        "runs": len(runs),
+        "flops": float(sum(r.flops for r in runs)),
+        "est_seconds": None if any(e is None for e in est) else float(sum(est)),  # type: ignore[arg-type]
+    }
+
+
+def format_plan(runs: list[PlannedRun]) -> str:
+    """The plan as a fixed-width text table with a totals line."""
+    head = f"{'key':<12}  {'phase':<8} {'size':>10} {'N':>11} {'D':>9} {'seed':>4} {'FLOPs':>10} {'est':>8}"
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        est = "-" if r.est_seconds is None else _fmt_secs(r.est_seconds)
+        lines.append(
+            f"{r.key:<12}  {r.phase:<8} {str(r.size):>10} {r.n_params:>11,} {r.samples:>9,} {r.seed:>4} {r.flops:>10.3g} {est:>8}"
+        )
+    t = totals(runs)
+    est = "-" if t["est_seconds"] is None else _fmt_secs(t["est_seconds"])
+    lines.append("-" * len(head))
+    lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, estimated {est} (one worker)")
+    return "\n".join(lines)
+
+
+def _fmt_secs(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f}s"
+    if s < 7200:
+        return f"{s / 60:.1f}m"
+    return f"{s / 3600:.1f}h"

@@ -1,0 +1,343 @@
+"""The sweep spec: one YAML file that says which runs a sweep makes.
+
+A spec names its data (a dataset folder, a generator and its size, or a mixture), the model ladder
+(preset names or target parameter counts), the data sizes D (samples seen), the seeds, the training
+settings passed through to ``scaling train``, and a design:
+
+- ``grid``: every model x data size x seed;
+- ``isoflop``: compute budgets C_1..C_k; per budget every model of the ladder whose
+  D = C / flops_per_sample(N) is at least ``min_samples`` (Chinchilla Approach 2).
+
+Example::
+
+    name: smoke
+    data: {generate: {source: tabletop, episodes: 16, seed: 0, image_size: 32}}
+    models: [debug, 2.0e5]
+    samples: [256, 512]
+    seeds: [0]
+    train: {batch_size: 16, lr: 1.0e-3, schedule: cosine}
+    design: grid
+
+Unknown keys are errors with a did-you-mean; every error is one line (``BadInput``, exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from analysis.errors import BadInput
+
+# RunConfig fields the sweep sets itself per run; a spec's ``train:`` block must not set them.
+RESERVED_TRAIN_KEYS = ("data", "size", "samples", "out", "seed", "branch_from", "checkpoint_at", "wandb_group", "run_id")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class GenerateSpec:
+    """Data generated once into the sweep folder by ``scaling.data`` (``scaling data generate``)."""
+
+    source: str = "tabletop"
+    """Generator name (``tabletop`` or ``metaworld``)."""
+    episodes: int = 32
+    """Number of episodes to generate (episodes)."""
+    seed: int = 0
+    """Seed of the generator."""
+    image_size: int = 32
+    """Side of the square camera images (pixels)."""
+    extra: tuple[tuple[str, Any], ...] = ()
+    """Further generator options passed through as ``--key value`` (e.g. tasks)."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a sweep's training data comes from: exactly one of path, generate, mixture."""
+
+    path: str | None = None
+    """A dataset folder written by ``scaling data`` (relative to the spec file)."""
+    generate: GenerateSpec | None = None
+    """Generate the data once into ``SWEEP_DIR/data``."""
+    mixture: tuple[tuple[str, float], ...] = ()
+    """Weighted dataset folders ``((path, weight), ...)``."""
+
+    def identity(self) -> Any:
+        """A machine-independent description, part of every run key (no local absolute paths)."""
+        if self.generate is not None:
+            g = self.generate
+            return {"generate": [g.source, g.episodes, g.seed, g.image_size, list(map(list, g.extra))]}
+        if self.mixture:
+            return {"mixture": [[p, w] for p, w in self.mixture]}
+        return {"path": self.path}
+
+
+@dataclass(frozen=True)
+class IsoflopSpec:
+    """IsoFLOP design: fixed compute budgets, a range of model sizes per budget."""
+
+    budgets: tuple[float, ...]
+    """Training compute budgets C_1..C_k (FLOPs)."""
+    min_samples: int = 1
+    """Smallest D worth training (samples); smaller (N, C) pairs are left out."""
+    max_samples: int | None = None
+    """Largest D (samples); larger pairs are left out (None: no limit)."""
+
+
+@dataclass(frozen=True)
+class LRSearchSpec:
+    """Learning-rate selection per model size by Optuna TPE with median pruning, before the design."""
+
+    trials: int = 6
+    """Trials per model size."""
+    samples: int = 512
+    """Training samples per trial (the small budget)."""
+    low: float = 1e-4
+    """Lower end of the log-uniform learning-rate range."""
+    high: float = 1e-2
+    """Upper end of the log-uniform learning-rate range."""
+
+
+@dataclass(frozen=True)
+class WSDSpec:
+    """Warmup-stable-decay branching: one stable phase per model size, one cooldown per data size."""
+
+    enabled: bool = False
+    """Branch cooldowns from a shared stable phase instead of independent runs."""
+    cooldown_frac: float = 0.2
+    """Fraction of each run's samples spent in the cooldown."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep, validated. Build it with :func:`load_spec` or :func:`parse_spec`."""
+
+    name: str
+    """Sweep name: the Optuna study name, the W&B group and the default folder ``runs/<name>``."""
+    data: DataSpec
+    """Training data of every run."""
+    models: tuple[str | float, ...]
+    """Model ladder: preset names (``debug``) or target parameter counts (parameters)."""
+    samples: tuple[int, ...] = ()
+    """Data sizes D of the grid design (training samples seen)."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds; every point is run once per seed."""
+    train: tuple[tuple[str, Any], ...] = ()
+    """Training settings passed through to ``scaling train`` (RunConfig fields)."""
+    design: str = "grid"
+    """``grid`` or ``isoflop``."""
+    isoflop: IsoflopSpec | None = None
+    """The IsoFLOP budgets (design ``isoflop`` only)."""
+    lr_search: LRSearchSpec | None = None
+    """Optional learning-rate search per model size."""
+    wsd: WSDSpec = field(default_factory=WSDSpec)
+    """Optional WSD branching."""
+    retries: int = 2
+    """Retries of a failed run before it is recorded as ``failed``."""
+    source: str | None = None
+    """The spec file this came from (for messages and relative paths)."""
+
+    @property
+    def train_dict(self) -> dict[str, Any]:
+        """The pass-through training settings as a dict."""
+        return dict(self.train)
+
+
+def _check_keys(where: str, raw: Mapping[str, Any], allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    if not isinstance(raw, Mapping):
+        raise BadInput(f"{where}: expected a mapping, got {type(raw).__name__}")
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
+            raise BadInput(f"{where}: unknown key {key!r}{hint}")
+    for key in required:
+        if key not in raw:
+            raise BadInput(f"{where}: missing required key {key!r}")
+
+
+def _number(where: str, value: Any, kind: type = float, positive: bool = True) -> Any:
+    if isinstance(value, bool):
+        raise BadInput(f"{where}: expected a number, got {value!r}")
+    try:
+        # YAML reads 1e6 (no dot) as a string; accept it and ints written as 1.0e6.
+        num = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{where}: expected a number, got {value!r}") from None
+    if positive and not num > 0:
+        raise BadInput(f"{where}: must be > 0, got {value!r}")
+    if kind is int:
+        if num != int(num):
+            raise BadInput(f"{where}: expected an integer, got {value!r}")
+        return int(num)
+    return num
+
+
+def _list(where: str, value: Any) -> list:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise BadInput(f"{where}: empty list, nothing to run")
+        return list(value)
+    return [value]
+
+
+def _parse_data(where: str, raw: Any, base: Path) -> DataSpec:
+    if isinstance(raw, str):
+        return DataSpec(path=str((base / raw) if not Path(raw).is_absolute() else raw))
+    _check_keys(where, raw, ("path", "generate", "mixture"))
+    if len(raw) != 1:
+        raise BadInput(f"{where}: give exactly one of path, generate, mixture")
+    if "path" in raw:
+        return _parse_data(where, str(raw["path"]), base)
+    if "generate" in raw:
+        g = raw["generate"]
+        _check_keys(f"{where}.generate", g, ("source", "episodes", "seed", "image_size", "options"))
+        extra = g.get("options") or {}
+        _check_keys(f"{where}.generate.options", extra, tuple(extra))
+        return DataSpec(generate=GenerateSpec(
+            source=str(g.get("source", "tabletop")),
+            episodes=_number(f"{where}.generate.episodes", g.get("episodes", 32), int),
+            seed=_number(f"{where}.generate.seed", g.get("seed", 0), int, positive=False),
+            image_size=_number(f"{where}.generate.image_size", g.get("image_size", 32), int),
+            extra=tuple(sorted(extra.items())),
+        ))
+    parts = []
+    for i, item in enumerate(_list(f"{where}.mixture", raw["mixture"])):
+        _check_keys(f"{where}.mixture[{i}]", item, ("path", "weight"), ("path",))
+        p = str(item["path"])
+        p = p if Path(p).is_absolute() else str(base / p)
+        parts.append((p, _number(f"{where}.mixture[{i}].weight", item.get("weight", 1.0))))
+    return DataSpec(mixture=tuple(parts))
+
+
+def _parse_model(where: str, value: Any) -> str | float:
+    if isinstance(value, str):
+        try:
+            return _number(where, value)
+        except BadInput:
+            return value  # a preset name; checked against PRESETS when planning
+    return _number(where, value)
+
+
+def _run_config_fields() -> list[str]:
+    """RunConfig's field names (cheap import: the config module does not pull torch)."""
+    try:
+        from scaling.config import field_names
+    except ImportError:  # training package not installed: leave validation to `scaling train`
+        return []
+    return field_names()
+
+
+def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
+    """Validate a parsed YAML document into a :class:`SweepSpec`.
+
+    Args:
+        raw: The YAML document (a mapping).
+        source: The file it came from; relative data paths are resolved against its folder.
+
+    Raises:
+        BadInput: One line naming the key and the problem.
+    """
+    where = source or "spec"
+    top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries")
+    _check_keys(where, raw, top, ("name", "data", "models"))
+    name = str(raw["name"])
+    if not _NAME_RE.match(name):
+        raise BadInput(f"{where}: name {name!r} must be letters, digits, '_', '-', '.'")
+    base = Path(source).resolve().parent if source else Path.cwd()
+    data = _parse_data(f"{where}: data", raw["data"], base)
+    models = tuple(_parse_model(f"{where}: models[{i}]", m) for i, m in enumerate(_list(f"{where}: models", raw["models"])))
+    seeds = tuple(_number(f"{where}: seeds", s, int, positive=False) for s in _list(f"{where}: seeds", raw.get("seeds", [0])))
+    train = raw.get("train") or {}
+    if not isinstance(train, Mapping):
+        raise BadInput(f"{where}: train: expected a mapping of RunConfig fields")
+    fields = _run_config_fields()
+    for key in train:
+        if fields and key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise BadInput(f"{where}: train: unknown RunConfig field {key!r}{hint}")
+        if key in RESERVED_TRAIN_KEYS:
+            raise BadInput(f"{where}: train.{key} is set by the sweep per run; remove it")
+
+    design_raw = raw.get("design", "grid")
+    isoflop = None
+    if isinstance(design_raw, Mapping):
+        _check_keys(f"{where}: design", design_raw, ("kind", "budgets", "min_samples", "max_samples"), ("kind",))
+        kind = str(design_raw["kind"])
+    else:
+        kind, design_raw = str(design_raw), {}
+    if kind not in ("grid", "isoflop"):
+        close = difflib.get_close_matches(kind, ("grid", "isoflop"), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise BadInput(f"{where}: design {kind!r} is not grid or isoflop{hint}")
+    samples: tuple[int, ...] = ()
+    if kind == "grid":
+        if "samples" not in raw:
+            raise BadInput(f"{where}: design grid needs 'samples' (the data sizes D)")
+        samples = tuple(_number(f"{where}: samples", s, int) for s in _list(f"{where}: samples", raw["samples"]))
+        if set(design_raw) - {"kind"}:
+            raise BadInput(f"{where}: design grid takes no budgets; use kind: isoflop")
+    else:
+        if "budgets" not in design_raw:
+            raise BadInput(f"{where}: design isoflop needs 'budgets' (FLOPs)")
+        if "samples" in raw:
+            raise BadInput(f"{where}: samples is for the grid design; isoflop derives D from the budgets")
+        budgets = tuple(_number(f"{where}: design.budgets", b) for b in _list(f"{where}: design.budgets", design_raw["budgets"]))
+        mx = design_raw.get("max_samples")
+        isoflop = IsoflopSpec(
+            budgets=tuple(sorted(budgets)),
+            min_samples=_number(f"{where}: design.min_samples", design_raw.get("min_samples", 1), int),
+            max_samples=None if mx is None else _number(f"{where}: design.max_samples", mx, int),
+        )
+
+    lr_search = None
+    if raw.get("lr_search") is not None:
+        ls = raw["lr_search"]
+        _check_keys(f"{where}: lr_search", ls, ("trials", "samples", "low", "high"))
+        lr_search = LRSearchSpec(
+            trials=_number(f"{where}: lr_search.trials", ls.get("trials", 6), int),
+            samples=_number(f"{where}: lr_search.samples", ls.get("samples", 512), int),
+            low=_number(f"{where}: lr_search.low", ls.get("low", 1e-4)),
+            high=_number(f"{where}: lr_search.high", ls.get("high", 1e-2)),
+        )
+        if lr_search.low >= lr_search.high:
+            raise BadInput(f"{where}: lr_search.low must be below lr_search.high")
+        if "lr" in train:
+            raise BadInput(f"{where}: give either train.lr or lr_search, not both")
+    wsd = WSDSpec()
+    if raw.get("wsd") is not None:
+        w = raw["wsd"]
+        _check_keys(f"{where}: wsd", w, ("enabled", "cooldown_frac"))
+        frac = _number(f"{where}: wsd.cooldown_frac", w.get("cooldown_frac", 0.2))
+        if not frac < 1:
+            raise BadInput(f"{where}: wsd.cooldown_frac must be in (0, 1)")
+        wsd = WSDSpec(enabled=bool(w.get("enabled", True)), cooldown_frac=frac)
+    retries = _number(f"{where}: retries", raw.get("retries", 2), int, positive=False)
+    return SweepSpec(
+        name=name, data=data, models=models, samples=samples, seeds=seeds,
+        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, lr_search=lr_search,
+        wsd=wsd, retries=retries, source=source,
+    )
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec YAML file.
+
+    Raises:
+        BadInput: Missing file, malformed YAML, or an invalid spec (one line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{p}: sweep spec not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "malformed YAML"
+        raise BadInput(f"{p}: not valid YAML ({first})") from None
+    if raw is None:
+        raise BadInput(f"{p}: empty sweep spec")
+    return parse_spec(raw, str(p))

@@ -1,0 +1,353 @@
+"""The sweep's queue and ledger: an Optuna study whose trials are the sweep's runs.
+
+Storage:
+- default: a ``JournalStorage`` file ``SWEEP_DIR/optuna.journal`` (no server). Its file lock is an
+  ``flock`` (released by the kernel when a holder is killed, so kill -9 never leaves a stale lock).
+- ``--storage postgresql://...`` (or any SQLAlchemy URL): ``RDBStorage`` with heartbeats; a run whose
+  worker stops beating for ``grace_period`` seconds is failed and put back in the queue
+  (``heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback``, Optuna's successor of
+  ``RetryFailedTrialCallback``). SQLite is refused with more than one worker: its locking is not
+  safe for that.
+
+Each point is one WAITING trial with ``user_attrs['run_key']``. Enqueueing runs under a lock (an
+``flock`` beside the journal, or a PostgreSQL advisory lock) and skips keys already present, so any
+number of concurrent ``sweep run`` processes create each point once; ``enqueue_trial(...,
+skip_if_exists=True)`` is kept as a second guard. Claiming flips WAITING -> RUNNING through the
+storage's own atomic transition, and a claimed trial whose key already has a live or finished trial
+is retired as a duplicate, so even a duplicate created outside the lock is never run twice.
+
+Watch a sweep in the browser (needs ``pip install optuna-dashboard``)::
+
+    optuna-dashboard runs/<sweep>/optuna.journal          # the default journal store
+    optuna-dashboard postgresql://user@host:5432/sweeps   # a shared database
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import socket
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal._file import BaseJournalFileLock
+from optuna.trial import FrozenTrial, TrialState
+
+from analysis.errors import BadInput
+from sweeps.data_source import file_lock
+
+HEARTBEAT_S = 10
+"""How often a worker records that its run is alive (seconds)."""
+GRACE_S = 60
+"""A run without a heartbeat for this long is presumed dead and re-queued (seconds)."""
+MAX_REQUEUES = 5
+"""How many times a point is re-queued after its worker died, before it is recorded as failed."""
+HOST = socket.gethostname()
+# Re-queues a dead worker's point as a new WAITING trial with the same user attrs (run_key, config).
+_RETRY = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+# Heartbeats and fail_stale_trials are marked experimental in Optuna; they are the documented way.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+class FlockJournalLock(BaseJournalFileLock):
+    """Journal file lock through ``flock``: released by the kernel if its holder is killed."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _advisory_key(name: str) -> int:
+    """A 60-bit PostgreSQL advisory-lock key for ``name``."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:15], 16)
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """RDBStorage with heartbeats; on PostgreSQL, schema creation is serialised by an advisory lock.
+
+    Several processes creating Optuna's tables at once collide (``CREATE TYPE ... already exists``).
+    """
+    def make() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=_RETRY(max_retry=MAX_REQUEUES),
+            engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True},
+        )
+
+    if not url.startswith("postgresql"):
+        return make()
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key("optuna-schema")})
+            try:
+                return make()
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _advisory_key("optuna-schema")})
+    except sqlalchemy.exc.OperationalError as exc:
+        raise BadInput(f"--storage {url}: cannot connect ({str(exc.orig).strip().splitlines()[0]})") from None
+    finally:
+        engine.dispose()
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (guards against pid reuse), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass
+class Claim:
+    """A point this worker owns: the RUNNING trial and its run key."""
+
+    trial_id: int
+    number: int
+    run_key: str
+    attrs: dict
+
+
+class Queue:
+    """An Optuna study used as the sweep's queue and ledger."""
+
+    def __init__(self, study_name: str, storage: str | None = None, sweep_dir: Path | None = None,
+                 workers: int = 1, create: bool = True) -> None:
+        """Open (or create) the study.
+
+        Args:
+            study_name: The sweep name.
+            storage: A database URL, a journal file path, or None for ``SWEEP_DIR/optuna.journal``.
+            sweep_dir: The local sweep folder (needed for the default journal).
+            workers: Worker processes on this machine (SQLite is refused with more than one).
+            create: Create the study if absent (False: it must exist, as for ``sweep worker``).
+        """
+        self.name = study_name
+        self.url = storage
+        if storage is None:
+            if sweep_dir is None:
+                raise BadInput("--storage: give a storage URL or a sweep folder")
+            storage = str(Path(sweep_dir) / "optuna.journal")
+        self.is_rdb = "://" in storage
+        if self.is_rdb:
+            if storage.startswith("sqlite") and workers > 1:
+                raise BadInput(f"--storage {storage}: SQLite is not safe with several workers; use the default journal or PostgreSQL")
+            self.storage = _rdb_storage(storage)
+            self.journal_path = None
+        else:
+            self.journal_path = Path(storage)
+            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+            backend = JournalFileBackend(str(self.journal_path), lock_obj=FlockJournalLock(str(self.journal_path) + ".lock"))
+            self.storage = JournalStorage(backend)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if create:
+            self.study = optuna.create_study(study_name=study_name, storage=self.storage, direction="minimize", load_if_exists=True)
+        else:
+            try:
+                self.study = optuna.load_study(study_name=study_name, storage=self.storage)
+            except KeyError:
+                raise BadInput(f"--study {study_name}: no such study in {storage}") from None
+
+    # -- locking ----------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """A sweep-wide exclusive lock (enqueueing and re-queueing run under it)."""
+        if self.journal_path is not None:
+            with file_lock(Path(str(self.journal_path) + ".queue.lock")):
+                yield
+            return
+        url = self.storage.url
+        if url.startswith("postgresql"):
+            import sqlalchemy
+
+            key = _advisory_key(f"sweep:{self.name}")
+            with self.storage.engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            return
+        if url.startswith("sqlite:///"):
+            with file_lock(Path(url[len("sqlite:///"):] + ".queue.lock")):
+                yield
+            return
+        yield  # other databases: claim-time deduplication is the guard
+
+    # -- ledger -----------------------------------------------------------------------------------
+    def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        """All trials of the sweep (no deep copy: treat as read-only)."""
+        return self.study.get_trials(deepcopy=False, states=states)
+
+    def set_info(self, **info: Any) -> None:
+        """Record sweep-level facts (spec, data, folder) in the study's user attrs."""
+        for k, v in info.items():
+            self.study.set_user_attr(k, v)
+
+    def info(self) -> dict:
+        """The sweep-level facts recorded by :meth:`set_info`."""
+        return dict(self.study.user_attrs)
+
+    def enqueue(self, points: list[dict]) -> int:
+        """Add every point whose run key is not in the study yet; returns how many were added.
+
+        Args:
+            points: ``{"run_key": ..., "params": {...}, "attrs": {...}}`` per point.
+        """
+        added = 0
+        with self.lock():
+            have = {t.user_attrs.get("run_key") for t in self.trials()}
+            for p in points:
+                if p["run_key"] in have:
+                    continue
+                attrs = {**p["attrs"], "run_key": p["run_key"]}
+                self.study.enqueue_trial(p["params"], user_attrs=attrs, skip_if_exists=True)
+                have.add(p["run_key"])
+                added += 1
+        return added
+
+    def _live_or_done(self, run_key: str, number: int) -> list[FrozenTrial]:
+        """Other trials of ``run_key`` that finished, or run and were created before ``number``."""
+        return [
+            t for t in self.trials()
+            if t.user_attrs.get("run_key") == run_key and t.number != number
+            and t.user_attrs.get("duplicate_of") is None
+            and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.RUNNING and t.number < number))
+        ]
+
+    def claim(self, ready: Any = None) -> Claim | None:
+        """Take the next WAITING point, or None when none is ready.
+
+        Largest FLOPs first (longest-processing-time order): the big runs start early and the small
+        ones fill the gaps, so workers finish together instead of one idling on a late large run.
+
+        Args:
+            ready: Optional predicate on the trial's user attrs (WSD cooldowns wait for their stable phase).
+        """
+        for t in sorted(self.trials((TrialState.WAITING,)), key=lambda t: (-float(t.user_attrs.get("flops") or 0), t.number)):
+            if ready is not None and not ready(t.user_attrs):
+                continue
+            try:
+                won = self.storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            if not won:
+                continue
+            key = t.user_attrs.get("run_key", "")
+            dup = self._live_or_done(key, t.number)
+            if dup:
+                # Someone else owns this key: retire our copy so the point runs once.
+                self.storage.set_trial_user_attr(t._trial_id, "duplicate_of", dup[0].number)
+                self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                continue
+            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "heartbeat": time.time()}
+            self.storage.set_trial_user_attr(t._trial_id, "worker", stamp)
+            if self.is_rdb:
+                self.storage.record_heartbeat(t._trial_id)  # from now on a silent worker counts as dead
+            return Claim(t._trial_id, t.number, key, dict(t.user_attrs))
+        return None
+
+    def heartbeat(self, trial_id: int) -> None:
+        """Record that this worker's run is alive (native heartbeat on RDB, a user attr on the journal)."""
+        if self.is_rdb:
+            self.storage.record_heartbeat(trial_id)
+        else:
+            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "heartbeat": time.time()}
+            self.storage.set_trial_user_attr(trial_id, "worker", stamp)
+
+    def requeue_stale(self) -> int:
+        """Fail the runs of dead workers and put their points back in the queue; returns how many.
+
+        RDB: Optuna's heartbeat check. Journal: a RUNNING trial whose worker process on this host is
+        gone (pid and start time), or whose heartbeat is older than ``GRACE_S``.
+        """
+        if self.is_rdb:
+            before = len(self.trials((TrialState.WAITING,)))
+            optuna.storages.fail_stale_trials(self.study)
+            return max(0, len(self.trials((TrialState.WAITING,))) - before)
+        n = 0
+        now = time.time()
+        retry = _RETRY(max_retry=MAX_REQUEUES)
+        with self.lock():
+            for t in self.trials((TrialState.RUNNING,)):
+                w = t.user_attrs.get("worker") or {}
+                if w.get("host") == HOST and w.get("pid") is not None:
+                    dead = _process_start(int(w["pid"])) != w.get("pid_start")
+                else:
+                    # No stamp: the worker died between claiming and stamping; age from the claim.
+                    started = t.datetime_start.timestamp() if t.datetime_start else now
+                    dead = now - float(w.get("heartbeat", started)) > GRACE_S
+                if not dead:
+                    continue
+                try:
+                    self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    continue
+                retry(self.study, self.storage.get_trial(t._trial_id))
+                n += 1
+        return n
+
+    def finish(self, trial_id: int, state: TrialState, attrs: dict, value: float | None = None) -> None:
+        """Store a run's outcome: user attrs first, then the final state (and value)."""
+        for k, v in attrs.items():
+            self.storage.set_trial_user_attr(trial_id, k, v)
+        try:
+            self.storage.set_trial_state_values(trial_id, state=state, values=None if value is None else [value])
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # presumed dead and re-queued meanwhile; the retry owns the point now
+
+    def point_states(self) -> dict[str, tuple[str, FrozenTrial]]:
+        """The state of every point, keyed by run key, with the trial that decides it.
+
+        A point is completed/diverged/pruned if any of its trials finished so; else running, else
+        waiting; else failed. Retired duplicates and dead-worker copies do not count.
+        """
+        rank = {"completed": 5, "diverged": 5, "pruned": 5, "running": 4, "waiting": 3, "failed": 2, "lost": 1}
+        out: dict[str, tuple[str, FrozenTrial]] = {}
+        for t in self.trials():
+            key = t.user_attrs.get("run_key")
+            if key is None or t.user_attrs.get("duplicate_of") is not None:
+                continue
+            if t.state == TrialState.COMPLETE:
+                s = "completed"
+            elif t.state == TrialState.PRUNED:
+                s = t.user_attrs.get("state", "pruned")
+            elif t.state == TrialState.RUNNING:
+                s = "running"
+            elif t.state == TrialState.WAITING:
+                s = "waiting"
+            else:
+                s = "failed" if t.user_attrs.get("state") == "failed" else "lost"
+            if key not in out or rank[s] > rank[out[key][0]]:
+                out[key] = (s, t)
+        return {k: ("failed" if s == "lost" else s, t) for k, (s, t) in out.items()}
+
+    def counts(self) -> dict[str, int]:
+        """``{total, completed, running, waiting, failed, diverged, pruned}`` over points."""
+        c = {k: 0 for k in ("completed", "running", "waiting", "failed", "diverged", "pruned")}
+        states = self.point_states()
+        for s, _ in states.values():
+            c[s] += 1
+        return {"total": len(states), **c}
+

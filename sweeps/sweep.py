@@ -1,0 +1,186 @@
+"""One sweep, end to end: spec -> plan -> queue -> workers -> results table -> fit and report.
+
+The Python face of ``scaling sweep``::
+
+    sw = Sweep.open("sweeps/smoke.yaml")          # folder runs/<name>, journal store
+    print(format_plan(sw.plan()))
+    sw.run(workers=2)                              # resumable: run it again after any kill
+    df = sw.table()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from analysis.errors import BadInput
+from sweeps.plan import PlannedRun, plan_runs, with_estimates
+from sweeps.spec import SweepSpec, load_spec
+from sweeps.store import Queue
+
+
+def default_dir(spec: SweepSpec) -> Path:
+    """``runs/<sweep name>`` under the current folder."""
+    return Path("runs") / spec.name
+
+
+def _point(r: PlannedRun) -> dict:
+    attrs = {
+        "config": r.config, "phase": r.phase, "size": r.size, "n_params": r.n_params, "samples": r.samples,
+        "seed": r.seed, "flops": r.flops, "flops_per_sample": r.flops_per_sample, "budget": r.budget,
+        "depends_on": r.depends_on, "est_seconds": r.est_seconds,
+    }
+    if r.branch is not None:
+        attrs["branch"] = r.branch
+    params = {"run_key": r.key, "size": str(r.size), "samples": r.samples, "seed": r.seed, "phase": r.phase}
+    return {"run_key": r.key, "params": params, "attrs": attrs}
+
+
+class Sweep:
+    """A spec bound to a local folder and a storage."""
+
+    def __init__(self, spec: SweepSpec, sweep_dir: Path, storage: str | None = None, workers: int = 1) -> None:
+        self.spec = spec
+        self.dir = Path(sweep_dir).resolve()
+        self.storage = storage
+        self.workers = workers
+        self._queue: Queue | None = None
+
+    @classmethod
+    def open(cls, spec_path: str | Path, sweep_dir: str | Path | None = None, storage: str | None = None,
+             workers: int = 1) -> "Sweep":
+        """Load and validate the spec; the folder defaults to ``runs/<name>``."""
+        spec = load_spec(spec_path)
+        if workers < 1:
+            raise BadInput(f"--workers {workers}: must be at least 1")
+        if storage and storage.startswith("sqlite") and workers > 1:
+            raise BadInput(f"--storage {storage}: SQLite is not safe with several workers; use the default journal or PostgreSQL")
+        return cls(spec, Path(sweep_dir) if sweep_dir else default_dir(spec), storage, workers)
+
+    @property
+    def queue(self) -> Queue:
+        """The sweep's Optuna-backed queue (opened on first use)."""
+        if self._queue is None:
+            self._queue = Queue(self.spec.name, self.storage, self.dir, self.workers)
+        return self._queue
+
+    # -- planning ---------------------------------------------------------------------------------
+    def local_data(self) -> Any:
+        """This machine's ``data`` value for RunConfig (generates the data once if the spec says so)."""
+        from sweeps.data_source import local_data
+
+        return local_data(self.spec.data, self.dir)
+
+    def plan(self, calibrate: bool = False, lrs: dict | None = None) -> list[PlannedRun]:
+        """Every run with key, N, D, FLOPs (and estimated time when ``calibrate``)."""
+        from sweeps.data_source import data_dims
+
+        local = self.local_data()
+        dims = data_dims(local)
+        runs = plan_runs(self.spec, dims, lrs if lrs is not None else self._chosen_lrs())
+        if calibrate:
+            from sweeps.calibration import calibrate as measure
+
+            cal = measure(self.spec, local, dims, runs, self.dir)
+            runs = with_estimates(runs, {int(k): v for k, v in cal["seconds_per_flop"].items()}, cal["overhead_s"],
+                                  {int(k): v for k, v in cal.get("val_seconds_per_flop", {}).items()})
+        return runs
+
+    def _chosen_lrs(self) -> dict | None:
+        if self.spec.lr_search is None:
+            return None
+        from sweeps.lr_search import chosen_lrs
+
+        return chosen_lrs(self)
+
+    def enqueue(self) -> int:
+        """Put every planned point in the queue once (safe under concurrent ``sweep run``)."""
+        if self.spec.lr_search is not None:
+            from sweeps.lr_search import search
+
+            search(self)
+        runs = self.plan()
+        q = self.queue
+        self.write_local_info()
+        info = q.info()
+        if not info.get("n_points"):
+            q.set_info(n_points=len(runs), spec_source=str(self.spec.source), dir=str(self.dir))
+        return q.enqueue([_point(r) for r in runs])
+
+    def write_local_info(self) -> None:
+        """``SWEEP_DIR/sweep.json``: what this machine's workers need (data path, retries, name)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write_json("sweep.json", {"sweep": self.spec.name, "data": self.local_data(), "retries": self.spec.retries,
+                                        "storage": self.storage, "spec": str(self.spec.source)})
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True) -> dict:
+        """Enqueue, run every point with ``workers`` processes, then write results (and fit if all done).
+
+        Returns:
+            The final counts ``{total, completed, running, waiting, failed, diverged, pruned}``.
+        """
+        from sweeps.launcher import launch
+
+        self.enqueue()
+        launch(self, workers or self.workers, launcher, progress=progress)
+        return self.finalize()
+
+    def table(self):  # -> pd.DataFrame
+        """The results table from storage alone."""
+        from sweeps.results import table
+
+        return table(self.queue)
+
+    def finalize(self) -> dict:
+        """Write ``results.csv``; when every point is finished, fit and write ``fit.json`` and the report."""
+        from sweeps.results import fit_table, write_table
+
+        df = self.table()
+        write_table(df, self.dir / "results.csv")
+        counts = self.queue.counts()
+        if self.spec.wsd.enabled:
+            self._write_json("wsd_savings.json", self.wsd_savings())
+        if counts["running"] == 0 and counts["waiting"] == 0 and counts["total"] > 0:
+            self._fit_and_report(fit_table(df))
+        return counts
+
+    def wsd_savings(self) -> dict:
+        """Compute of the branched sweep against independent runs of every point (from the ledger)."""
+        branched = independent = 0.0
+        for _, t in self.queue.point_states().values():
+            a = t.user_attrs
+            branched += float(a.get("flops") or 0)
+            independent += float(a.get("flops_per_sample") or 0) * int(a.get("samples") or 0)
+        saved = independent - branched
+        return {"branched_flops": branched, "independent_flops": independent, "saved_flops": saved,
+                "saved_frac": saved / independent if independent else 0.0}
+
+    def _write_json(self, name: str, obj: dict) -> None:
+        tmp = self.dir / f".{name}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, self.dir / name)
+
+    def _fit_and_report(self, df) -> None:
+        import analysis
+
+        note = self.dir / "fit_skipped.txt"
+        if df["n_params"].nunique() < 2 or df["n_samples"].nunique() < 2:
+            note.write_text("fit skipped: need at least two model sizes and two data sizes that completed\n")
+            return
+        try:
+            fit = analysis.fit(df)
+        except (BadInput, ValueError, RuntimeError) as exc:
+            note.write_text(f"fit skipped: {exc}\n")
+            return
+        fit.save(self.dir / "fit.json")
+        analysis.write_report(df, self.dir, fit=fit)  # report.html + figures beside results.csv
+        note.unlink(missing_ok=True)
+
+
+def plan_as_json(runs: list[PlannedRun]) -> list[dict]:
+    """The plan as plain dicts (``sweep plan --json``)."""
+    return [asdict(r) for r in runs]

@@ -1,0 +1,140 @@
+"""``scaling sweep plan|run|status|export SPEC.yaml`` and ``scaling sweep worker``.
+
+Only parses arguments and calls :class:`sweeps.sweep.Sweep`; heavy modules are imported in handlers.
+
+Examples::
+
+    scaling sweep plan sweeps/smoke.yaml                 # every run: key, N, D, FLOPs, est. time
+    scaling sweep run sweeps/smoke.yaml --workers 2      # resumable: rerun after any kill
+    scaling sweep status sweeps/smoke.yaml --json
+    scaling sweep export sweeps/smoke.yaml --out results.parquet
+    scaling sweep run SPEC --storage postgresql://u@db/sweeps   # on every machine: they cooperate
+
+    optuna-dashboard runs/<name>/optuna.journal          # browse the ledger (pip install optuna-dashboard)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _common(p: argparse.ArgumentParser, workers: bool = False) -> None:
+    p.add_argument("spec", metavar="SPEC.yaml", help="sweep spec file")
+    p.add_argument("--dir", default=None, help="sweep folder (default runs/<sweep name>)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (postgresql://...) shared by machines; default: a journal file in --dir")
+    if workers:
+        p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+
+
+def register(subparsers) -> None:
+    """Add ``sweep`` and its sub-commands to the ``scaling`` parser."""
+    sweep = subparsers.add_parser("sweep", help="plan, run, watch and export sweeps of training runs",
+                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
+
+    p = sub.add_parser("plan", help="list every run with key, N, D, FLOPs and estimated time")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--no-calibrate", action="store_true", help="skip the timing calibration (no estimates)")
+    p.set_defaults(func=_plan)
+
+    p = sub.add_parser("run", help="run (or resume) the sweep")
+    _common(p, workers=True)
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="local processes or a SLURM array")
+    p.add_argument("--no-progress", action="store_true", help="do not draw the sweep progress line")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("status", help="counts per state")
+    _common(p)
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object {total, completed, running, waiting, failed, diverged, pruned}")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("export", help="write the results table (from the storage alone)")
+    _common(p)
+    p.add_argument("--out", required=True, help="results.csv or results.parquet")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("worker", help="run points of a sweep until none is left (what launchers start)")
+    p.add_argument("--storage", required=True, help="storage URL or journal file")
+    p.add_argument("--study", required=True, help="sweep name")
+    p.add_argument("--dir", default=None, help="local sweep folder (default: the one recorded in the study)")
+    p.set_defaults(func=_worker)
+
+
+def _open(args, workers: int = 1):
+    from sweeps.sweep import Sweep
+
+    return Sweep.open(args.spec, args.dir, args.storage, workers)
+
+
+def _plan(args) -> int:
+    from sweeps.plan import format_plan, totals
+    from sweeps.sweep import plan_as_json
+
+    sw = _open(args)
+    runs = sw.plan(calibrate=not args.no_calibrate)
+    if args.json:
+        print(json.dumps({"runs": plan_as_json(runs), "totals": totals(runs)}, indent=1, default=str))
+    else:
+        print(format_plan(runs))
+        if sw.spec.wsd.enabled:
+            from sweeps.wsd import savings
+
+            s = savings(runs)
+            print(f"WSD branching: {s['branched_flops']:.3g} FLOPs vs {s['independent_flops']:.3g} independent "
+                  f"({100 * s['saved_frac']:.0f}% saved)")
+    return 0
+
+
+def _run(args) -> int:
+    sw = _open(args, args.workers)
+    counts = sw.run(args.workers, args.launcher, progress=not args.no_progress)
+    print(json.dumps(counts))
+    print(f"results: {sw.dir / 'results.csv'}")
+    if sw.spec.wsd.enabled:
+        s = sw.wsd_savings()
+        print(f"WSD branching saved {100 * s['saved_frac']:.0f}% of the compute "
+              f"({s['branched_flops']:.3g} FLOPs vs {s['independent_flops']:.3g} independent)")
+    unfinished = counts["running"] + counts["waiting"]
+    if counts["failed"] or unfinished:
+        sys.stderr.write(f"sweep {sw.spec.name}: {counts['failed']} failed, {unfinished} not finished\n")
+        return 1
+    return 0
+
+
+def _status(args) -> int:
+    from sweeps.store import Queue
+
+    sw = _open(args)
+    q = Queue(sw.spec.name, sw.storage, sw.dir)
+    counts = q.counts()
+    planned = int(q.info().get("n_points") or 0)
+    if planned > counts["total"]:
+        counts["waiting"] += planned - counts["total"]
+        counts["total"] = planned
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+def _export(args) -> int:
+    from sweeps.results import table, write_table
+    from sweeps.store import Queue
+
+    sw = _open(args)
+    q = Queue(sw.spec.name, sw.storage, sw.dir)
+    path = write_table(table(q), args.out)
+    print(path)
+    return 0
+
+
+def _worker(args) -> int:
+    from sweeps.launcher import worker_main
+
+    return worker_main(args.storage, args.study, args.dir)

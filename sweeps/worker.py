@@ -1,0 +1,199 @@
+"""A sweep worker: take the next waiting point, run it as its own OS process, record the outcome.
+
+Each run is ``python -m sweeps.cli train --config RUN_DIR/run.yaml`` in its own process (DDP
+relaunches its script, and W&B wants one run per process). The run folder is
+``SWEEP_DIR/runs/<run_key>``, so a re-queued point finds its own checkpoints and resumes from them.
+The run is tied to its worker (``PR_SET_PDEATHSIG``): if the worker is killed the run dies too, and
+two processes never train into one folder.
+
+Tests may swap the run command with the environment variable ``SWEEP_RUN_COMMAND`` (a command
+prefix; ``--config PATH`` is appended). Everything else is the real engine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from optuna.trial import TrialState
+
+from sweeps.results import flatten_result
+from sweeps.store import HEARTBEAT_S, Claim, Queue
+
+RUN_COMMAND_ENV = "SWEEP_RUN_COMMAND"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker needs besides the queue."""
+
+    sweep_dir: Path
+    """Local sweep folder; runs go to ``sweep_dir/runs/<run_key>``."""
+    data: object
+    """The ``data`` value of every RunConfig on this machine (path or mixture dict)."""
+    sweep: str
+    """Sweep name (W&B group)."""
+    retries: int = 2
+    """Retries of a failed run before it is recorded as failed."""
+    poll_s: float = 2.0
+    """Sleep between queue polls while other workers finish (seconds)."""
+    wait: bool = True
+    """Keep polling while other workers still run points (False: stop when nothing is waiting)."""
+
+
+def _die_with_parent() -> None:
+    # Linux prctl(PR_SET_PDEATHSIG, SIGKILL): the run is killed if its worker dies.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def run_command(config_path: Path) -> list[str]:
+    """The command that trains one run (``scaling train``, or the test override)."""
+    override = os.environ.get(RUN_COMMAND_ENV)
+    base = shlex.split(override) if override else [sys.executable, "-m", "sweeps.cli", "train"]
+    return [*base, "--config", str(config_path)]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:300] if lines else "no output"
+
+
+def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
+    cfg = dict(claim.attrs["config"])
+    cfg["data"] = s.data
+    cfg["out"] = str(run_dir)
+    branch = claim.attrs.get("branch")
+    if branch:
+        # WSD cooldown: start from the stable phase's checkpoint at this D's cooldown start.
+        cfg["branch_from"] = str(s.sweep_dir / "runs" / branch["from_key"] / "checkpoints" / branch["checkpoint"])
+    return cfg
+
+
+def _finished_result(run_dir: Path) -> dict | None:
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return result if result.get("status") in ("completed", "diverged") else None
+
+
+def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> int:
+    """One attempt: the run as its own process, heartbeats while it lives; returns its exit status."""
+    with open(run_dir / "train.log", "ab") as log:
+        proc = subprocess.Popen(run_command(cfg_path), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_die_with_parent)
+        while True:
+            try:
+                return proc.wait(timeout=HEARTBEAT_S)
+            except subprocess.TimeoutExpired:
+                q.heartbeat(claim.trial_id)
+
+
+def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
+    """Run one claimed point to an outcome; returns its state (completed|diverged|failed).
+
+    Failures are retried ``s.retries`` times (each retry resumes from the run's checkpoints).
+    """
+    run_dir = s.sweep_dir / "runs" / claim.run_key
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "run.yaml"
+    _write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
+    env = dict(os.environ)
+    env.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
+    env.update(WANDB_RUN_GROUP=s.sweep, WANDB_JOB_TYPE="train", WANDB_DIR=str(run_dir))
+    reason = ""
+    t0 = time.time()
+    process_s = 0.0  # wall time inside run processes (the rest is the sweep's own overhead)
+    for attempt in range(1, s.retries + 2):
+        if attempt == 1 and _finished_result(run_dir) is not None:
+            # The run finished but its worker died before recording it (kill -9 between the two):
+            # the folder belongs to this exact config, so take the result instead of training again.
+            rc = 0
+        else:
+            (run_dir / "result.json").unlink(missing_ok=True)  # a failed attempt's result must not pass
+            t_proc = time.time()
+            rc = _train(q, claim, cfg_path, run_dir, env)
+            process_s += time.time() - t_proc
+        result = None
+        try:
+            result = json.loads((run_dir / "result.json").read_text())
+        except (OSError, ValueError):
+            pass
+        status = (result or {}).get("status")
+        if rc == 0 and status in ("completed", "diverged"):
+            row = flatten_result(result)
+            val = row.get("val_loss")
+            finite = isinstance(val, (int, float)) and math.isfinite(val)
+            state = "completed" if status == "completed" and finite else "diverged"
+            attrs = {"result": row, "state": state, "attempts": attempt, "run_dir": str(run_dir),
+                     "sweep_seconds": time.time() - t0, "process_seconds": process_s}
+            if state == "completed":
+                q.finish(claim.trial_id, TrialState.COMPLETE, attrs, float(val))
+            else:
+                q.finish(claim.trial_id, TrialState.PRUNED, attrs)
+            return state
+        reason = (result or {}).get("error") or f"exit {rc}: {_last_line(run_dir / 'train.log')}"
+    q.finish(claim.trial_id, TrialState.FAIL,
+             {"state": "failed", "reason": str(reason)[:500], "attempts": s.retries + 1, "run_dir": str(run_dir)})
+    return "failed"
+
+
+def _fail_orphans(q: Queue, states: dict) -> None:
+    """WSD cooldowns whose stable phase failed can never run: record them as failed."""
+    for key, (state, t) in states.items():
+        dep = t.user_attrs.get("depends_on")
+        if state == "waiting" and dep and states.get(dep, ("", None))[0] in ("failed", "diverged"):
+            c = q.claim(ready=lambda a, k=key: a.get("run_key") == k)
+            if c is not None:
+                q.finish(c.trial_id, TrialState.FAIL, {"state": "failed", "reason": f"stable phase {dep} {states[dep][0]}"})
+
+
+def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
+    """Run points until none is left (or ``max_runs``); returns how many this worker ran."""
+    done = 0
+    while max_runs is None or done < max_runs:
+        q.requeue_stale()
+        states = q.point_states()
+        _fail_orphans(q, states)
+
+        def ready(attrs: dict) -> bool:
+            dep, branch = attrs.get("depends_on"), attrs.get("branch")
+            if dep is not None and states.get(dep, ("", None))[0] != "completed":
+                return False
+            # Without a shared disk only the machine that trained the stable phase has its checkpoint.
+            return not branch or (s.sweep_dir / "runs" / branch["from_key"] / "checkpoints" / branch["checkpoint"]).exists()
+
+        claim = q.claim(ready=ready)
+        if claim is not None:
+            run_point(q, claim, s)
+            done += 1
+            continue
+        counts = q.counts()
+        if not s.wait or (counts["running"] == 0 and counts["waiting"] == 0):
+            break
+        if counts["running"] == 0 and not any(ready(t.user_attrs) for st, t in states.values() if st == "waiting"):
+            break  # only blocked points left and nothing running that could unblock them
+        time.sleep(s.poll_s)
+    return done

@@ -1,0 +1,71 @@
+"""Fixtures for the sweep tests: a tiny dataset, spec files, and the fake-trainer environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_TRAIN = Path(__file__).resolve().parent / "fake_train.py"
+
+
+@pytest.fixture(scope="session")
+def sweep_dataset(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset (fast to write; the engine tests never train on it)."""
+    from scaling.data.store import write_dataset
+    from scaling.data.testing import synthetic_episodes
+
+    out = tmp_path_factory.mktemp("sweepdata") / "tiny"
+    return write_dataset(synthetic_episodes(6, image_size=16), out, seed=0, generator="synthetic",
+                         generator_version="1", meta={"action_bounds": [-1.0, 1.0]})
+
+
+@pytest.fixture
+def fake_env(monkeypatch) -> dict:
+    """Environment that swaps ``scaling train`` for the fake trainer (also for subprocesses)."""
+    env = {
+        "SWEEP_RUN_COMMAND": f"{sys.executable} {FAKE_TRAIN}",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "WANDB_MODE": "disabled",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return dict(os.environ)
+
+
+@pytest.fixture
+def spec_file(tmp_path, sweep_dataset):
+    """Factory: ``spec_file(**overrides)`` writes a 4-point grid spec on the tiny dataset."""
+    return lambda **kw: write_spec(tmp_path / "spec.yaml", sweep_dataset, **kw)
+
+
+@pytest.fixture
+def runs_of():
+    """``runs_of(sweep_dir)``: the fake trainer's invocation lines."""
+    return invocations
+
+
+def write_spec(path: Path, data: Path, **overrides) -> Path:
+    """Write a small grid spec (4 points) with ``overrides`` merged at the top level."""
+    spec = {
+        "name": "t",
+        "data": str(data),
+        "models": [1e5, 2e5],
+        "samples": [64, 128],
+        "seeds": [0],
+        "train": {"batch_size": 16, "lr": 1e-3},
+        "retries": 1,
+    }
+    spec.update(overrides)
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def invocations(sweep_dir: Path) -> list[list[str]]:
+    """The fake trainer's start/resume/finish lines, split."""
+    log = sweep_dir / "invocations.log"
+    return [ln.split() for ln in log.read_text().splitlines()] if log.exists() else []

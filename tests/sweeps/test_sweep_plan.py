@@ -1,0 +1,82 @@
+"""Planning: stable keys, IsoFLOP arithmetic against the exact accounting, WSD savings, estimates."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.errors import BadInput
+from sweeps.plan import DataDims, plan_runs, run_key, totals, with_estimates
+from sweeps.spec import parse_spec
+from sweeps.wsd import savings
+
+DIMS = DataDims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
+GRID = {"name": "g", "data": "/data/x", "models": ["debug", 2e5], "samples": [256, 512], "seeds": [0, 1],
+        "train": {"batch_size": 32, "lr": 1e-3}}
+
+
+def test_keys_stable_and_distinct():
+    a = plan_runs(parse_spec(GRID), DIMS)
+    b = plan_runs(parse_spec(dict(GRID)), DIMS)
+    assert [r.key for r in a] == [r.key for r in b]
+    assert len({r.key for r in a}) == len(a) == 8
+    # Any setting that changes what a run computes changes its key.
+    c = plan_runs(parse_spec({**GRID, "train": {"batch_size": 32, "lr": 2e-3}}), DIMS)
+    assert not {r.key for r in a} & {r.key for r in c}
+    # Keys do not depend on where the sweep lives (no output folder in the key).
+    assert all("out" not in r.config for r in a)
+    assert run_key({"a": 1, "b": 2}, "d") == run_key({"b": 2, "a": 1}, "d")
+
+
+def test_grid_counts_match_accounting():
+    from scaling.model import ModelConfig, flops_per_sample
+
+    runs = plan_runs(parse_spec(GRID), DIMS)
+    cfg = ModelConfig.from_size("debug", **DIMS.__dict__)
+    r = next(r for r in runs if r.size == "debug" and r.samples == 512)
+    assert r.flops == flops_per_sample(cfg) * 512
+    assert totals(runs)["flops"] == pytest.approx(sum(x.flops for x in runs))
+
+
+def test_isoflop_d_is_budget_over_flops_per_sample():
+    spec = parse_spec({"name": "i", "data": "/d", "models": ["30k", "debug", "100k"],
+                       "design": {"kind": "isoflop", "budgets": [1e12, 4e12], "min_samples": 32}})
+    runs = plan_runs(spec, DIMS)
+    assert {r.budget for r in runs} == {1e12, 4e12}
+    for r in runs:
+        assert r.samples == int(r.budget // r.flops_per_sample)
+        assert r.flops <= r.budget < r.flops + r.flops_per_sample
+
+
+def test_isoflop_budget_below_cost_is_bad_input():
+    spec = parse_spec({"name": "i", "data": "/d", "models": ["debug"],
+                       "design": {"kind": "isoflop", "budgets": [1e6], "min_samples": 32}})
+    with pytest.raises(BadInput, match="below the smallest model's cost"):
+        plan_runs(spec, DIMS)
+
+
+def test_wsd_branching_saves_compute():
+    spec = parse_spec({**GRID, "seeds": [0], "samples": [256, 512, 1024], "wsd": {"cooldown_frac": 0.25}})
+    runs = plan_runs(spec, DIMS)
+    assert len(runs) == 6
+    full = [r for r in runs if r.phase == "main"]
+    cool = [r for r in runs if r.phase == "cooldown"]
+    assert {r.samples for r in full} == {1024} and len(cool) == 4
+    for r in cool:
+        parent = next(f for f in full if f.key == r.depends_on)
+        start = int(r.branch["checkpoint"].split("-")[1].split(".")[0])
+        assert start in parent.config["checkpoint_at"] and r.config["schedule"] == "wsd"
+        assert r.flops == pytest.approx(r.flops_per_sample * (r.samples - start))
+        assert r.config["warmup"] == parent.config["warmup"] >= 1  # absolute steps: same stable phase
+    s = savings(runs)
+    # Per model: independent 256+512+1024 = 1792 samples; branched 1024 + 0.25*(256+512) = 1216.
+    assert s["saved_frac"] == pytest.approx(1 - 1216 / 1792, abs=0.01)
+
+
+def test_estimates_interpolate_between_calibrated_sizes():
+    runs = plan_runs(parse_spec(GRID), DIMS)
+    lo, hi = min(r.flops_per_sample for r in runs), max(r.flops_per_sample for r in runs)
+    est = with_estimates(runs, {lo: 1e-9, hi: 1e-10}, overhead_s=2.0)
+    for r in est:
+        spf = 1e-9 if r.flops_per_sample == lo else 1e-10
+        assert r.est_seconds == pytest.approx(2.0 + r.flops * spf)
+    assert totals(est)["est_seconds"] == pytest.approx(sum(r.est_seconds for r in est))
