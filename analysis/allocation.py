@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
 
@@ -85,7 +86,6 @@ def write_train_config(opt: dict, path, fit_source: str = "") -> Path:
     run (data, lr, ...) comes from the defaults or further flags.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ci = opt.get("ci", {})
     lines = [
         f"# Compute-optimal run for C = {opt['flops']:.4g} FLOPs ({opt['form']} fit{' of ' + fit_source if fit_source else ''};",
@@ -95,7 +95,4 @@ def write_train_config(opt: dict, path, fit_source: str = "") -> Path:
         f"size: {float(opt['n_opt']):.6e}",  # always a dot and a signed exponent: YAML 1.1 reads a float
         f"samples: {int(round(opt['d_opt']))}",
     ]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, "\n".join(lines) + "\n")

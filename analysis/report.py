@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
-import os
+import io
 from pathlib import Path
 
 
+from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
 
@@ -34,9 +35,9 @@ def _budgets(tbl):
 
 
 def _save(ax, out_dir: Path, name: str) -> str:
-    tmp = out_dir / f".{name}.tmp-{os.getpid()}.png"
-    ax.figure.savefig(tmp, dpi=110)
-    os.replace(tmp, out_dir / name)
+    buf = io.BytesIO()
+    ax.figure.savefig(buf, format="png", dpi=110)
+    write_atomic(out_dir / name, buf.getvalue())
     return name
 
 
@@ -134,8 +135,4 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49
 <h2>Figures</h2>{''.join(f'<img src="{n}" alt="{e(t)}" title="{e(t)}">' for t, n in figs)}
 </body></html>
 """
-    path = out / "report.html"
-    tmp = out / f".report.html.tmp-{os.getpid()}"
-    tmp.write_text(body)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(out / "report.html", body)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
 FORMAT_VERSION = 1
@@ -56,12 +56,7 @@ class FitResult:
 
     def save(self, path) -> Path:
         """Write fit.json atomically (temporary name, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitResult":

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
 PRECISIONS = ("bf16-mixed", "16-mixed", "32-true")
@@ -205,12 +206,7 @@ class RunConfig:
         """Write the fully resolved config as YAML (atomically)."""
         import yaml
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def _flag(name: str) -> str:

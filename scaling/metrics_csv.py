@@ -8,6 +8,7 @@ first drops rows past the step it resumes from, so the file reads as one uninter
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
+
+from analysis.atomic import write_atomic
 
 COLUMNS = ("step", "samples", "train_loss", "lr", "grad_norm", "val_loss", "action_mse",
            "samples_per_second", "wall_seconds")
@@ -54,12 +57,11 @@ class MetricsCSV(Logger):
             with self.path.open(newline="") as fh:
                 rows = list(csv.reader(fh))
             kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= self._resume_step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(COLUMNS)
-            writer.writerows(kept)
-        os.replace(tmp, self.path)
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf)
+        writer.writerow(COLUMNS)
+        writer.writerows(kept)
+        write_atomic(self.path, buf.getvalue())
         self._ready = True
 
     @rank_zero_only

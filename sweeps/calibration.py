@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis.atomic import write_atomic
 from sweeps.plan import DataDims, PlannedRun
 from sweeps.spec import SweepSpec
 
@@ -105,8 +106,5 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
         vspf[str(fps)] = val_s / (fps * val_samples)  # seconds per validation pass, per sample-FLOP
     out = {"key": cache_key, "seconds_per_flop": spf, "val_seconds_per_flop": vspf, "overhead_s": _startup_seconds(),
            "models": [str(s) for s in ends.values()], "measured_at": time.time()}
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    tmp = sweep_dir / f".calibration.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(out, indent=1))
-    os.replace(tmp, cache)
+    write_atomic(cache, json.dumps(out, indent=1))
     return out

@@ -9,11 +9,12 @@ yet carry the planned N, D and FLOPs so the table always has every point.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
 if TYPE_CHECKING:  # pandas is imported lazily by the functions below
@@ -78,14 +79,11 @@ def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
     path = Path(out)
     if path.suffix not in (".csv", ".parquet"):
         raise BadInput(f"--out {out}: use a .csv or .parquet file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if path.suffix == ".csv":
-        df.to_csv(tmp, index=False)
-    else:
-        df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+        return write_atomic(path, df.to_csv(index=False))
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return write_atomic(path, buf.getvalue())
 
 
 def fit_table(df: "pd.DataFrame", include_diverged: bool = False) -> "pd.DataFrame":

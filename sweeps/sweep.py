@@ -11,11 +11,11 @@ The Python face of ``scaling sweep``::
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 from sweeps.plan import PlannedRun, plan_runs, with_estimates
 from sweeps.spec import SweepSpec, load_spec
@@ -160,9 +160,7 @@ class Sweep:
                 "saved_frac": saved / independent if independent else 0.0}
 
     def _write_json(self, name: str, obj: dict) -> None:
-        tmp = self.dir / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(obj, indent=1))
-        os.replace(tmp, self.dir / name)
+        write_atomic(self.dir / name, json.dumps(obj, indent=1))
 
     def _fit_and_report(self, df) -> None:
         import analysis

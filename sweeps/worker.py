@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 from optuna.trial import TrialState
 
+from analysis.atomic import write_atomic
 from sweeps.results import flatten_result
 from sweeps.store import HEARTBEAT_S, Claim, Queue
 
@@ -64,12 +65,6 @@ def run_command(config_path: Path) -> list[str]:
     override = os.environ.get(RUN_COMMAND_ENV)
     base = shlex.split(override) if override else [sys.executable, "-m", "sweeps.cli", "train"]
     return [*base, "--config", str(config_path)]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _last_line(log: Path) -> str:
@@ -119,7 +114,7 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
     run_dir = s.sweep_dir / "runs" / claim.run_key
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "run.yaml"
-    _write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
+    write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
     env = dict(os.environ)
     env.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
     env.update(WANDB_RUN_GROUP=s.sweep, WANDB_JOB_TYPE="train", WANDB_DIR=str(run_dir))
