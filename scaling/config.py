@@ -254,6 +254,14 @@ def _coerce(name: str, value: Any) -> Any:
     """Coerce a YAML/flag value to the field's type; raise BadInput naming the key."""
     f = {f.name: f for f in fields(RunConfig)}[name]
     kind = str(f.type)
+    if name == "data" and isinstance(value, str) and value.lstrip().startswith("{"):
+        # A mixture given inline on the command line: --data '{"mixture": [{"path": ..., "weight": 3}]}'
+        import yaml
+
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise BadInput(f"train: --data looks like a mixture spec but is not valid JSON/YAML: {value!r}"[:200]) from None
     if value is None or name in ("data", "size"):
         return value
     try:

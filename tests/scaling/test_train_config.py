@@ -29,6 +29,14 @@ def test_yaml_then_flags_override(tmp_path):
     assert cfg.steps == math.ceil(5000 / 32)
 
 
+def test_inline_mixture_flag_is_parsed(tmp_path):
+    flag = '{"mixture": [{"path": "a", "weight": 3}, {"path": "b", "weight": 1}]}'
+    cfg = resolve(None, {"data": flag, "out": str(tmp_path / "r")})
+    assert cfg.data == {"mixture": [{"path": "a", "weight": 3}, {"path": "b", "weight": 1}]}
+    with pytest.raises(BadInput, match="mixture spec"):
+        resolve(None, {"data": '{"mixture": [', "out": str(tmp_path / "r")})
+
+
 def test_resolved_config_round_trips(tmp_path):
     cfg = RunConfig(data="d", size="debug", samples=100, out=str(tmp_path / "r"), checkpoint_at=(10,))
     path = cfg.save(tmp_path / "r" / "config.yaml")
