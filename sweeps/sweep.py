@@ -10,6 +10,7 @@ The Python face of ``scaling sweep``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -174,6 +175,8 @@ class Sweep:
         except (BadInput, ValueError, RuntimeError) as exc:
             note.write_text(f"fit skipped: {exc}\n")
             return
+        # Fitted from the in-memory table (main-phase rows only); name the file a reader can open.
+        fit = dataclasses.replace(fit, source=str(self.dir / "results.csv"))
         fit.save(self.dir / "fit.json")
         analysis.write_report(df, self.dir, fit=fit)  # report.html + figures beside results.csv
         note.unlink(missing_ok=True)
