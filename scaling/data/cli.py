@@ -69,9 +69,11 @@ def _generate_tabletop(args: argparse.Namespace) -> int:
     kwargs = {"seed": args.seed, "image_size": args.image_size}
     if args.noise is not None:
         kwargs["noise"] = args.noise
+    if args.families:
+        kwargs["families"] = tuple(f.strip() for f in args.families.split(",") if f.strip())
     if "workers" in pyinspect.signature(gen).parameters:
         kwargs["workers"] = args.workers
-    meta = {"image_size": args.image_size, "noise": args.noise}
+    meta = {"image_size": args.image_size, "noise": args.noise, "families": args.families}
     if hasattr(tabletop, "ACTION_LOW") and hasattr(tabletop, "ACTION_HIGH"):
         meta["action_bounds"] = [float(tabletop.ACTION_LOW), float(tabletop.ACTION_HIGH)]
     episodes = gen(args.episodes, **kwargs)
@@ -169,6 +171,8 @@ def register(subparsers) -> None:
     tt.add_argument("--episodes", type=_positive_int, required=True, help="number of episodes")
     tt.add_argument("--image-size", type=_positive_int, default=64, help="image side in pixels")
     tt.add_argument("--noise", type=_nonneg_float, default=None, help="expert noise level (generator default)")
+    tt.add_argument("--families", default=None,
+                    help="comma-separated task families to draw from (default: all 12), e.g. touch,reach_zone")
     mw = gsub.add_parser("metaworld", help="Meta-World scripted experts (needs the [metaworld] extra)")
     mw.add_argument("--tasks", required=True, help="comma-separated task names, e.g. reach-v3,push-v3")
     mw.add_argument("--episodes-per-task", type=_positive_int, default=20, help="episodes per task")

@@ -133,3 +133,16 @@ def test_generate_twice_gives_the_same_dataset(cli, tmp_path, workers):
     assert cli(*args, "--workers", 1, "--out", tmp_path / "a")[0] == 0
     assert cli(*args, "--workers", workers, "--out", tmp_path / "b")[0] == 0
     assert _tree_bytes(tmp_path / "a") == _tree_bytes(tmp_path / "b")
+
+
+def test_generate_tabletop_task_families(cli, tmp_path):
+    pytest.importorskip("scaling.data.tabletop")
+    out = tmp_path / "fam"
+    rc, _, _ = cli("data", "generate", "tabletop", "--episodes", 6, "--image-size", 16, "--workers", 1,
+                   "--families", "touch,reach_zone", "--out", out)
+    assert rc == 0
+    rc, stdout, _ = cli("data", "inspect", out, "--json")
+    assert rc == 0 and set(json.loads(stdout)["tasks"]) <= {"touch", "reach_zone"}
+    _one_line_error(*cli("data", "generate", "tabletop", "--episodes", 2, "--families", "touch,fly",
+                         "--out", tmp_path / "bad")[::2], "fly")
+    assert not (tmp_path / "bad").exists()
