@@ -9,12 +9,7 @@ from scaling.model import VLA, ModelConfig, param_groups
 from scaling.model.testing import DATA_DIMS, random_batch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(width: int, base: int | None, head: str = "discrete") -> ModelConfig:

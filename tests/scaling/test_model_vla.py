@@ -17,13 +17,7 @@ HEADS = ("discrete", "mse", "flow")
 REAL = ("debug",) + tuple(name for name in CPU_LADDER if PRESETS[name].target <= 1e6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared machine: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("size", list(PRESETS))
