@@ -29,13 +29,18 @@ def test_kyotakano_chinchilla_target():
     assert res.n_points == 234
 
 
-@pytest.mark.slow
-def test_epoch_replication():
-    """Epoch AI's replication: D = FLOP / (6 N), 5 highest-loss points dropped, 240 left."""
+def _epoch_points() -> pd.DataFrame:
+    """Epoch AI's replication set: D = FLOP / (6 N), the 5 highest-loss points dropped (240 left)."""
     df = pd.read_csv(_need("chinchilla_epoch.csv"))
     df["N"] = df["Model Size"]
     df["D"] = df["Training FLOP"] / (6 * df["N"])
-    df = df.sort_values("loss").iloc[:-5]
+    return df.sort_values("loss").iloc[:-5]
+
+
+@pytest.mark.slow
+def test_epoch_replication():
+    """Epoch AI's replication: D = FLOP / (6 N), 5 highest-loss points dropped, 240 left."""
+    df = _epoch_points()
     res = analysis.fit(df, n_col="N", d_col="D", loss_col="loss", bootstrap=0, holdout_frac=0)
     p = res.params
     assert_allclose([p["E"], p["alpha"], p["beta"]], [1.8172, 0.3473, 0.3672], atol=5e-4)
@@ -44,10 +49,7 @@ def test_epoch_replication():
 
 @pytest.mark.slow
 def test_epoch_bootstrap_intervals_match_published():
-    df = pd.read_csv(_need("chinchilla_epoch.csv"))
-    df["N"] = df["Model Size"]
-    df["D"] = df["Training FLOP"] / (6 * df["N"])
-    df = df.sort_values("loss").iloc[:-5]
+    df = _epoch_points()
     res = analysis.fit(df, n_col="N", d_col="D", loss_col="loss", bootstrap=400, holdout_frac=0)
     # Published 95% intervals: E (1.769, 1.871), alpha (0.317, 0.373), beta (0.331, 0.415).
     assert_allclose(res.ci["E"], [1.769, 1.871], atol=0.015)

@@ -35,12 +35,17 @@ def test_every_preset_builds_and_runs_forward_backward(size):
         assert math.isfinite(loss.item())
 
 
-@pytest.mark.parametrize("head", HEADS)
-def test_each_head_learns_a_fixed_batch(head):
+def _fixed_batch_setup(head: str):
+    """A debug-size model with `head` (chunk 2), a fixed random batch of 4, and its AdamW."""
     torch.manual_seed(0)
     cfg = tiny_config("debug", head=head, chunk=2, patch_size=8)
     model, batch = VLA(cfg), random_batch(cfg, 4, seed=1)
-    opt = torch.optim.AdamW(param_groups(model, lr=3e-3, weight_decay=0.0))
+    return model, batch, torch.optim.AdamW(param_groups(model, lr=3e-3, weight_decay=0.0))
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_each_head_learns_a_fixed_batch(head):
+    model, batch, opt = _fixed_batch_setup(head)
 
     def loss_at_seed() -> float:
         torch.manual_seed(123)  # the flow loss samples noise and time: a fixed batch fixes them too
@@ -123,10 +128,7 @@ def test_state_dict_round_trip_weights_only(tmp_path):
 def test_predictions_approach_targets_after_training(head):
     # The samplers point the right way: Euler integration of the learned flow (noise -> data),
     # argmax bins, regression; all fit a fixed batch of 4 well after 300 steps.
-    torch.manual_seed(0)
-    cfg = tiny_config("debug", head=head, chunk=2, patch_size=8)
-    model, batch = VLA(cfg), random_batch(cfg, 4, seed=1)
-    opt = torch.optim.AdamW(param_groups(model, lr=3e-3, weight_decay=0.0))
+    model, batch, opt = _fixed_batch_setup(head)
     error = lambda: (model.predict(batch) - batch["actions"]).pow(2).mean().item()  # noqa: E731
     before = error()
     for _ in range(300):
