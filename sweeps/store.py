@@ -245,6 +245,13 @@ class Queue:
         Args:
             ready: Optional predicate on the trial's user attrs (WSD cooldowns wait for their stable phase).
         """
+        # Under the sweep lock, so that re-queueing never sees a claimed trial before its new stamp:
+        # a retried trial inherits its dead worker's stamp, and without the lock another worker's
+        # requeue_stale could fail it between RUNNING and the stamp and queue the point a second time.
+        with self.lock():
+            return self._claim_locked(ready)
+
+    def _claim_locked(self, ready: Any) -> Claim | None:
         for t in sorted(self.trials((TrialState.WAITING,)), key=lambda t: (-float(t.user_attrs.get("flops") or 0), t.number)):
             if ready is not None and not ready(t.user_attrs):
                 continue
