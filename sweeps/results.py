@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analysis import schema
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
@@ -22,13 +23,9 @@ if TYPE_CHECKING:  # pandas is imported lazily by the functions below
 
     from sweeps.store import Queue
 
-RESULT_FIELDS = (
-    "run_id", "status", "n_params", "n_params_nonembed", "d_model", "n_layers", "n_heads",
-    "flops_per_sample", "flops", "n_samples", "n_unique_samples", "epochs", "lr", "global_batch_size",
-    "precision", "world_size", "val_loss", "val_loss_best", "train_loss", "action_mse", "success_rate",
-    "wall_seconds", "samples_per_second", "mfu", "versions",
-)
-SWEEP_FIELDS = ("sweep", "run_key", "seed", "state", "phase", "size", "budget", "reason", "attempts")
+# The columns are those of the contract (analysis/schema.py, rendered in docs/contracts.md).
+RESULT_FIELDS = tuple(f.name for f in schema.RESULT_COLUMNS)
+SWEEP_FIELDS = tuple(f.name for f in schema.SWEEP_COLUMNS)
 
 
 def flatten_result(result: dict) -> dict:
@@ -75,10 +72,11 @@ def table(q: "Queue") -> "pd.DataFrame":
 
 
 def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
-    """Write the table as CSV or Parquet (by extension), atomically."""
+    """Write the table as CSV or Parquet (by extension), atomically, after checking it against its contract."""
     path = Path(out)
     if path.suffix not in (".csv", ".parquet"):
         raise BadInput(f"--out {out}: use a .csv or .parquet file name")
+    schema.validate_table(df)
     if path.suffix == ".csv":
         return write_atomic(path, df.to_csv(index=False))
     buf = io.BytesIO()
