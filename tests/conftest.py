@@ -1,8 +1,16 @@
-"""Shared fixtures: a tiny dataset on disk, built once per test session."""
+"""Shared fixtures: a tiny dataset on disk, and the shipped smoke sweep, each built once per session."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "sweeps" / "smoke.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -11,3 +19,17 @@ def tiny_dataset(tmp_path_factory):
     from scaling.data.testing import make_tiny_dataset
 
     return make_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny", episodes=8, image_size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> Path:
+    """The folder of `scaling sweep run sweeps/smoke.yaml --workers 2` with the real trainer (about 2 minutes
+    on 2 cores): 3 sizes x 2 data sizes, results.csv, fit.json, report.html. Run once, shared by the
+    smoke test and the seam test; only slow tests ask for it."""
+    d = tmp_path_factory.mktemp("smoke") / "smoke"
+    env = {k: v for k, v in os.environ.items() if k != "SWEEP_RUN_COMMAND"}  # the real `scaling train`
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    run = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(SMOKE), "--dir", str(d),
+                          "--workers", "2", "--no-progress"], capture_output=True, text=True, env=env, timeout=540)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return d
