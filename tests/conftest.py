@@ -9,6 +9,15 @@ from pathlib import Path
 
 import pytest
 
+try:  # Property tests: no example database on disk, no per-example deadline (the machine is shared),
+    # and the failing example's replay blob printed with the failure.
+    from hypothesis import settings
+
+    settings.register_profile("suite", max_examples=60, deadline=None, database=None, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+except ImportError:  # hypothesis is in the dev extra; its tests skip without it
+    pass
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "sweeps" / "smoke.yaml"
 
