@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,15 @@ except ImportError:  # hypothesis is in the dev extra; its tests skip without it
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "sweeps" / "smoke.yaml"
+
+
+@pytest.fixture
+def replay_seed(request) -> int:
+    """A seed for a randomized test: fresh each run, or TEST_SEED=n to replay one. Printed, so a failure
+    shows the line that replays it (pytest prints a failing test's captured output)."""
+    seed = int(os.environ.get("TEST_SEED") or secrets.randbelow(2**32))
+    print(f"replay: TEST_SEED={seed} python -m pytest '{request.node.nodeid}'")
+    return seed
 
 
 @pytest.fixture(scope="session")

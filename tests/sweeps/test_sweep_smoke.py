@@ -17,6 +17,7 @@ SMOKE = Path(__file__).resolve().parents[2] / "sweeps" / "smoke.yaml"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the shared smoke sweep: about 2 minutes on 2 idle cores
 def test_smoke_sweep_end_to_end(smoke_sweep):
     d = smoke_sweep
     df = pd.read_csv(d / "results.csv")

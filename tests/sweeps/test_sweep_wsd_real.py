@@ -11,7 +11,7 @@ import yaml
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_branched_losses_match_independent_cosine(tmp_path, tiny_dataset, monkeypatch):
     monkeypatch.delenv("SWEEP_RUN_COMMAND", raising=False)
     train = {"batch_size": 32, "lr": 1e-3, "precision": "32-true", "accelerator": "cpu", "val_samples": 128,
