@@ -18,7 +18,10 @@ def test_task_table():
 
 
 def test_task_table_matches_metaworld():
-    env_dict = pytest.importorskip("metaworld.env_dict")
+    try:
+        env_dict = pytest.importorskip("metaworld.env_dict")
+    except (AttributeError, OSError) as exc:  # installed, but its GL library (OSMesa) is missing
+        pytest.skip(f"Meta-World's GL backend cannot load ({exc}); install libosmesa6 as .ci/run does")
     assert sorted(mw.TASKS) == sorted(env_dict.ALL_V3_ENVIRONMENTS)
 
 
