@@ -8,14 +8,9 @@ import pytest
 # Imported first: it picks the GL backend (OSMesa when headless) before mujoco is imported.
 from scaling.data import metaworld_source as mw
 
-try:  # the extra may be installed without the GL library MuJoCo loads at import (libosmesa6)
-    import metaworld  # noqa: F401
-    import mujoco  # noqa: F401
-except ImportError:
-    pytest.skip("Meta-World is not installed (the [metaworld] extra)", allow_module_level=True)
-except (AttributeError, OSError) as exc:  # PyOpenGL without OSMesa: "'NoneType' object has no attribute ..."
-    pytest.skip(f"Meta-World's GL backend cannot load ({exc}); install libosmesa6 as .ci/run does",
-                allow_module_level=True)
+from tests.scaling.metaworld_skip import skip_without_metaworld
+
+skip_without_metaworld(module_level=True)
 
 pytestmark = pytest.mark.metaworld
 

@@ -6,6 +6,7 @@ import pytest
 
 from scaling.data import metaworld_source as mw
 from scaling.errors import BadInput
+from tests.scaling.metaworld_skip import skip_without_metaworld
 
 
 def test_task_table():
@@ -18,10 +19,9 @@ def test_task_table():
 
 
 def test_task_table_matches_metaworld():
-    try:
-        env_dict = pytest.importorskip("metaworld.env_dict")
-    except (AttributeError, OSError) as exc:  # installed, but its GL library (OSMesa) is missing
-        pytest.skip(f"Meta-World's GL backend cannot load ({exc}); install libosmesa6 as .ci/run does")
+    skip_without_metaworld()
+    from metaworld import env_dict
+
     assert sorted(mw.TASKS) == sorted(env_dict.ALL_V3_ENVIRONMENTS)
 
 
