@@ -49,6 +49,6 @@ def smoke_sweep(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if k != "SWEEP_RUN_COMMAND"}  # the real `scaling train`
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     run = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(SMOKE), "--dir", str(d),
-                          "--workers", "2", "--no-progress"], capture_output=True, text=True, env=env, timeout=540)
+                          "--workers", "2", "--no-progress"], capture_output=True, text=True, env=env, timeout=840)
     assert run.returncode == 0, run.stderr[-2000:]
     return d
