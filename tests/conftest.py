@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.proc import run_group
 
 try:  # Property tests: no example database on disk, no per-example deadline (the machine is shared),
     # and the failing example's replay blob printed with the failure.
@@ -48,7 +49,7 @@ def smoke_sweep(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("smoke") / "smoke"
     env = {k: v for k, v in os.environ.items() if k != "SWEEP_RUN_COMMAND"}  # the real `scaling train`
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    run = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(SMOKE), "--dir", str(d),
-                          "--workers", "2", "--no-progress"], capture_output=True, text=True, env=env, timeout=840)
+    run = run_group([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(SMOKE), "--dir", str(d),
+                     "--workers", "2", "--no-progress"], env=env, timeout=840)
     assert run.returncode == 0, run.stderr[-2000:]
     return d

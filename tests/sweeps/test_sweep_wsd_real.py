@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pandas as pd
 import pytest
 import yaml
+
+from tests.proc import run_group
 
 
 @pytest.mark.slow
@@ -25,8 +26,8 @@ def test_branched_losses_match_independent_cosine(tmp_path, tiny_dataset, monkey
     for kind, spec in specs.items():
         path = tmp_path / f"{kind}.yaml"
         path.write_text(yaml.safe_dump(spec))
-        r = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(path), "--dir",
-                            str(tmp_path / kind), "--workers", "2", "--no-progress"], capture_output=True, text=True)
+        r = run_group([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(path), "--dir", str(tmp_path / kind),
+                       "--workers", "2", "--no-progress"], timeout=420)  # ends workers and runs too
         assert r.returncode == 0, r.stderr[-2000:]
         df = pd.read_csv(tmp_path / kind / "results.csv")
         losses[kind] = dict(zip(df["n_samples"], df["val_loss"]))
