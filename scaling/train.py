@@ -208,6 +208,11 @@ def train(cfg: RunConfig) -> RunResult | None:
     elif note is None:
         success = success_rate(module.model, source, cfg.eval_episodes, seed=cfg.eval_seed,
                                precision=cfg.precision)
+    reliance = None
+    if status == "completed" and cfg.strategy != "fsdp" and cfg.val_samples > 0:
+        from scaling.probe import input_reliance
+
+        reliance = input_reliance(module.model, source, cfg.val_samples)
     sps = module.timed_steps * cfg.batch_size / module.train_seconds if module.timed_steps else None
     from scaling.module import peak_flops_per_device
 
@@ -221,7 +226,7 @@ def train(cfg: RunConfig) -> RunResult | None:
         action_mse=module.action_mse, success_rate=success,
         wall_seconds=module.wall_before + time.time() - t_start, samples_per_second=sps,
         mfu=(sps * fps / (peak * trainer.world_size)) if (sps and peak) else None, versions=_versions(),
-        success_note=note, blind=cfg.blind)
+        success_note=note, blind=cfg.blind, input_reliance=reliance)
     result.save(cfg.run_dir / "result.json")
     return result
 
