@@ -94,6 +94,10 @@ RUN_RESULT: tuple[Field, ...] = (
        nullable=True, minimum=0),
     _f("versions", "object", "Software that made the run: torch, lightning, python, package (and the code "
        "version, `code`, where known)."),
+    _f("success_note", "string", "Why success_rate is null (e.g. data without a simulator); null when measured.",
+       nullable=True, required=False),
+    _f("blind", "boolean", "Whether the images and instruction were withheld (the input-free baseline).",
+       required=False),
 )
 
 _MODEL_COLUMNS: tuple[Field, ...] = (
@@ -111,8 +115,8 @@ def _as_column(f: Field) -> tuple[Field, ...]:
         return _MODEL_COLUMNS
     if f.name == "versions":
         return (Field("versions", "string", "result.json's versions as a JSON string.", nullable=True),)
-    return (Field(f.name, f.type, f.doc, nullable=True, enum=f.enum, minimum=f.minimum, maximum=f.maximum,
-                  completed=f.name in _NEEDED_WHEN_COMPLETED),)
+    return (Field(f.name, f.type, f.doc, nullable=True, required=f.required, enum=f.enum, minimum=f.minimum,
+                  maximum=f.maximum, completed=f.name in _NEEDED_WHEN_COMPLETED),)
 
 
 RESULT_COLUMNS: tuple[Field, ...] = tuple(c for f in RUN_RESULT for c in _as_column(f))

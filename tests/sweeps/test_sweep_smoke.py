@@ -21,9 +21,12 @@ SMOKE = Path(__file__).resolve().parents[2] / "sweeps" / "smoke.yaml"
 def test_smoke_sweep_end_to_end(smoke_sweep):
     d = smoke_sweep
     df = pd.read_csv(d / "results.csv")
-    assert len(df) == 6 and set(df["state"]) == {"completed"} and df["run_key"].is_unique
-    assert (df["val_loss"] > 0).all() and (df["n_params"] > 0).all()
-    assert set(df["n_samples"]) == {256, 512} and df["d_model"].notna().all() and df["n_params"].nunique() == 3
+    assert set(df["state"]) == {"completed"} and df["run_key"].is_unique
+    assert (df["val_loss"] > 0).all() and (df["n_params"] > 0).all() and df["d_model"].notna().all()
+    main = df[df["phase"] == "main"]  # 3 sizes x 2 data sizes, and the input-free baseline beside them
+    assert len(main) == 6 and set(main["n_samples"]) == {256, 512} and main["n_params"].nunique() == 3
+    (blind,) = df[df["phase"] == "blind"].itertuples()
+    assert (blind.n_params, blind.n_samples) == (main["n_params"].max(), 512)
     for key in df["run_key"]:  # each run is a real run folder with its own resolved config
         res = json.loads((d / "runs" / key / "result.json").read_text())
         assert res["status"] == "completed" and res["run_id"] == key
