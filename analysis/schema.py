@@ -62,6 +62,8 @@ RUN_STATUSES = ("completed", "diverged", "failed")
 TABLE_STATES = ("completed", "failed", "diverged", "pruned", "running", "waiting")
 TABLE_PHASES = ("main", "stable", "cooldown", "lr_search", "blind")
 MODEL_COLUMNS = ("d_model", "n_layers", "n_heads")
+RELIANCE_INPUTS = ("image", "instruction", "proprio")
+"""The inputs of result.json's `input_reliance`, each a `reliance_<input>` column of the table."""
 """The keys of result.json's `model` that the results table carries as columns."""
 
 RUN_RESULT: tuple[Field, ...] = (
@@ -98,6 +100,9 @@ RUN_RESULT: tuple[Field, ...] = (
        nullable=True, required=False),
     _f("blind", "boolean", "Whether the images and instruction were withheld (the input-free baseline).",
        required=False),
+    _f("input_reliance", "object", "Validation-loss increase (nats) with each input (image, instruction, "
+       "proprio) shuffled across samples: how much the policy uses it; 0 = ignored. Null when not measured.",
+       nullable=True, required=False, values="number|null"),
 )
 
 _MODEL_COLUMNS: tuple[Field, ...] = (
@@ -115,6 +120,9 @@ def _as_column(f: Field) -> tuple[Field, ...]:
         return _MODEL_COLUMNS
     if f.name == "versions":
         return (Field("versions", "string", "result.json's versions as a JSON string.", nullable=True),)
+    if f.name == "input_reliance":  # one column per probed input
+        return tuple(Field(f"reliance_{x}", "number", f"input_reliance.{x} (nats).", nullable=True, required=False)
+                     for x in RELIANCE_INPUTS)
     return (Field(f.name, f.type, f.doc, nullable=True, required=f.required, enum=f.enum, minimum=f.minimum,
                   maximum=f.maximum, completed=f.name in _NEEDED_WHEN_COMPLETED),)
 

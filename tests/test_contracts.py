@@ -57,9 +57,10 @@ def examples() -> dict[str, dict]:
 
     from tests.analysis.synthetic_tables import synthetic_frame
 
-    values = {name: 1 for name in schema.field_names("run_result")}
+    values = {f.name: 1 for f in schema.RUN_RESULT if f.required}
     values.update(run_id="r", status="completed", model={"d_model": 8}, versions={"torch": "2"}, precision="32-true",
-                  val_loss=3.1, success_rate=None, mfu=None)
+                  val_loss=3.1, success_rate=None, mfu=None, success_note="no simulator", blind=False,
+                  input_reliance={"image": 0.2, "instruction": None, "proprio": 0.0})
     fit = analysis.fit(synthetic_frame(noise=0.005, n_sizes=4, n_budgets=4), bootstrap=8,
                        grid=FORMS["chinchilla"].grid[::9])  # every 9th start: same basin, a fraction of the time
     return {"run_result": RunResult(**values).to_dict(), "fit": fit.to_dict(),
@@ -153,7 +154,12 @@ def test_a_real_sweep_through_every_seam(smoke_sweep, tmp_path, capsys):
         schema.validate("run_result", doc)
         assert RunResult.load(path).to_dict() == doc
         for col in schema.RESULT_COLUMNS:
-            want = doc["model"].get(col.name) if col.name in schema.MODEL_COLUMNS else doc.get(col.name)
+            if col.name in schema.MODEL_COLUMNS:
+                want = doc["model"].get(col.name)
+            elif col.name.startswith("reliance_"):
+                want = (doc.get("input_reliance") or {}).get(col.name.removeprefix("reliance_"))
+            else:
+                want = doc.get(col.name)
             got = row[col.name]
             if col.name == "versions":
                 assert json.loads(got) == want

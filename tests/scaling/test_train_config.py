@@ -10,6 +10,7 @@ import yaml
 
 from analysis.errors import BadInput
 from analysis.schema import field_names as field_names_of
+from analysis.schema import fields as contract_fields
 from scaling import schedules
 from scaling.config import RunConfig, field_docs, field_names, resolve
 from scaling.result import RunResult, result_fields
@@ -111,7 +112,7 @@ def test_wsd_schedule_stable_then_sqrt_cooldown():
 
 def test_result_has_exactly_the_contract_fields(tmp_path):
     assert result_fields() == CONTRACT_FIELDS
-    values = {name: 0 for name in CONTRACT_FIELDS}
+    values = {f.name: 0 for f in contract_fields("run_result") if f.required}  # optional ones keep their defaults
     values.update(run_id="r", status="completed", model={"d_model": 8}, versions={}, val_loss=float("nan"),
                   global_batch_size=1, world_size=1, precision="32-true")
     path = RunResult(**values).save(tmp_path / "result.json")
