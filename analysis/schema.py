@@ -61,6 +61,8 @@ def _f(name, type_, doc, **kw) -> Field:
 RUN_STATUSES = ("completed", "diverged", "failed")
 TABLE_STATES = ("completed", "failed", "diverged", "pruned", "running", "waiting")
 TABLE_PHASES = ("main", "stable", "cooldown", "lr_search", "blind")
+FITTED_PHASES = ("main", "cooldown")
+"""The phases whose rows are design points: the only rows a scaling-law fit of a sweep's table uses."""
 MODEL_COLUMNS = ("d_model", "n_layers", "n_heads")
 RELIANCE_INPUTS = ("image", "instruction", "proprio")
 """The inputs of result.json's `input_reliance`, each a `reliance_<input>` column of the table."""

@@ -90,4 +90,4 @@ def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
 def fit_table(df: "pd.DataFrame", include_diverged: bool = False) -> "pd.DataFrame":
     """The rows a scaling-law fit uses: design points that completed (diverged left out by default)."""
     keep = {"completed", "diverged"} if include_diverged else {"completed"}
-    return df[df["state"].isin(keep) & df["phase"].isin(["main", "cooldown"])].reset_index(drop=True)
+    return df[df["state"].isin(keep) & df["phase"].isin(schema.FITTED_PHASES)].reset_index(drop=True)

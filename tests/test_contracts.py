@@ -197,3 +197,17 @@ def test_a_real_sweep_through_every_seam(smoke_sweep, tmp_path, capsys):
     cfg = resolve(cfg_path, {"data": str(d), "out": str(tmp_path / "next")})
     assert cfg.size_value == pytest.approx(opt["n_opt"], rel=1e-6) and cfg.samples == round(opt["d_opt"])
     assert yaml.safe_load(cfg_path.read_text())["samples"] == cfg.samples
+
+
+def test_scaling_fit_of_a_sweep_table_uses_the_design_points_only():
+    """`scaling fit results.csv` must fit what the sweep's own fit.json fitted: WSD stable phases, lr-search
+    trials and the blind baseline are completed runs, but not points of the design."""
+    from analysis.table import load_table
+    from sweeps.results import fit_table
+
+    phases = ["main", "main", "cooldown", "stable", "lr_search", "blind"]
+    df = pd.DataFrame({"state": "completed", "phase": phases, "n_params": [1e5, 2e5, 1e5, 1e5, 1e5, 2e5],
+                       "n_samples": [1e3, 1e3, 2e3, 2e3, 1e3, 1e3], "val_loss": [3.0, 2.9, 2.8, 9.0, 9.0, 9.0]})
+    table = load_table(df)
+    assert table.loss.tolist() == [3.0, 2.9, 2.8] == fit_table(df)["val_loss"].tolist()
+    assert any("'blind': 1" in n and "'stable': 1" in n for n in table.notes), table.notes
