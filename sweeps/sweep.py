@@ -18,9 +18,11 @@ from typing import Any
 
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
+from scaling.versions import code_version
+from sweeps import generation, storage_url
 from sweeps.plan import PlannedRun, plan_runs, with_estimates
 from sweeps.spec import SweepSpec, load_spec
-from sweeps.store import Queue
+from sweeps.store import Queue, Storage
 
 
 def default_dir(spec: SweepSpec) -> Path:
@@ -28,11 +30,12 @@ def default_dir(spec: SweepSpec) -> Path:
     return Path("runs") / spec.name
 
 
-def _point(r: PlannedRun) -> dict:
+def _point(r: PlannedRun, gen: "generation.Generation") -> dict:
     attrs = {
         "config": r.config, "phase": r.phase, "size": r.size, "n_params": r.n_params, "samples": r.samples,
         "seed": r.seed, "flops": r.flops, "flops_per_sample": r.flops_per_sample, "budget": r.budget,
         "depends_on": r.depends_on, "est_seconds": r.est_seconds,
+        "spec_fingerprint": gen.spec_fingerprint, "code_version": gen.code_version, "generation": gen.number,
     }
     if r.branch is not None:
         attrs["branch"] = r.branch
@@ -43,30 +46,62 @@ def _point(r: PlannedRun) -> dict:
 class Sweep:
     """A spec bound to a local folder and a storage."""
 
-    def __init__(self, spec: SweepSpec, sweep_dir: Path, storage: str | None = None, workers: int = 1) -> None:
+    def __init__(self, spec: SweepSpec, sweep_dir: Path, storage: str | None = None, workers: int = 1, *,
+                 new_generation: bool = False, allow_code_change: bool = False) -> None:
         self.spec = spec
         self.dir = Path(sweep_dir).resolve()
         self.storage = storage
+        """The storage URL or journal path as given (may hold a password: never print it; see ``storage_shown``)."""
         self.workers = workers
+        self.new_generation = new_generation
+        self.allow_code_change = allow_code_change
+        self.code_version = code_version()
+        self.generation: generation.Generation | None = None
         self._queue: Queue | None = None
 
     @classmethod
     def open(cls, spec_path: str | Path, sweep_dir: str | Path | None = None, storage: str | None = None,
-             workers: int = 1) -> "Sweep":
-        """Load and validate the spec; the folder defaults to ``runs/<name>``."""
+             workers: int = 1, *, new_generation: bool = False, allow_code_change: bool = False) -> "Sweep":
+        """Load and validate the spec and the storage; the folder defaults to ``runs/<name>``.
+
+        ``storage`` None reads :data:`sweeps.storage_url.STORAGE_ENV`, else the journal in the folder.
+        """
         spec = load_spec(spec_path)
         if workers < 1:
             raise BadInput(f"--workers {workers}: must be at least 1")
-        if storage and storage.startswith("sqlite") and workers > 1:
-            raise BadInput(f"--storage {storage}: SQLite is not safe with several workers; use the default journal or PostgreSQL")
-        return cls(spec, Path(sweep_dir) if sweep_dir else default_dir(spec), storage, workers)
+        storage = storage_url.check(storage_url.from_env(storage), workers)
+        if sweep_dir is not None and Path(sweep_dir).exists() and not Path(sweep_dir).is_dir():
+            raise BadInput(f"--dir {sweep_dir}: is a file, not a folder")
+        return cls(spec, Path(sweep_dir) if sweep_dir else default_dir(spec), storage, workers,
+                   new_generation=new_generation, allow_code_change=allow_code_change)
+
+    @property
+    def storage_shown(self) -> str:
+        """The storage as messages and files show it (password masked)."""
+        return storage_url.mask(self.storage) if self.storage else str(self.dir / "optuna.journal")
 
     @property
     def queue(self) -> Queue:
-        """The sweep's Optuna-backed queue (opened on first use)."""
+        """The sweep's Optuna-backed queue (opened on first use; starts a generation if needed)."""
         if self._queue is None:
-            self._queue = Queue(self.spec.name, self.storage, self.dir, self.workers)
+            self._queue = self._open_queue(create=True)
         return self._queue
+
+    def existing_queue(self) -> Queue:
+        """The queue of a sweep that has run (``status``, ``export``): creates nothing; BadInput if never run."""
+        if self._queue is None:
+            self._queue = self._open_queue(create=False)
+        return self._queue
+
+    def _open_queue(self, create: bool) -> Queue:
+        store = Storage.open(self.storage, self.dir, self.workers, create=create)
+        gen = generation.resolve(self.spec, store, self.code_version, create=create,
+                                 new_generation=self.new_generation, allow_code_change=self.allow_code_change)
+        q = Queue(gen.study, store, self.dir, self.workers, create=create)
+        if create:
+            generation.record(q.study, self.spec, gen)
+        self.generation = gen
+        return q
 
     # -- planning ---------------------------------------------------------------------------------
     def local_data(self) -> Any:
@@ -81,7 +116,8 @@ class Sweep:
 
         local = self.local_data()
         dims = data_dims(local)
-        runs = plan_runs(self.spec, dims, lrs if lrs is not None else self._chosen_lrs())
+        code = self.generation.code_version if self.generation is not None else self.code_version
+        runs = plan_runs(self.spec, dims, lrs if lrs is not None else self._chosen_lrs(), code)
         if calibrate:
             from sweeps.calibration import calibrate as measure
 
@@ -103,31 +139,46 @@ class Sweep:
             from sweeps.lr_search import search
 
             search(self)
+        q = self.queue  # first: the generation decides the code version in the run keys
         runs = self.plan()
-        q = self.queue
         self.write_local_info()
         info = q.info()
         if not info.get("n_points"):
             q.set_info(n_points=len(runs), spec_source=str(self.spec.source), dir=str(self.dir))
-        return q.enqueue([_point(r) for r in runs])
+        assert self.generation is not None
+        return q.enqueue([_point(r, self.generation) for r in runs])
 
     def write_local_info(self) -> None:
-        """``SWEEP_DIR/sweep.json``: what this machine's workers need (data path, retries, name)."""
+        """``SWEEP_DIR/sweep.json``: what this machine's workers need (data path, retries, name).
+
+        The storage is recorded masked, for the reader: workers get the URL from the environment.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._write_json("sweep.json", {"sweep": self.spec.name, "data": self.local_data(), "retries": self.spec.retries,
-                                        "storage": self.storage, "spec": str(self.spec.source)})
+        study = self.queue.name
+        self._write_json("sweep.json", {"sweep": self.spec.name, "study": study, "data": self.local_data(),
+                                        "retries": self.spec.retries, "storage": self.storage_shown,
+                                        "spec": str(self.spec.source), "code_version": self.code_version})
 
     # -- running ----------------------------------------------------------------------------------
-    def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True) -> dict:
+    def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True,
+            retry_failed: bool = False, slurm: dict | None = None) -> dict:
         """Enqueue, run every point with ``workers`` processes, then write results (and fit if all done).
+
+        Args:
+            retry_failed: Put points recorded as failed back in the queue first (they resume from
+                their checkpoints).
+            slurm: SLURM resources from the command line (over the spec's ``slurm:``).
 
         Returns:
             The final counts ``{total, completed, running, waiting, failed, diverged, pruned}``.
         """
-        from sweeps.launcher import launch
+        from sweeps.launcher import launch, preflight
 
+        preflight(launcher)
         self.enqueue()
-        launch(self, workers or self.workers, launcher, progress=progress)
+        if retry_failed:
+            self.queue.retry_failed()
+        launch(self, workers or self.workers, launcher, progress=progress, slurm=slurm)
         return self.finalize()
 
     def table(self):  # -> pd.DataFrame

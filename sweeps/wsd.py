@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sweeps.plan import ModelPoint, PlannedRun, run_key
+from sweeps.points import ModelPoint, PlannedRun, base_config, run_key
 from sweeps.spec import SweepSpec
 
 
@@ -27,10 +27,9 @@ def _decay_start_samples(samples: int, batch: int, frac: float) -> int:
     return max(steps - math.ceil(frac * steps), 0) * batch
 
 
-def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], ident: Any, lrs: dict | None) -> list[PlannedRun]:
+def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], ident: Any, lrs: dict | None,
+                code_version: str | None = None) -> list[PlannedRun]:
     """The branched plan: per (N, seed) one full run at the largest D, cooldown branches for the rest."""
-    from sweeps.plan import _base_config
-
     train = spec.train_dict
     batch = int(train.get("batch_size", 64))
     frac = spec.wsd.cooldown_frac
@@ -47,17 +46,17 @@ def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], iden
             warm_steps = int(warm) if warm >= 1 else max(1, round(warm * math.ceil(group[0][1] / batch)))
             starts = {d: _decay_start_samples(d, batch, frac) for _, d, _ in group[:-1]}
             common = {"schedule": "wsd", "wsd_decay_frac": frac, "warmup": warm_steps}
-            long_cfg = {**_base_config(spec, m.size, d_max, seed, lrs), **common,
+            long_cfg = {**base_config(spec, m.size, d_max, seed, lrs), **common,
                         "checkpoint_at": sorted({s for s in starts.values() if s > 0})}
-            long_key = run_key(long_cfg, ident)
+            long_key = run_key(long_cfg, ident, code_version)
             runs.append(PlannedRun(key=long_key, phase="main", size=m.size, n_params=m.n_params, samples=d_max,
                                    seed=seed, flops=float(m.flops_per_sample) * d_max,
                                    flops_per_sample=m.flops_per_sample, config=long_cfg, budget=c_max))
             for mm, d, c in group[:-1]:
                 start = starts[d]
-                cfg = {**_base_config(spec, mm.size, d, seed, lrs), **common}
+                cfg = {**base_config(spec, mm.size, d, seed, lrs), **common}
                 branch = {"from_key": long_key, "checkpoint": f"stable-{start}.ckpt"} if start > 0 else None
-                key = run_key({**cfg, "branch": branch}, ident)
+                key = run_key({**cfg, "branch": branch}, ident, code_version)
                 runs.append(PlannedRun(
                     key=key, phase="cooldown" if branch else "main", size=mm.size, n_params=mm.n_params,
                     samples=d, seed=seed, flops=float(mm.flops_per_sample) * (d - start),
