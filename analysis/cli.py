@@ -54,9 +54,24 @@ def _fit_kwargs(a) -> dict:
                 bootstrap=a.bootstrap, holdout_frac=a.holdout_frac, seed=a.seed)
 
 
+def _file_out(flag: str, path: str) -> None:
+    """Refuse an output path that is a folder, or whose folder is missing, before any work is done."""
+    from pathlib import Path
+
+    from analysis.errors import BadInput
+
+    p = Path(path)
+    if p.is_dir():
+        raise BadInput(f"{flag} {path}: is a folder; give a file name (e.g. {p / 'fit.json'})"
+                       if flag == "--out" else f"{flag} {path}: is a folder; give a file name (e.g. {p / 'run.yaml'})")
+    if not p.parent.is_dir():
+        raise BadInput(f"{flag} {path}: folder {p.parent} does not exist")
+
+
 def _fit(a) -> int:
     from analysis.workflow import fit
 
+    _file_out("--out", a.out)
     res = fit(a.results, all_states=a.all_states, **_fit_kwargs(a))
     path = res.save(a.out)
     print(json.dumps(res.to_dict()) if a.json else res.summary() + f"\nwrote {path}")
@@ -66,6 +81,8 @@ def _fit(a) -> int:
 def _optimal(a) -> int:
     from analysis.allocation import optimal, write_train_config
 
+    if a.emit_config:
+        _file_out("--emit-config", a.emit_config)
     res = optimal(a.fit, a.flops)
     if a.emit_config:
         write_train_config(res, a.emit_config, a.fit)

@@ -80,10 +80,10 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scaling`` console script."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        _leaf(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        args, extra = parser.parse_known_args(argv)  # --help prints here: it may meet a closed pipe too
+        if extra:
+            _leaf(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
         with warnings.catch_warnings():
             # exp overflowing to inf while the fitter explores far-off exponents is expected (that start
             # just scores inf); the fit reports what matters in its own warnings. PYTHONWARNINGS shows it.

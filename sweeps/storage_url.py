@@ -99,7 +99,7 @@ def check(storage: str | None, workers: int = 1) -> str | None:
     shown = mask(storage)
     try:
         url = make_url(storage)
-    except sqlalchemy.exc.ArgumentError:
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         raise BadInput(f"--storage {shown}: not a valid database URL (postgresql://user@host/db)") from None
     backend = url.get_backend_name()
     if backend == "postgres":  # the libpq/Heroku spelling; SQLAlchemy 2 knows only "postgresql"
