@@ -59,7 +59,8 @@ def resolve(spec: SweepSpec, store: Storage, code_version: str, *, create: bool,
 
     Args:
         create: A command that may start a generation (``sweep run``); False for ``status``,
-            ``export``: they only read, and a sweep never run is ``BadInput``.
+            ``export``: they only read (the latest generation of this spec, whatever its code
+            version), and a sweep never run is ``BadInput``.
 
     Raises:
         BadInput: Never run (read-only commands), or the spec or code changed without a flag.
@@ -78,7 +79,7 @@ def resolve(spec: SweepSpec, store: Storage, code_version: str, *, create: bool,
         return Generation(name, 1, fp, code_version, False)
     study, attrs = latest
     same_spec = attrs.get("spec_fingerprint") == fp
-    if same_spec and allow_code_change:
+    if same_spec and (allow_code_change or not create):  # reading a table is no reuse: each row names its code
         return Generation(study, int(attrs.get("generation") or 1), fp, str(attrs.get("code_version")), True)
     if new_generation and create:
         return Generation(name, int(attrs.get("generation") or 1) + 1, fp, code_version, False)

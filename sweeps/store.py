@@ -38,6 +38,7 @@ from typing import Any, Iterator
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.storages.journal._file import BaseJournalFileLock
+from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from analysis.errors import BadInput
@@ -126,6 +127,18 @@ def process_start(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+# N and D as trial params, so that optuna-dashboard's tables and plots show them (user attrs it
+# shows only per trial). Fixed log-scale bounds: Optuna requires one distribution per name per study.
+_PARAM_RANGE = FloatDistribution(1.0, 1e18, log=True)
+
+
+def _set_dashboard_params(storage: Any, t: FrozenTrial) -> None:
+    a = t.user_attrs
+    for name, value in (("N", a.get("n_params")), ("D", a.get("samples"))):
+        if value and name not in t.params:
+            storage.set_trial_param(t._trial_id, name, float(value), _PARAM_RANGE)
 
 
 @dataclass
@@ -264,7 +277,7 @@ class Queue:
                          if k not in ("state", "reason", "attempts", "worker", "result", "run_dir", "duplicate_of",
                                       "failed_trial", "retry_failed")}
                 attrs["retried_from"] = t.number
-                self.study.enqueue_trial(dict(t.params), user_attrs=attrs)
+                self.study.enqueue_trial(dict(t.system_attrs.get("fixed_params") or {}), user_attrs=attrs)
                 n += 1
         return n
 
@@ -338,6 +351,7 @@ class Queue:
                 continue
             stamp = {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "heartbeat": time.time()}
             self.storage.set_trial_user_attr(t._trial_id, "worker", stamp)
+            _set_dashboard_params(self.storage, t)
             if self.is_rdb:
                 self.storage.record_heartbeat(t._trial_id)  # from now on a silent worker counts as dead
             return Claim(t._trial_id, t.number, key, dict(t.user_attrs))
