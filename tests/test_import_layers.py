@@ -78,18 +78,9 @@ def _cycle(package: str) -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("package", ["sweeps", "scaling.data", "scaling", "analysis"])
+@pytest.mark.parametrize("package", ["sweeps", "scaling.data", "scaling.model", "scaling", "analysis"])
 def test_no_import_cycles(package):
-    if package == "scaling" and _cycle("scaling.model"):
-        pytest.skip("scaling.model is checked by its own (expected-to-fail) test")
     cycle = _cycle(package)
-    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
-
-
-@pytest.mark.xfail(strict=True, reason="known: config.from_size -> presets -> solver -> config; "
-                                       "fix by moving from_size above the solver (call sites in train.py)")
-def test_no_import_cycles_in_model():
-    cycle = _cycle("scaling.model")
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
