@@ -4,7 +4,8 @@ Columns: the run-result fields (``docs/contracts.md``; the model shape flattened
 ``n_layers``, ``n_heads``; ``versions`` as a JSON string) plus ``sweep``, ``run_key``, ``seed``,
 ``state`` (completed | failed | diverged | pruned | running | waiting), ``phase`` (main | stable |
 cooldown | lr_search), ``size`` as written in the spec, ``reason`` for failures, ``spec_fingerprint``
-and ``generation`` (the spec that planned the point), ``code_version`` (the code that made the run). Points not finished
+and ``generation`` (the spec that planned the point), ``code_version`` (the code that made the run),
+``flops_6nd`` (6 x non-embedding N x D, beside the exact ``flops``). Points not finished
 yet carry the planned N, D and FLOPs so the table always has every point.
 """
 
@@ -31,7 +32,7 @@ RESULT_FIELDS = (
     "wall_seconds", "samples_per_second", "mfu", "versions",
 )
 SWEEP_FIELDS = ("sweep", "run_key", "seed", "state", "phase", "size", "budget", "reason", "attempts",
-                "spec_fingerprint", "generation", "code_version")
+                "spec_fingerprint", "generation", "code_version", "flops_6nd")
 
 
 def rows(q: "Queue") -> list[dict]:
@@ -44,6 +45,9 @@ def rows(q: "Queue") -> list[dict]:
         row.update(n_params=a.get("n_params"), n_samples=a.get("samples"), flops=a.get("flops"),
                    flops_per_sample=a.get("flops_per_sample"), lr=(a.get("config") or {}).get("lr"))
         row.update(a.get("result") or {})
+        # Kaplan's 6ND (non-embedding N) beside the exact FLOPs, as the README promises.
+        if row.get("n_params_nonembed") and row.get("n_samples"):
+            row["flops_6nd"] = 6.0 * float(row["n_params_nonembed"]) * float(row["n_samples"])
         made_by = (a.get("result") or {}).get("versions")
         made_by = json.loads(made_by).get("code") if isinstance(made_by, str) else None
         row.update(sweep=sweep, run_key=key, seed=a.get("seed"), state=state, phase=a.get("phase", "main"),
