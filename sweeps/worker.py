@@ -92,6 +92,7 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
     write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
     env = dict(os.environ)
     env.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
+    env.setdefault("WANDB_SILENT", "true")  # train.log is a file: no banners, no ANSI colour codes
     env.update(WANDB_RUN_GROUP=s.sweep, WANDB_JOB_TYPE="train", WANDB_DIR=str(run_dir))
     reason = ""
     t0 = time.time()
