@@ -28,8 +28,30 @@ _REGISTRARS = (
 )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (examples keep their lines); every option's default in its help line."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
+        if shown and action.option_strings and "default" not in text.lower():
+            text += " (default: %(default)s)"
+        return text
+
+
 class CLIParser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line with a did-you-mean, and exit status 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but an unknown flag is reported by the sub-command it was given to."""
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            _leaf(self, ns).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
 
     def error(self, message: str) -> None:  # type: ignore[override]
         hint = _did_you_mean(self, message)
@@ -81,9 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scaling`` console script."""
     parser = build_parser()
     try:
-        args, extra = parser.parse_known_args(argv)  # --help prints here: it may meet a closed pipe too
-        if extra:
-            _leaf(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+        args = parser.parse_args(argv)  # --help prints here: it may meet a closed pipe too
         with warnings.catch_warnings():
             # exp overflowing to inf while the fitter explores far-off exponents is expected (that start
             # just scores inf); the fit reports what matters in its own warnings. PYTHONWARNINGS shows it.

@@ -1,6 +1,6 @@
 """Plan, run, watch and export sweeps of training runs.
 
-Examples::
+Examples:
 
     scaling sweep plan sweeps/smoke.yaml                 # every run: key, N, D, FLOPs, est. time
     scaling sweep run sweeps/smoke.yaml --workers 2      # resumable: rerun after any kill
@@ -52,7 +52,7 @@ def _slurm_flags(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     """Add ``sweep`` and its sub-commands to the ``scaling`` parser."""
     sweep = subparsers.add_parser("sweep", help="plan, run, watch and export sweeps of training runs",
-                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  description=__doc__)
     sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
 
     p = sub.add_parser("plan", help="list every run with key, N, D, FLOPs and estimated time")

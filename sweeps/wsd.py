@@ -16,15 +16,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from scaling.schedules import wsd_decay_start
 from sweeps.points import ModelPoint, PlannedRun, base_config, run_key
 from sweeps.spec import SweepSpec
 
 
 def _decay_start_samples(samples: int, batch: int, frac: float) -> int:
-    # Same arithmetic as scaling.schedules.wsd_decay_start, in samples: the stable phase of a run
-    # of `samples` ends after this many samples.
-    steps = math.ceil(samples / batch)
-    return max(steps - math.ceil(frac * steps), 0) * batch
+    # The trainer's own schedule decides where the stable phase of a run of `samples` ends; in samples.
+    return wsd_decay_start(math.ceil(samples / batch), frac) * batch
 
 
 def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], ident: Any, lrs: dict | None,
