@@ -97,7 +97,7 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None, code_ver
     ident = spec.data.identity()
     runs: list[PlannedRun] = []
     if spec.wsd.enabled:
-        return branch_runs(spec, points, ident, lrs, code_version)
+        return _unique_keys(spec, branch_runs(spec, points, ident, lrs, code_version))
     for seed in spec.seeds:
         for m, d, c in points:
             cfg = base_config(spec, m.size, d, seed, lrs)
@@ -107,6 +107,18 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None, code_ver
                 config=cfg, budget=c,
             ))
     runs.sort(key=lambda r: (r.n_params, r.samples, r.seed, r.phase))
+    return _unique_keys(spec, runs)
+
+
+def _unique_keys(spec: SweepSpec, runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Refuse two points with one run key (say ``debug`` and the count it resolves to): one would wait forever."""
+    seen: dict[str, PlannedRun] = {}
+    for r in runs:
+        if r.key in seen:
+            a = seen[r.key]
+            raise BadInput(f"{spec.source or 'spec'}: models {a.size!r} and {r.size!r} plan the same run "
+                           f"(N = {r.n_params:,}, D = {r.samples:,}); list each model once")
+        seen[r.key] = r
     return runs
 
 
