@@ -35,10 +35,14 @@ class Generation:
     """1 for the first generation of a sweep name in this storage, then 2, 3, ..."""
     spec_fingerprint: str
     """:meth:`SweepSpec.fingerprint` of the spec that planned its points."""
-    code_version: str
-    """The code version its run keys were made for."""
+    code_version: str | None
+    """The code version its run keys were made for (None: a sweep started before versions were recorded)."""
     exists: bool
     """False when the study is still to be created."""
+
+
+def _legacy(store: Storage, name: str) -> bool:
+    return any(s.study_name == name and "spec_fingerprint" not in s.user_attrs for s in store.studies())
 
 
 def study_name(spec: SweepSpec, code_version: str) -> str:
@@ -72,6 +76,16 @@ def resolve(spec: SweepSpec, store: Storage, code_version: str, *, create: bool,
         if study == name:
             return Generation(study, int(attrs.get("generation") or 1), fp, code_version, True)
     latest = gens[-1] if gens else None
+    if latest is None and _legacy(store, spec.name):
+        # Started by a version of this tool that keyed studies by name alone (no fingerprint, no code
+        # version in the run keys): continuing it keeps its keys, so its finished runs are kept.
+        if allow_code_change or not create:
+            return Generation(spec.name, 0, fp, None, True)
+        if not new_generation:
+            raise BadInput(f"sweep {spec.name}: started before spec fingerprints and code versions were recorded; "
+                           "pass --allow-code-change to continue it (finished runs kept) or --new-generation to "
+                           "run every point again")
+        return Generation(name, 1, fp, code_version, False)
     if latest is None:
         if not create:
             raise BadInput(f"sweep {spec.name}: never run in {store.shown}; run `scaling sweep run {spec.source or 'SPEC'}` "
@@ -96,7 +110,7 @@ def resolve(spec: SweepSpec, store: Storage, code_version: str, *, create: bool,
 def record(store_study, spec: SweepSpec, gen: Generation) -> None:
     """Write a new generation's identity into its study's user attrs (what :func:`resolve` reads)."""
     attrs = store_study.user_attrs
-    if "spec_fingerprint" in attrs:
+    if "spec_fingerprint" in attrs or gen.code_version is None:  # recorded already, or a legacy study
         return
     for k, v in (("sweep", spec.name), ("spec", spec.canonical()), ("code_version", gen.code_version),
                  ("generation", gen.number), ("created", time.time()), ("spec_fingerprint", gen.spec_fingerprint)):

@@ -162,3 +162,26 @@ def test_slurm_resources_per_size_from_spec_and_flags(tmp_path, sweep_dataset):
     job = WorkerJob("t@abc", str(tmp_path), ["200000.0"])
     again = job.checkpoint()
     assert isinstance(again.function, WorkerJob) and again.function.sizes == ["200000.0"]
+
+
+def test_sweep_started_by_an_older_version_continues_with_its_keys(tmp_path, sweep_dataset, fake_env, runs_of, capsys):
+    """A study named by the sweep alone, keys without a code version (as before generations): kept on request."""
+    from sweeps.data_source import data_dims
+    from sweeps.plan import plan_runs
+    from sweeps.store import Queue
+
+    d = tmp_path / "sw"
+    spec = write_spec(tmp_path / "spec.yaml", sweep_dataset)
+    sw = Sweep.open(spec, d)
+    old = plan_runs(sw.spec, data_dims(sw.local_data()), None, None)  # the old keys: no code version
+    legacy = Queue("t", None, d)
+    legacy.enqueue([{"run_key": r.key, "params": {"run_key": r.key}, "attrs": {"config": r.config, "size": r.size,
+                                                                                 "samples": r.samples, "seed": r.seed}}
+                    for r in old])
+    assert _run(spec, d) == 2
+    assert "started before spec fingerprints" in capsys.readouterr().err
+    assert _run(spec, d, "--allow-code-change") == 0
+    df = pd.read_csv(d / "results.csv")
+    assert set(df["run_key"]) == {r.key for r in old} and set(df["state"]) == {"completed"}
+    assert _run(spec, d, "--allow-code-change") == 0  # nothing runs twice
+    assert sum(1 for ev, *_ in runs_of(d) if ev == "finish") == 4
