@@ -11,7 +11,8 @@ PostgreSQL database, and an edited spec never piles new runs onto old ones:
   key is unchanged finds its finished run folder and is not trained again);
 - the same spec, other code: refused, unless ``--allow-code-change`` (continue the old generation:
   finished runs are kept, each row records the code version that made it) or ``--new-generation``
-  (every point again with this code: the code version is part of every run key).
+  (every point again with this code: the worker moves a finished run of other code aside,
+  ``runs/<key>.code-<version>``, and trains it again).
 """
 
 from __future__ import annotations

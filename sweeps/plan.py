@@ -78,14 +78,13 @@ def _isoflop_points(spec: SweepSpec, models: list[ModelPoint]) -> list[tuple[Mod
     return out
 
 
-def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None, code_version: str | None = None) -> list[PlannedRun]:
+def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[PlannedRun]:
     """Every run of the sweep, in a stable order (size, samples, seed).
 
     Args:
         spec: The validated spec.
         dims: The data's dimensions (from the dataset).
         lrs: Learning rate chosen per model size by the lr search, keyed by ``str(size)``.
-        code_version: The code version that runs the points (part of every run key; None: left out).
 
     Raises:
         BadInput: An empty design, or an IsoFLOP budget below the smallest model's cost.
@@ -97,17 +96,18 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None, code_ver
     ident = spec.data.identity()
     runs: list[PlannedRun] = []
     if spec.wsd.enabled:
-        return _unique_keys(spec, branch_runs(spec, points, ident, lrs, code_version))
+        runs = branch_runs(spec, points, ident, lrs)
+        return _unique_keys(spec, runs + _blind_runs(spec, runs, ident))
     for seed in spec.seeds:
         for m, d, c in points:
             cfg = base_config(spec, m.size, d, seed, lrs)
             runs.append(PlannedRun(
-                key=run_key(cfg, ident, code_version), phase="main", size=m.size, n_params=m.n_params, samples=d,
+                key=run_key(cfg, ident), phase="main", size=m.size, n_params=m.n_params, samples=d,
                 seed=seed, flops=float(m.flops_per_sample) * d, flops_per_sample=m.flops_per_sample,
                 config=cfg, budget=c,
             ))
     runs.sort(key=lambda r: (r.n_params, r.samples, r.seed, r.phase))
-    return _unique_keys(spec, runs)
+    return _unique_keys(spec, runs + _blind_runs(spec, runs, ident))
 
 
 def _unique_keys(spec: SweepSpec, runs: list[PlannedRun]) -> list[PlannedRun]:
@@ -120,6 +120,24 @@ def _unique_keys(spec: SweepSpec, runs: list[PlannedRun]) -> list[PlannedRun]:
                            f"(N = {r.n_params:,}, D = {r.samples:,}); list each model once")
         seen[r.key] = r
     return runs
+
+
+def _blind_runs(spec: SweepSpec, runs: list[PlannedRun], ident: Any) -> list[PlannedRun]:
+    """The input-free baseline: the largest model at the largest D with images and instruction withheld.
+
+    It copies the settings of that main run (schedule included), so the gap between the two is what
+    seeing and reading buy; it is recorded with ``phase = blind`` and never fitted.
+    """
+    if not spec.blind_baseline:
+        return []
+    mains = [r for r in runs if r.phase == "main" and r.seed == spec.seeds[0]]
+    if not mains:
+        return []
+    top = max(mains, key=lambda r: (r.n_params, r.samples))
+    cfg = {k: v for k, v in top.config.items() if k != "checkpoint_at"}
+    cfg["blind"] = True
+    return [replace(top, key=run_key(cfg, ident), phase="blind", config=cfg, budget=None,
+                    depends_on=None, branch=None)]
 
 
 def _n_val(r: PlannedRun) -> int:

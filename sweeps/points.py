@@ -52,7 +52,8 @@ class PlannedRun:
     key: str
     """Stable key: hash of the resolved run config (12 hex digits)."""
     phase: str
-    """``main`` (a point of the design), ``stable`` (a WSD stable phase) or ``cooldown`` (a WSD branch)."""
+    """``main`` (a point of the design), ``stable`` (a WSD stable phase), ``cooldown`` (a WSD branch)
+    or ``blind`` (the input-free baseline: largest N and D, images and instruction withheld)."""
     size: str | float
     """Model size as written in the spec."""
     n_params: int
@@ -77,16 +78,14 @@ class PlannedRun:
     """Estimated wall time from the measured calibration (seconds)."""
 
 
-def run_key(config: dict, data_identity: Any, code_version: str | None = None) -> str:
-    """Stable key of a run: sha256 of its resolved config, data identity and code version, 12 hex digits.
+def run_key(config: dict, data_identity: Any) -> str:
+    """Stable key of a run: sha256 of its resolved config and data identity, 12 hex digits.
 
-    The code version is part of it so that a run made by other code is never taken for this one
-    (``scaling.versions.code_version``: package version and git commit).
+    The code version is recorded beside the key (in the point and in ``result.json``), not in it, so
+    that a committed study's keys stay valid across commits (``sweep run --only KEY``); a sweep never
+    reuses a run of other code silently (``sweeps.generation``, and the worker moves such a run aside).
     """
-    ident: dict[str, Any] = {"config": config, "data": data_identity}
-    if code_version is not None:
-        ident["code"] = code_version
-    blob = json.dumps(ident, sort_keys=True, default=str)
+    blob = json.dumps({"config": config, "data": data_identity}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

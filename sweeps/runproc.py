@@ -52,6 +52,9 @@ def flatten_result(result: dict) -> dict:
             for mk in ("d_model", "n_layers", "n_heads"):
                 if mk in v:
                     row[mk] = v[mk]
+        elif k == "input_reliance" and isinstance(v, dict):  # one column per probed input
+            for ik, iv in v.items():
+                row[f"reliance_{ik}"] = iv
         elif isinstance(v, (dict, list)):
             row[k] = json.dumps(v, sort_keys=True)
         else:

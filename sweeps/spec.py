@@ -193,6 +193,9 @@ class SweepSpec:
     """Retries of a failed run before it is recorded as ``failed``."""
     slurm: SlurmSpec = field(default_factory=lambda: SlurmSpec())
     """SLURM resources of ``--launcher slurm`` (command-line flags override them)."""
+    blind_baseline: bool = True
+    """Add the input-free baseline: one run at the largest N and D with the images and instruction
+    withheld (``phase = blind`` in the results table, never fitted)."""
     source: str | None = None
     """The spec file this came from (for messages and relative paths)."""
 
@@ -371,7 +374,8 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
         BadInput: One line naming the key and the problem.
     """
     where = source or "spec"
-    top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries", "slurm")
+    top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries", "slurm",
+           "blind_baseline")
     _check_keys(where, raw, top, ("name", "data", "models"))
     name = str(raw["name"])
     if not _NAME_RE.match(name):
@@ -455,10 +459,13 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     if retries < 0:
         raise BadInput(f"{where}: retries must be >= 0 (retries after a failed attempt), got {retries}")
     slurm = parse_slurm(f"{where}: slurm", raw.get("slurm") or {})
+    blind = raw.get("blind_baseline", True)
+    if not isinstance(blind, bool):
+        raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
     return SweepSpec(
         name=name, data=data, models=models, samples=samples, seeds=seeds,
         train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, lr_search=lr_search,
-        wsd=wsd, retries=retries, slurm=slurm, source=source,
+        wsd=wsd, retries=retries, slurm=slurm, blind_baseline=blind, source=source,
     )
 
 

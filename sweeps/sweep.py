@@ -116,8 +116,7 @@ class Sweep:
 
         local = self.local_data()
         dims = data_dims(local)
-        code = self.generation.code_version if self.generation is not None else self.code_version
-        runs = plan_runs(self.spec, dims, lrs if lrs is not None else self._chosen_lrs(), code)
+        runs = plan_runs(self.spec, dims, lrs if lrs is not None else self._chosen_lrs())
         if calibrate:
             from sweeps.calibration import calibrate as measure
 
@@ -133,14 +132,23 @@ class Sweep:
 
         return chosen_lrs(self)
 
-    def enqueue(self) -> int:
-        """Put every planned point in the queue once (safe under concurrent ``sweep run``)."""
+    def enqueue(self, only: set[str] | None = None) -> int:
+        """Put every planned point in the queue once (safe under concurrent ``sweep run``).
+
+        Args:
+            only: run keys to enqueue (with the WSD stable phases they branch from); None = all.
+
+        Raises:
+            BadInput: a key in ``only`` that the spec does not plan.
+        """
         if self.spec.lr_search is not None:
             from sweeps.lr_search import search
 
             search(self)
-        q = self.queue  # first: the generation decides the code version in the run keys
+        q = self.queue  # first: opens this spec's generation, or refuses a changed spec or code
         runs = self.plan()
+        if only is not None:
+            runs = select_runs(runs, only, str(self.spec.source or "spec"))
         self.write_local_info()
         info = q.info()
         if not info.get("n_points"):
@@ -161,13 +169,15 @@ class Sweep:
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True,
-            retry_failed: bool = False, slurm: dict | None = None) -> dict:
+            retry_failed: bool = False, slurm: dict | None = None, only: set[str] | None = None) -> dict:
         """Enqueue, run every point with ``workers`` processes, then write results (and fit if all done).
 
         Args:
             retry_failed: Put points recorded as failed back in the queue first (they resume from
                 their checkpoints).
             slurm: SLURM resources from the command line (over the spec's ``slurm:``).
+            only: run just these keys (and the stable phases they branch from), e.g. to re-run rows
+                of a committed study; the results table is written, the fit is not.
 
         Returns:
             The final counts ``{total, completed, running, waiting, failed, diverged, pruned}``.
@@ -175,11 +185,11 @@ class Sweep:
         from sweeps.launcher import launch, preflight
 
         preflight(launcher)
-        self.enqueue()
+        self.enqueue(only)
         if retry_failed:
             self.queue.retry_failed()
         launch(self, workers or self.workers, launcher, progress=progress, slurm=slurm)
-        return self.finalize()
+        return self.finalize(fit=only is None)
 
     def table(self):  # -> pd.DataFrame
         """The results table from storage alone."""
@@ -187,8 +197,9 @@ class Sweep:
 
         return table(self.queue)
 
-    def finalize(self) -> dict:
-        """Write ``results.csv``; when every point is finished, fit and write ``fit.json`` and the report."""
+    def finalize(self, fit: bool = True) -> dict:
+        """Write ``results.csv``; when every point is finished (and ``fit``), fit and write ``fit.json``
+        and the report."""
         from sweeps.results import fit_table, write_table
 
         df = self.table()
@@ -196,7 +207,7 @@ class Sweep:
         counts = self.queue.counts()
         if self.spec.wsd.enabled:
             self._write_json("wsd_savings.json", self.wsd_savings())
-        if counts["running"] == 0 and counts["waiting"] == 0 and counts["total"] > 0:
+        if fit and counts["running"] == 0 and counts["waiting"] == 0 and counts["total"] > 0:
             self._fit_and_report(fit_table(df))
         return counts
 
@@ -231,6 +242,27 @@ class Sweep:
         fit.save(self.dir / "fit.json")
         analysis.write_report(df, self.dir, fit=fit)  # report.html + figures beside results.csv
         note.unlink(missing_ok=True)
+
+
+def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:
+    """The runs named in ``only`` plus the runs they depend on (WSD stable phases).
+
+    Raises:
+        BadInput: a key the plan does not have (the message lists a few that it does).
+    """
+    by_key = {r.key: r for r in runs}
+    unknown = sorted(k for k in only if k not in by_key)
+    if unknown:
+        raise BadInput(f"--only: {', '.join(unknown)} not planned by {where} "
+                       f"(its keys: {', '.join(list(by_key)[:6])}{', ...' if len(by_key) > 6 else ''}; "
+                       f"see `scaling sweep plan`)")
+    keep = set(only)
+    for key in only:
+        dep = by_key[key].depends_on
+        while dep is not None and dep not in keep:
+            keep.add(dep)
+            dep = by_key[dep].depends_on
+    return [r for r in runs if r.key in keep]
 
 
 def plan_as_json(runs: list[PlannedRun]) -> list[dict]:

@@ -72,6 +72,9 @@ def register(subparsers) -> None:
                    help="the spec (or code) changed: plan it as a new generation whose table and fit use its own "
                         "points (default: refuse, saying what changed)")
     _slurm_flags(p)
+    p.add_argument("--only", default=None, metavar="KEY[,KEY...]",
+                   help="run just these run keys (and the WSD stable phases they branch from), e.g. to "
+                        "reproduce rows of a committed study; writes results.csv, no fit")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("status", help="counts per state")
@@ -131,8 +134,13 @@ def _run(args) -> int:
     slurm = _slurm_resources(args)
     if slurm and args.launcher != "slurm":
         raise BadInput(f"--{next(iter(slurm)).replace('_', '-')}: SLURM resources need --launcher slurm")
+    only = None
+    if args.only is not None:
+        only = {k.strip() for k in args.only.split(",") if k.strip()}
+        if not only:
+            raise BadInput("--only: give one or more run keys, comma-separated (see `scaling sweep plan`)")
     counts = sw.run(args.workers, args.launcher, progress=not args.no_progress, retry_failed=args.retry_failed,
-                    slurm=slurm)
+                    slurm=slurm, only=only)
     print(json.dumps(counts))
     print(f"results: {sw.dir / 'results.csv'}")
     if sw.spec.wsd.enabled:

@@ -81,12 +81,30 @@ def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> 
                 q.heartbeat(claim.trial_id)
 
 
+def _set_aside_other_code(run_dir: Path, code: str | None) -> None:
+    """Move a finished run made by other code to ``<key>.code-<version>``, so it is trained again, not reused.
+
+    ``code`` is the code version of the point's generation (None: a sweep from before versions were
+    recorded, or a generation continued with ``--allow-code-change``'s old version: reuse is allowed).
+    """
+    result = finished_result(run_dir)
+    made = ((result or {}).get("versions") or {}).get("code") if result else None
+    if code is None or made is None or made == code:
+        return
+    target = run_dir.with_name(f"{run_dir.name}.code-{made}")
+    n = 1
+    while target.exists():
+        target, n = run_dir.with_name(f"{run_dir.name}.code-{made}.{n}"), n + 1
+    run_dir.rename(target)
+
+
 def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
     """Run one claimed point to an outcome; returns its state (completed|diverged|failed).
 
     Failures are retried ``s.retries`` times (each retry resumes from the run's checkpoints).
     """
     run_dir = s.sweep_dir / "runs" / claim.run_key
+    _set_aside_other_code(run_dir, claim.attrs.get("code_version"))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "run.yaml"
     write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))

@@ -26,8 +26,7 @@ def _decay_start_samples(samples: int, batch: int, frac: float) -> int:
     return wsd_decay_start(math.ceil(samples / batch), frac) * batch
 
 
-def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], ident: Any, lrs: dict | None,
-                code_version: str | None = None) -> list[PlannedRun]:
+def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], ident: Any, lrs: dict | None) -> list[PlannedRun]:
     """The branched plan: per (N, seed) one full run at the largest D, cooldown branches for the rest."""
     train = spec.train_dict
     batch = int(train.get("batch_size", 64))
@@ -47,7 +46,7 @@ def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], iden
             common = {"schedule": "wsd", "wsd_decay_frac": frac, "warmup": warm_steps}
             long_cfg = {**base_config(spec, m.size, d_max, seed, lrs), **common,
                         "checkpoint_at": sorted({s for s in starts.values() if s > 0})}
-            long_key = run_key(long_cfg, ident, code_version)
+            long_key = run_key(long_cfg, ident)
             runs.append(PlannedRun(key=long_key, phase="main", size=m.size, n_params=m.n_params, samples=d_max,
                                    seed=seed, flops=float(m.flops_per_sample) * d_max,
                                    flops_per_sample=m.flops_per_sample, config=long_cfg, budget=c_max))
@@ -55,7 +54,7 @@ def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], iden
                 start = starts[d]
                 cfg = {**base_config(spec, mm.size, d, seed, lrs), **common}
                 branch = {"from_key": long_key, "checkpoint": f"stable-{start}.ckpt"} if start > 0 else None
-                key = run_key({**cfg, "branch": branch}, ident, code_version)
+                key = run_key({**cfg, "branch": branch}, ident)
                 runs.append(PlannedRun(
                     key=key, phase="cooldown" if branch else "main", size=mm.size, n_params=mm.n_params,
                     samples=d, seed=seed, flops=float(mm.flops_per_sample) * (d - start),

@@ -70,10 +70,11 @@ def test_code_change_is_refused_unless_allowed(tmp_path, sweep_dataset, fake_env
     n_runs = len(runs_of(d))
     assert _run(spec, d, "--allow-code-change") == 0  # continue: nothing re-run
     assert len(runs_of(d)) == n_runs
-    assert _run(spec, d, "--new-generation") == 0  # every point again, under new keys
+    assert _run(spec, d, "--new-generation") == 0  # every point again with this code
     keys_v2 = set(pd.read_csv(d / "results.csv")["run_key"])
-    assert len(keys_v2) == 4 and keys_v2.isdisjoint(keys_v1)
-    assert sum(1 for ev, *_ in runs_of(d) if ev == "finish") == 8
+    assert keys_v2 == keys_v1  # keys are the config's: committed studies re-run by key across commits
+    assert sum(1 for ev, *_ in runs_of(d) if ev == "finish") == 8  # ... but nothing of the old code reused
+    assert len(list((d / "runs").glob("*.code-*"))) == 4  # the old runs are kept aside, not deleted
 
 
 def test_retry_failed_requeues_failed_points(tmp_path, sweep_dataset, fake_env, monkeypatch, runs_of):
@@ -173,7 +174,7 @@ def test_sweep_started_by_an_older_version_continues_with_its_keys(tmp_path, swe
     d = tmp_path / "sw"
     spec = write_spec(tmp_path / "spec.yaml", sweep_dataset)
     sw = Sweep.open(spec, d)
-    old = plan_runs(sw.spec, data_dims(sw.local_data()), None, None)  # the old keys: no code version
+    old = plan_runs(sw.spec, data_dims(sw.local_data()), None)
     legacy = Queue("t", None, d)
     legacy.enqueue([{"run_key": r.key, "params": {"run_key": r.key}, "attrs": {"config": r.config, "size": r.size,
                                                                                  "samples": r.samples, "seed": r.seed}}
