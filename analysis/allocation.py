@@ -14,32 +14,21 @@ from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
 
-def allocation(form: str, params: dict, flops, k: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+def allocation(form, params: dict, flops, k: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
     """N_opt and D_opt minimising the law's loss at compute C = k N D (vectorised over params and C).
 
-    Chinchilla (Hoffmann et al. 2022, eq. 4): N_opt = G (C/k)^a, D_opt = G^-1 (C/k)^b with
-    a = beta/(alpha+beta), b = alpha/(alpha+beta), G = (alpha A / (beta B))^(1/(alpha+beta)).
-    Kaplan: minimise (N_c/N)^r + D_c k N / C with r = alpha_N/alpha_D, giving
-    N_opt = (r N_c^r (C/k) / D_c)^(1/(r+1)).
+    Args:
+        form: a `Form` or its registered name; the form owns the formula (`Form.allocate`).
+        params: natural parameters (floats, or arrays that broadcast against `flops`).
+        flops: compute C in FLOPs. k: FLOPs per parameter per sample.
     """
-    cn = np.asarray(flops, float) / k
-    if form in ("chinchilla", "data_constrained"):
-        al, be = np.asarray(params["alpha"]), np.asarray(params["beta"])
-        G = (al * np.asarray(params["A"]) / (be * np.asarray(params["B"]))) ** (1.0 / (al + be))
-        n = G * cn ** (be / (al + be))
-        return n, cn / n
-    if form == "kaplan":
-        r = np.asarray(params["alpha_N"]) / np.asarray(params["alpha_D"])
-        n = (r * np.asarray(params["N_c"]) ** r * cn / np.asarray(params["D_c"])) ** (1.0 / (r + 1.0))
-        return n, cn / n
-    raise BadInput(f"form {form!r}: compute-optimal allocation needs a law in both N and D (chinchilla, kaplan)")
+    return _form(form).allocation(params, flops, k)
 
 
-def _loss(form: str, params: dict, n, d):
-    from analysis.forms import FORMS
+def _form(form):
+    from analysis.forms import Form, get_form
 
-    cols = {"N": n, "D": d, "U": d}  # compute-optimal assumes fresh data: U = D, no repetition
-    return FORMS[form].predict(params, cols)
+    return form if isinstance(form, Form) else get_form(form)
 
 
 def optimal(fit, flops: float, level: float = 0.95) -> dict:
@@ -61,16 +50,17 @@ def optimal(fit, flops: float, level: float = 0.95) -> dict:
     flops = float(flops)
     if not np.isfinite(flops) or flops <= 0:
         raise BadInput(f"--flops {flops}: compute must be a positive number of FLOPs")
-    n, d = allocation(fit.form, fit.params, flops, fit.k)
-    out = {"flops": flops, "n_opt": float(n), "d_opt": float(d), "loss": float(_loss(fit.form, fit.params, n, d)),
+    form = _form(fit.form)
+    n, d = form.allocation(fit.params, flops, fit.k)
+    out = {"flops": flops, "n_opt": float(n), "d_opt": float(d), "loss": float(form.loss_at(fit.params, n, d)),
            "k": fit.k, "form": fit.form, "ci": {}}
     bs = fit.bootstrap or {}
     if bs.get("samples"):
         s = np.asarray(bs["samples"], float)
         p = {name: s[:, i] for i, name in enumerate(bs["names"])}
         with np.errstate(all="ignore"):
-            ns, ds = allocation(fit.form, p, flops, fit.k)
-            ls = _loss(fit.form, p, ns, ds)
+            ns, ds = form.allocation(p, flops, fit.k)
+            ls = form.loss_at(p, ns, ds)
         lo_q, hi_q = 50 * (1 - level), 50 * (1 + level)
         for key, v in (("n_opt", ns), ("d_opt", ds), ("loss", ls)):
             v = v[np.isfinite(v)]

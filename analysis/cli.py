@@ -23,6 +23,13 @@ def _columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout-frac", type=float, default=0.2, help="fraction of top-compute runs held out in the backtest")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--all-states", action="store_true", help="keep runs whose state is not completed")
+    p.add_argument("--exclude-col", default=None, metavar="COL",
+                   help="leave out rows where COL is true/1/yes (e.g. an outlier flag)")
+    p.add_argument("--huber-delta", type=float, default=1e-3,
+                   help="Huber delta on log residuals (default: 1e-3, Chinchilla's); larger is closer to least squares")
+    p.add_argument("--asymmetry", type=float, default=0.5, metavar="TAU",
+                   help="0.5 (default): symmetric loss; e.g. 0.9 weighs runs below the curve 9x those above, "
+                   "so the law follows the lower envelope (runs above it lost to a poor lr or seed)")
 
 
 def register(subparsers) -> None:
@@ -31,6 +38,11 @@ def register(subparsers) -> None:
                               description="Chinchilla Approach 3 fit with bootstrap intervals and a backtest.")
     p.add_argument("results", help="results table: .csv or .parquet")
     _columns(p)
+    p.add_argument("--approach", type=int, choices=(2, 3), default=3,
+                   help="3 (default): parametric law; 2: IsoFLOP parabolas per budget, then N_opt ~ C^a, D_opt ~ C^b")
+    p.add_argument("--budget-col", default=None, metavar="COL",
+                   help="--approach 2: column of each run's IsoFLOP budget (default: budget when present, "
+                   "else runs grouped by FLOPs within 5%%)")
     p.add_argument("--out", required=True, help="where to write fit.json")
     p.add_argument("--json", action="store_true", help="print fit.json instead of the text summary")
     p.set_defaults(func=_fit)
@@ -51,15 +63,38 @@ def register(subparsers) -> None:
 
 def _fit_kwargs(a) -> dict:
     return dict(form=a.form, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col, u_col=a.u_col,
-                bootstrap=a.bootstrap, holdout_frac=a.holdout_frac, seed=a.seed)
+                bootstrap=a.bootstrap, holdout_frac=a.holdout_frac, seed=a.seed, exclude_col=a.exclude_col,
+                delta=a.huber_delta, asymmetry=a.asymmetry)
 
 
 def _fit(a) -> int:
+    if a.approach == 2:
+        return _fit_approach2(a)
     from analysis.workflow import fit
 
     res = fit(a.results, all_states=a.all_states, **_fit_kwargs(a))
     path = res.save(a.out)
     print(json.dumps(res.to_dict()) if a.json else res.summary() + f"\nwrote {path}")
+    return 0
+
+
+def _fit_approach2(a) -> int:
+    from analysis.approaches import fit_approach2
+
+    out = fit_approach2(a.results, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col,
+                        budget_col=a.budget_col, exclude_col=a.exclude_col, bootstrap=a.bootstrap, seed=a.seed,
+                        all_states=a.all_states, out=a.out)
+    if a.json:
+        print(json.dumps(out))
+        return 0
+    ci = out["ci"]
+    show = lambda k: f"  [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else ""  # noqa: E731
+    lines = [f"approach 2 (IsoFLOP parabolas) on {out['n_points']} runs, {len(out['points'])} budgets fitted "
+             f"({out['source']})",
+             f"  a = {out['a']:.4g}{show('a')}   (N_opt ~ C^a)", f"  b = {out['b']:.4g}{show('b')}   (D_opt ~ C^b)",
+             f"  intervals: 95% bootstrap over runs within each budget ({out['n_boot']} resamples)"]
+    lines += [f"  note: {n}" for n in out["notes"]] + [f"  WARNING: {w}" for w in out["warnings"]]
+    print("\n".join(lines) + f"\nwrote {a.out}")
     return 0
 
 

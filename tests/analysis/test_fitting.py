@@ -55,7 +55,7 @@ def test_batched_lbfgs_matches_scipy_on_every_start():
     df = pd.read_csv(DATA / "chinchilla_kyotakano.csv")
     logs, y = _data(df, "N", "D", "loss")
     starts = F.grid[[777, 2222, 4321]]
-    xb, fb, _ = lbfgs_batch(Objective(F, logs, y), starts, maxiter=2000, gtol=1e-10)
+    xb, fb, _, _ = lbfgs_batch(Objective(F, logs, y), starts, maxiter=2000, gtol=1e-10)
     _, _, fs = fit_scipy_loop(F, logs, y, starts)
     # Each start reaches at least as low an objective as scipy does from it (to scipy's tolerance).
     assert np.all(fb <= fs + 1e-8)
