@@ -101,9 +101,14 @@ def _fit_approach2(a) -> int:
 def _optimal(a) -> int:
     from analysis.allocation import optimal, write_train_config
 
-    res = optimal(a.fit, a.flops)
+    from analysis.result import FitResult
+
+    fit = FitResult.load(a.fit)
+    res = optimal(fit, a.flops)
+    for w in res["warnings"]:
+        sys.stderr.write(f"scaling: warning: {w}\n")
     if a.emit_config:
-        write_train_config(res, a.emit_config, a.fit)
+        write_train_config(res, a.emit_config, a.fit, fit.training)
     if a.json:
         print(json.dumps(res))
         return 0

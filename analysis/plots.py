@@ -20,6 +20,12 @@ def _axes(ax, size=(5.5, 4.0)):
     return Figure(figsize=size, layout="constrained").add_subplot()
 
 
+def _blind(table, ax):
+    """The input-free baseline's loss as a horizontal reference line, when the table has one."""
+    if getattr(table, "blind_loss", None) is not None:
+        ax.axhline(table.blind_loss, color="grey", ls="--", lw=1, label=f"blind baseline ({table.blind_loss:.3g})")
+
+
 def _predict(fit, cols):
     return FORMS[fit.form].predict(fit.params, cols)
 
@@ -44,6 +50,8 @@ def loss_vs_compute(table, fit=None, ax=None):
         cc = np.logspace(np.log10(C.min()), np.log10(C.max()) + 0.5, 100)
         n, d = allocation(fit.form, fit.params, cc, fit.k)
         ax.plot(cc, _predict(fit, {"N": n, "D": d, "U": d}), "k-", lw=1.5, label="fitted frontier (N_opt, D_opt)")
+    _blind(table, ax)
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss against compute")
     return ax
@@ -64,6 +72,7 @@ def _loss_vs(table, fit, x: str, by: str, ax):
             cols = {x: grid, by: np.full_like(grid, ref)}
             cols["U"] = table.cols["U"][m].max() * np.ones_like(grid) if "U" in table.cols else cols.get("D")
             ax.plot(grid, _predict(fit, cols), color=col, lw=1)
+    _blind(table, ax)
     ax.set(xscale="log", yscale="log", xlabel=f"{x} ({'parameters' if x == 'N' else 'samples'})", ylabel="loss",
            title=f"Loss against {x}, per {by}")
     ax.legend(fontsize=7)

@@ -59,7 +59,8 @@ def _ci(c) -> str:
 def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str = "n_params",
                  d_col: str = "n_samples", loss_col: str = "val_loss", c_col: str | None = None,
                  bootstrap: int = 1000, holdout_frac: float = 0.2, seed: int = 0, fit=None,
-                 grid=None, all_states: bool = False) -> Path:
+                 grid=None, all_states: bool = False, exclude_col: str | None = None, delta: float = 1e-3,
+                 asymmetry: float = 0.5) -> Path:
     """Fit the table and write report.html plus its PNG figures into `out_dir`.
 
     Args:
@@ -68,6 +69,7 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
         form, n_col, d_col, loss_col, c_col, bootstrap, holdout_frac, seed, grid: as in `analysis.fit`.
         fit: an existing `FitResult` to report instead of fitting again.
         all_states: keep runs whose state is not completed.
+        exclude_col, delta, asymmetry: as in `analysis.fit`.
 
     Returns:
         Path of report.html.
@@ -81,9 +83,10 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
     src = table_or_path if hasattr(table_or_path, "columns") else resolve_results(table_or_path)
     f = get_form(form if fit is None else fit.form)
     tbl = load_table(src, need=f.columns, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
-                     n_params=len(f.params), all_states=all_states)
+                     n_params=len(f.params), all_states=all_states, exclude_col=exclude_col)
     if fit is None:
-        fit = run_fit(tbl, form, bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid)
+        fit = run_fit(tbl, form, bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid, delta=delta,
+                      asymmetry=asymmetry)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fit.save(out / "fit.json")

@@ -78,6 +78,17 @@ class FitResult:
         d = dict(d)
         d["ci"] = {k: [-math.inf if v[0] is None else float(v[0]), math.inf if v[1] is None else float(v[1])]
                    for k, v in (d.get("ci") or {}).items()}
+        # A hand-written fit.json needs only form and params; the rest has a meaning when absent.
+        if not isinstance(d.get("exponents"), dict):
+            from analysis.forms import FORMS
+
+            d["exponents"] = FORMS[d["form"]].exponents(d["params"])
+        d.setdefault("huber", math.nan)
+        d.setdefault("n_points", 0)
+        d.setdefault("backtest", {})
+        for key in ("bootstrap", "optimum", "at_bound", "convergence", "observed", "training", "columns"):
+            if d.get(key) is None:
+                d[key] = {}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod
