@@ -225,6 +225,10 @@ def fit_grid(form: Form, logs: dict, log_loss: np.ndarray, grid: np.ndarray | No
     # scipy's L-BFGS-B would do too, but its LAPACK calls stall for seconds on a busy multi-core box.
     top = x[np.argsort(f)[:n_polish]]
     x, f, it, conv = lbfgs_batch(fun, top, maxiter=1000, gtol=1e-11, ftol=1e-15)
+    if not conv[np.argmin(f)]:
+        # Flat valleys (an exponent -> 0, E -> 0) need many more steps; a few rows cost little.
+        x2, f2, it2, conv2 = lbfgs_batch(fun, x, maxiter=8000, gtol=1e-11, ftol=1e-15)
+        x, f, it, conv = x2, f2, it + it2, conv2
     order = np.argsort(f)
     best = order[0]
     _, g = fun(x[best][None, :])
