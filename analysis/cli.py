@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from analysis.errors import BadInput
+
 
 def _columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-col", default="n_params", help="column of parameters N (default: n_params)")
@@ -49,7 +51,10 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("optimal", help="compute-optimal N and D for a compute budget, from fit.json")
     p.add_argument("fit", help="fit.json written by `scaling fit`")
-    p.add_argument("--flops", type=float, required=True, help="training compute budget C in FLOPs (e.g. 1e17)")
+    p.add_argument("--flops", type=float, default=None, help="training compute budget C in FLOPs (e.g. 1e17)")
+    p.add_argument("--target-success", type=float, default=None, metavar="S",
+                   help="instead of --flops: the compute at which the success-rate law reaches S (0..1), "
+                   "and the compute-optimal run there (needs a fit of a table with success rates)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--emit-config", default=None, metavar="RUN_YAML", help="write a `scaling train` config for N_opt, D_opt")
     p.set_defaults(func=_optimal)
@@ -104,7 +109,19 @@ def _optimal(a) -> int:
     from analysis.result import FitResult
 
     fit = FitResult.load(a.fit)
+    target = None
+    if (a.flops is None) == (a.target_success is None):
+        raise BadInput("scaling optimal: give exactly one of --flops C and --target-success S")
+    if a.target_success is not None:
+        target = _target(fit, a)
+        if target["flops"] is None:
+            ceil = target["ceiling"]
+            raise BadInput(f"--target-success {a.target_success}: the fitted success law levels off at {ceil:.3g}; "
+                           "no compute reaches the target on these runs")
+        a.flops = target["flops"]
     res = optimal(fit, a.flops)
+    if target is not None:
+        res["target"] = target
     for w in res["warnings"]:
         sys.stderr.write(f"scaling: warning: {w}\n")
     if a.emit_config:
@@ -114,11 +131,26 @@ def _optimal(a) -> int:
         return 0
     ci = res["ci"]
     show = lambda k: f"  [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else ""  # noqa: E731
+    if target is not None:
+        tci = target["ci"]
+        print(f"success {target['target_success']:g} is reached at C = {target['flops']:.4g} FLOPs"
+              + (f"  [{tci[0]:.4g}, {tci[1]:.4g}]" if tci else "")
+              + f" (success-vs-compute law; the law reaches it in {100 * target.get('reached_in', 1):.0f}% of resamples)")
     print(f"C = {res['flops']:.4g} FLOPs ({res['form']}, k = {res['k']:.4g}):\n"
           f"  N_opt = {res['n_opt']:.4g}{show('n_opt')} parameters\n"
           f"  D_opt = {res['d_opt']:.4g}{show('d_opt')} samples\n"
           f"  loss  = {res['loss']:.4g}{show('loss')}" + (f"\nwrote {a.emit_config}" if a.emit_config else ""))
     return 0
+
+
+def _target(fit, a) -> dict:
+    from analysis.success import compute_for_success
+
+    if not 0 < a.target_success < 1:
+        raise BadInput(f"--target-success {a.target_success}: a success rate strictly between 0 and 1")
+    if not (fit.success or {}).get("vs_compute"):
+        raise BadInput(f"{a.fit}: no success-rate law in this fit (its table had fewer than 4 runs with a success rate)")
+    return compute_for_success(fit.success, a.target_success)
 
 
 def _report(a) -> int:

@@ -52,6 +52,26 @@ def _app_table(apps, fit) -> str:
             + "".join(rows) + "</table>")
 
 
+def _success_html(fit) -> str:
+    """The success-rate laws as a short table (empty without success rates)."""
+    sec = fit.success or {}
+    if not sec.get("vs_compute"):
+        return ""
+    rows = []
+    for part, label, unit in (("vs_compute", "compute", "log10 FLOPs"), ("vs_loss", "loss", "loss")):
+        sp = sec[part]
+        p, ci, bt = sp["params"], sp.get("ci", {}), sp.get("backtest") or {}
+        bt_txt = f"{100 * bt['mae']:.1f} / {100 * bt['max_err']:.1f}" if bt else "not run"
+        rows.append(f"<tr><td>{label}</td><td>{p['mid']:.4g} {_ci(ci.get('mid'))} ({unit})</td>"
+                    f"<td>{p['slope']:.3g} {_ci(ci.get('slope'))}</td><td>{p['ceiling']:.3g} {_ci(ci.get('ceiling'))}</td>"
+                    f"<td>{100 * sp['rmse']:.1f}</td><td>{bt_txt}</td></tr>")
+    return ("<h2>Success rate</h2><p>Logistic law s = floor + (ceiling - floor) / (1 + exp(-slope (u - mid))), "
+            f"u = log10 C or -L, floor {sec.get('floor', 0):.3g} (the blind baseline's success, else 0); "
+            "95% bootstrap intervals; backtest: refit without the top 20% of compute, predict it.</p>"
+            "<table><tr><th>against</th><th>mid</th><th>slope</th><th>ceiling</th><th>rmse (points)</th>"
+            "<th>backtest mean / max error (points)</th></tr>" + "".join(rows) + "</table>")
+
+
 def _ci(c) -> str:
     return f"[{c[0]:.4g}, {c[1]:.4g}]" if c else ""
 
@@ -106,6 +126,9 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
         if fit.exponents.get("a") is not None:
             ax = plots.optimal_vs_compute(fit, (C.min(), C.max() * 100), [(a, "o" if a.approach == 1 else "^") for a in apps])
             figs.append(("Compute-optimal allocation", _save(ax, out, "optimal.png")))
+    if (fit.success or {}).get("vs_compute"):
+        figs.append(("Success rate against compute", _save(plots.success(tbl, fit, "compute"), out, "success_vs_compute.png")))
+        figs.append(("Success rate against loss", _save(plots.success(tbl, fit, "loss"), out, "success_vs_loss.png")))
     figs.append(("Observed against predicted", _save(plots.observed_vs_predicted(tbl, fit), out, "observed_vs_predicted.png")))
     figs.append(("Residuals", _save(plots.residuals(tbl, fit), out, "residuals.png")))
 
@@ -135,6 +158,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49
 <h2>Warnings</h2><ul class="warn">{warn}</ul>{('<h3>Notes</h3><ul>' + notes + '</ul>') if notes else ''}
 <h2>Backtest</h2><p>{bt_txt}</p>
 <h2>Compute-optimal allocation</h2><p>{opt_txt}</p>{_app_table(apps, fit) if two_var else ''}
+{_success_html(fit)}
 <h2>Figures</h2>{''.join(f'<img src="{n}" alt="{e(t)}" title="{e(t)}">' for t, n in figs)}
 </body></html>
 """

@@ -56,6 +56,9 @@ class FitResult:
     training: dict = field(default_factory=dict)
     """Training settings of the fitted runs (lr, global_batch_size, precision, ...; {"by_n": {N: v}} when
     they vary with model size); `scaling optimal --emit-config` writes them into the run config."""
+    success: dict = field(default_factory=dict)
+    """Success-rate laws when the table has success rates: {"column", "floor", "vs_compute", "vs_loss"}
+    (see `analysis.success`); empty otherwise."""
     format_version: int = FORMAT_VERSION
     """fit.json format version."""
 
@@ -86,7 +89,7 @@ class FitResult:
         d.setdefault("huber", math.nan)
         d.setdefault("n_points", 0)
         d.setdefault("backtest", {})
-        for key in ("bootstrap", "optimum", "at_bound", "convergence", "observed", "training", "columns"):
+        for key in ("bootstrap", "optimum", "at_bound", "convergence", "observed", "training", "columns", "success"):
             if d.get(key) is None:
                 d[key] = {}
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -127,6 +130,13 @@ class FitResult:
                          f"mean |rel. error| {100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%")
         if self.bootstrap.get("n"):
             lines.append(f"  intervals: 95% percentile bootstrap over runs ({self.bootstrap['n']} resamples)")
+        for part, label in (("vs_compute", "log10 FLOPs"), ("vs_loss", "loss")):
+            sp = (self.success or {}).get(part)
+            if sp:
+                p, ci = sp["params"], sp.get("ci", {})
+                lines.append(f"  success vs {label}: mid {_fmt(p['mid'])}{_ci(ci.get('mid'))}, slope {_fmt(p['slope'])}"
+                             f"{_ci(ci.get('slope'))}, ceiling {_fmt(p['ceiling'])}{_ci(ci.get('ceiling'))}; "
+                             f"rmse {sp['rmse']:.3f} on {sp['n_points']} runs")
         for n in self.notes:
             lines.append(f"  note: {n}")
         for w in self.warnings:
@@ -167,7 +177,7 @@ def _check(d, where: str) -> None:
         bad(f"'k' (FLOPs per parameter per sample) must be a positive number, found {k!r}")
     for key, typ in (("ci", dict), ("exponents", dict), ("backtest", dict), ("bootstrap", dict), ("optimum", dict),
                      ("warnings", list), ("notes", list), ("at_bound", dict), ("observed", dict), ("training", dict),
-                     ("convergence", dict), ("columns", dict)):
+                     ("convergence", dict), ("columns", dict), ("success", dict)):
         if key in d and d[key] is not None and not isinstance(d[key], typ):
             bad(f"{key!r} must be a JSON {'object' if typ is dict else 'array'}, found {type(d[key]).__name__}")
     for name, v in (d.get("ci") or {}).items():
@@ -185,6 +195,11 @@ def _check(d, where: str) -> None:
         if not (isinstance(samples, list) and all(isinstance(r, list) and len(r) == len(names) and
                                                   all(x is None or num(x) for x in r) for r in samples)):
             bad(f"bootstrap.samples must be rows of {len(names)} numbers")
+    for part in ("vs_compute", "vs_loss"):
+        sp = (d.get("success") or {}).get(part)
+        if sp is not None and not (isinstance(sp, dict) and isinstance(sp.get("params"), dict) and
+                                   all(num(sp["params"].get(k)) for k in ("mid", "slope", "ceiling"))):
+            bad(f"success.{part} must hold params mid, slope and ceiling as numbers")
     for key in ("observed", "training"):
         for name, v in (d.get(key) or {}).items():
             if key == "observed" and not (v is None or num(v)):

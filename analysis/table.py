@@ -40,6 +40,8 @@ class Table:
     """The kept rows, all columns (for approaches that need extra columns, e.g. an IsoFLOP budget)."""
     blind_loss: float | None = None
     """Loss of the input-free baseline (rows with phase "blind", never fitted; their median), if any."""
+    blind_success: float | None = None
+    """Success rate of the input-free baseline (median over blind rows), if any: the floor of success."""
 
     def observed(self) -> dict:
         """The range the fit saw: smallest loss, largest compute, N and D, and the blind baseline."""
@@ -49,6 +51,8 @@ class Table:
                 out[key] = float(self.cols[q].max())
         if self.blind_loss is not None:
             out["blind_loss"] = float(self.blind_loss)
+        if self.blind_success is not None:
+            out["blind_success"] = float(self.blind_success)
         return out
 
     def training(self) -> dict:
@@ -141,7 +145,7 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
     """
     df, name = read_frame(source)
     notes = []
-    blind = None
+    blind = blind_success = None
     if "phase" in df.columns:
         is_blind = df["phase"].astype(str).str.strip().str.lower().eq("blind")
         if is_blind.any():
@@ -149,6 +153,9 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
             if lc in df.columns:
                 bl = pd.to_numeric(df.loc[is_blind, lc], errors="coerce").dropna()
                 blind = float(bl.median()) if len(bl) else None
+            if "success_rate" in df.columns:
+                bs = pd.to_numeric(df.loc[is_blind, "success_rate"], errors="coerce").dropna()
+                blind_success = float(bs.median()) if len(bs) else None
             notes.append(f"left out {int(is_blind.sum())} blind-baseline run(s) (phase blind: no inputs, never fitted)"
                          + (f"; their loss {blind:.4g} is the reference to beat" if blind is not None else ""))
             df = df[~is_blind].reset_index(drop=True)
@@ -207,4 +214,4 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
     if derive_c:
         cols["C"] = 6.0 * cols["N"] * cols["D"]
     used = {q: names[q] for q in ("N", "D", "C", "U", "loss") if q in cols or q == "loss"}
-    return Table(cols, loss, k, measured, name, used, tuple(notes), df, blind)
+    return Table(cols, loss, k, measured, name, used, tuple(notes), df, blind, blind_success)

@@ -20,6 +20,7 @@ from analysis.errors import BadInput
 from analysis.fitting import DELTA, fit_grid
 from analysis.forms import EXPONENT_CAP, get_form, log_columns
 from analysis.result import FitResult
+from analysis.success import success_section
 from analysis.table import Table, load_table
 
 NOT_CONVERGED_WARN = 0.03
@@ -30,7 +31,7 @@ def fit(table, form: str = "chinchilla", *, n_col: str = "n_params", d_col: str 
         loss_col: str = "val_loss", c_col: str | None = None, u_col: str | None = None, bootstrap: int = 1000,
         holdout_frac: float = 0.2, seed: int = 0, grid: np.ndarray | None = None,
         all_states: bool = False, exclude_col: str | None = None, delta: float = DELTA,
-        asymmetry: float = 0.5, grid_frac: float = 0.05) -> FitResult:
+        asymmetry: float = 0.5, grid_frac: float = 0.05, success_col: str | None = "success_rate") -> FitResult:
     """Fit a scaling law to a results table.
 
     Args:
@@ -47,6 +48,8 @@ def fit(table, form: str = "chinchilla", *, n_col: str = "n_params", d_col: str 
         asymmetry: 0.5 symmetric; above 0.5 the fit follows the lower envelope of the runs
             (see `analysis.fitting.Objective`).
         grid_frac: share of bootstrap resamples also refitted from random starts of the whole grid.
+        success_col: column of closed-loop success rates; when it has 4 or more values, success is
+            fitted against compute and against loss (`analysis.success`). None turns it off.
 
     Raises:
         BadInput: the table cannot support the fit (see `analysis.table.load_table`).
@@ -133,6 +136,12 @@ def fit(table, form: str = "chinchilla", *, n_col: str = "n_params", d_col: str 
                     backtest=bt, warnings=warnings, notes=notes, columns=dict(tbl.names), k=tbl.k,
                     k_measured=tbl.k_measured, bootstrap=boot, source=tbl.source, at_bound=at_edge,
                     convergence=convergence, observed=tbl.observed(), training=tbl.training())
+    success = success_section(tbl, tbl.compute, tbl.loss, min(bootstrap, 200), seed, success_col) if success_col else {}
+    for part in ("vs_compute", "vs_loss"):
+        for w in (success.get(part) or {}).get("warnings", []):
+            warnings.append(f"success {part.replace('_', ' ')}: {w}")
+    if success:
+        res = dataclasses.replace(res, success=success)
     if f.has_allocation:
         from analysis.allocation import optimal
 
