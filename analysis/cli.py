@@ -59,6 +59,20 @@ def register(subparsers) -> None:
     p.add_argument("--emit-config", default=None, metavar="RUN_YAML", help="write a `scaling train` config for N_opt, D_opt")
     p.set_defaults(func=_optimal)
 
+    p = subparsers.add_parser("suggest", help="the next runs to buy: most shrink the interval of N_opt per FLOP",
+                              description="Fit the table, then choose up to COUNT new (N, D) runs costing at most "
+                              "BUDGET FLOPs in total that most shrink the uncertainty of N_opt at the target compute "
+                              "(delta method on the fit's Fisher information, greedy per FLOP).")
+    p.add_argument("results", help="results table: .csv or .parquet")
+    _columns(p)
+    p.add_argument("--target-flops", type=float, required=True, help="compute C whose N_opt matters (FLOPs)")
+    p.add_argument("--budget-flops", type=float, required=True, help="total FLOPs the new runs may cost")
+    p.add_argument("--count", type=int, default=4, help="runs to propose (default 4)")
+    p.add_argument("--sizes", default=None, help="comma-separated parameter counts the model family builds "
+                   "(default: the table's sizes, extended by their own step)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {n_params, n_samples, flops}")
+    p.set_defaults(func=_suggest)
+
     p = subparsers.add_parser("report", help="HTML report with figures from a results table or sweep directory")
     p.add_argument("results", help="results table (.csv/.parquet) or a sweep directory holding results.csv")
     _columns(p)
@@ -151,6 +165,33 @@ def _target(fit, a) -> dict:
     if not (fit.success or {}).get("vs_compute"):
         raise BadInput(f"{a.fit}: no success-rate law in this fit (its table had fewer than 4 runs with a success rate)")
     return compute_for_success(fit.success, a.target_success)
+
+
+def _suggest(a) -> int:
+    from analysis.design import suggest
+    from analysis.forms import get_form
+    from analysis.table import load_table
+    from analysis.workflow import fit
+
+    sizes = None
+    if a.sizes:
+        try:
+            sizes = [float(x) for x in a.sizes.split(",") if x.strip()]
+        except ValueError:
+            raise BadInput(f"--sizes {a.sizes!r}: comma-separated parameter counts, e.g. 1e6,3e6,1e7")
+    f = get_form(a.form)
+    tbl = load_table(a.results, need=f.columns, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col,
+                     n_params=len(f.params), all_states=a.all_states, exclude_col=a.exclude_col)
+    res = fit(tbl, a.form, bootstrap=0, holdout_frac=0, delta=a.huber_delta, asymmetry=a.asymmetry, success_col=None)
+    out = suggest(res, tbl, a.target_flops, a.budget_flops, a.count, sizes=sizes)
+    if a.json:
+        print(json.dumps([{k: r[k] for k in ("n_params", "n_samples", "flops")} for r in out["runs"]]))
+        return 0
+    print(f"N_opt at C = {out['target_flops']:.3g} FLOPs: {out['n_opt']:.3g} (sd of log N_opt {out['sd_before']:.3g} now, "
+          f"{out['sd_after']:.3g} after these runs; {out['spent']:.3g} of {a.budget_flops:.3g} FLOPs)")
+    for r in out["runs"]:
+        print(f"  N = {r['n_params']:.4g}  D = {r['n_samples']:.4g}  FLOPs = {r['flops']:.3g}  (sd after: {r['sd_after']:.3g})")
+    return 0
 
 
 def _report(a) -> int:

@@ -88,6 +88,20 @@ class IsoflopSpec:
 
 
 @dataclass(frozen=True)
+class SuggestSpec:
+    """Design ``suggest``: the runs `scaling suggest` proposes from the results so far (analysis.design)."""
+
+    results: str
+    """Results table (CSV/Parquet) of the runs so far; relative paths are read from the spec's folder."""
+    target_flops: float
+    """Compute C whose N_opt the new runs should pin down (FLOPs)."""
+    budget_flops: float
+    """Total FLOPs the new runs may cost."""
+    count: int = 4
+    """Runs to propose."""
+
+
+@dataclass(frozen=True)
 class LRSearchSpec:
     """Learning-rate selection per model size by Optuna TPE with median pruning, before the design."""
 
@@ -128,9 +142,11 @@ class SweepSpec:
     train: tuple[tuple[str, Any], ...] = ()
     """Training settings passed through to ``scaling train`` (RunConfig fields)."""
     design: str = "grid"
-    """``grid`` or ``isoflop``."""
+    """``grid``, ``isoflop`` or ``suggest``."""
     isoflop: IsoflopSpec | None = None
     """The IsoFLOP budgets (design ``isoflop`` only)."""
+    suggest: SuggestSpec | None = None
+    """Where the proposed runs come from (design ``suggest`` only)."""
     lr_search: LRSearchSpec | None = None
     """Optional learning-rate search per model size."""
     wsd: WSDSpec = field(default_factory=WSDSpec)
@@ -266,16 +282,31 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     design_raw = raw.get("design", "grid")
     isoflop = None
     if isinstance(design_raw, Mapping):
-        _check_keys(f"{where}: design", design_raw, ("kind", "budgets", "min_samples", "max_samples"), ("kind",))
-        kind = str(design_raw["kind"])
+        kind = str(design_raw.get("kind"))
+        allowed = ("kind", "results", "target_flops", "budget_flops", "count") if kind == "suggest" else \
+            ("kind", "budgets", "min_samples", "max_samples")
+        _check_keys(f"{where}: design", design_raw, allowed, ("kind",))
     else:
         kind, design_raw = str(design_raw), {}
-    if kind not in ("grid", "isoflop"):
-        close = difflib.get_close_matches(kind, ("grid", "isoflop"), n=1)
+    if kind not in ("grid", "isoflop", "suggest"):
+        close = difflib.get_close_matches(kind, ("grid", "isoflop", "suggest"), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise BadInput(f"{where}: design {kind!r} is not grid or isoflop{hint}")
+        raise BadInput(f"{where}: design {kind!r} is not grid, isoflop or suggest{hint}")
     samples: tuple[int, ...] = ()
-    if kind == "grid":
+    suggest = None
+    if kind == "suggest":
+        for key in ("results", "target_flops", "budget_flops"):
+            if key not in design_raw:
+                raise BadInput(f"{where}: design suggest needs {key!r}")
+        if "samples" in raw:
+            raise BadInput(f"{where}: samples is for the grid design; suggest chooses D itself")
+        suggest = SuggestSpec(
+            results=str(design_raw["results"]),
+            target_flops=_number(f"{where}: design.target_flops", design_raw["target_flops"]),
+            budget_flops=_number(f"{where}: design.budget_flops", design_raw["budget_flops"]),
+            count=_number(f"{where}: design.count", design_raw.get("count", 4), int),
+        )
+    elif kind == "grid":
         if "samples" not in raw:
             raise BadInput(f"{where}: design grid needs 'samples' (the data sizes D)")
         samples = tuple(_number(f"{where}: samples", s, int) for s in _list(f"{where}: samples", raw["samples"]))
@@ -319,7 +350,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     retries = _number(f"{where}: retries", raw.get("retries", 2), int, positive=False)
     return SweepSpec(
         name=name, data=data, models=models, samples=samples, seeds=seeds,
-        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, lr_search=lr_search,
+        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
         wsd=wsd, retries=retries, source=source,
     )
 
