@@ -85,7 +85,8 @@ class Form:
 
     def from_natural(self, params: dict[str, float]) -> np.ndarray:
         """Natural parameters to a fit-space vector (P,)."""
-        return np.array([np.log(params[n]) if lg else params[n]
+        # A scale that underflowed to 0 (E at its bound) maps to a very negative log, not -inf.
+        return np.array([np.log(max(float(params[n]), 1e-300)) if lg else params[n]
                          for n, lg in zip(self.params, self.log_params)], float)
 
     @property

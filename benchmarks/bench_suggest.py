@@ -113,6 +113,11 @@ def run_strategy(name, law, rng):
     return need, history
 
 
+def _indexed(item):
+    j, job = item
+    return j, _job(job)
+
+
 def _job(job):
     name, law, key = job
     return run_strategy(name, law, np.random.default_rng(list(key)))[0]
@@ -133,7 +138,10 @@ def main(argv=None) -> int:
         from multiprocessing import Pool
 
         with Pool(a.workers) as pool:
-            results = pool.map(_job, jobs)
+            results = [None] * len(jobs)
+            for j, need in pool.imap_unordered(_indexed, list(enumerate(jobs))):
+                results[j] = need
+                print(f"  done {sum(r is not None for r in results)}/{len(jobs)}", flush=True)
     else:
         results = [_job(j) for j in jobs]
     for (name, _, (_, i)), need in zip(jobs, results):
