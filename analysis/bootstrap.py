@@ -138,7 +138,7 @@ def _best_of(fun: Objective, starts: np.ndarray, groups: np.ndarray, maxiter: in
     x, f, _, conv = lbfgs_batch(fun, x0, maxiter=maxiter, gtol=1e-8, ftol=1e-12, rows=rows)
     idx = np.flatnonzero(~conv & np.isfinite(f))
     if idx.size:  # still moving at the cap: continue once, from where they stopped
-        x[idx], f[idx], _, conv[idx] = lbfgs_batch(fun, x[idx], maxiter=4 * maxiter, gtol=1e-8, ftol=1e-12,
+        x[idx], f[idx], _, conv[idx] = lbfgs_batch(fun, x[idx], maxiter=2 * maxiter, gtol=1e-8, ftol=1e-12,
                                                    rows=rows[idx])
     f = np.where(np.isfinite(f), f, np.inf).reshape(B, K)
     best = np.argmin(f, axis=1)
@@ -147,8 +147,12 @@ def _best_of(fun: Objective, starts: np.ndarray, groups: np.ndarray, maxiter: in
 
 
 def _grid_refits(fun, fun32, grid, groups, n_starts, rng, chunk: int = 3000):
-    """Refit each resample in `groups` from `n_starts` random grid points, by successive halving."""
-    xs, fs, cs = [], [], []
+    """Refit each resample in `groups` from `n_starts` random grid points, by successive halving.
+
+    The ranking stages run per chunk of resamples (bounded memory); the survivors of every chunk
+    then share one final L-BFGS call (its cost is per iteration, not per row).
+    """
+    xs, rs = [], []
     per = max(1, chunk // n_starts)
     for lo in range(0, groups.size, per):
         g = groups[lo:lo + per]
@@ -159,15 +163,13 @@ def _grid_refits(fun, fun32, grid, groups, n_starts, rng, chunk: int = 3000):
         x, rows = _top_per_group(x.astype(float), f, rows, max(2, n_starts // 10))
         x, f, _, _ = lbfgs_batch(fun, x, maxiter=60, rows=rows)
         x, rows = _top_per_group(x, f, rows, 2)
-        x, f, _, conv = lbfgs_batch(fun, x, maxiter=500, gtol=1e-8, ftol=1e-12, rows=rows)
-        f = np.where(np.isfinite(f), f, np.inf)
-        for r in g:
-            m = np.flatnonzero(rows == r)
-            i = m[np.argmin(f[m])]
-            xs.append(x[i])
-            fs.append(f[i])
-            cs.append(conv[i])
-    return np.array(xs), np.array(fs), np.array(cs, bool)
+        xs.append(x)
+        rs.append(rows)
+    x, rows = np.concatenate(xs), np.concatenate(rs)
+    x, f, _, conv = lbfgs_batch(fun, x, maxiter=500, gtol=1e-8, ftol=1e-12, rows=rows)
+    f = np.where(np.isfinite(f), f, np.inf)
+    best = [np.flatnonzero(rows == r)[np.argmin(f[rows == r])] for r in groups]
+    return x[best], f[best], conv[best]
 
 
 def _top_per_group(x, f, rows, k):

@@ -188,7 +188,8 @@ class ParamFit:
     grad_max: float = 0.0
     """Largest |gradient| component of the objective at `theta`."""
     basins: np.ndarray | None = None
-    """Distinct optima among the candidates, best first (B, P): seeds for the bootstrap's refits."""
+    """Distinct optima among the candidates within 2x the best objective, best first, at most 3 (B, P):
+    seeds for the bootstrap's refits (a basin twice as bad on all runs seldom wins a resample)."""
 
 
 def fit_grid(form: Form, logs: dict, log_loss: np.ndarray, grid: np.ndarray | None = None, *,
@@ -233,7 +234,7 @@ def fit_grid(form: Form, logs: dict, log_loss: np.ndarray, grid: np.ndarray | No
     best = order[0]
     _, g = fun(x[best][None, :])
     return ParamFit(x[best], float(f[best]), n_starts, x[order], bool(conv[best]), int(it[best]),
-                    float(np.abs(g).max()), distinct(form, x[order], f[order], float(np.exp(np.min(log_loss)))))
+                    float(np.abs(g).max()), distinct(form, x[order], f[order], float(np.exp(np.min(log_loss))), worse=2.0)[:3])
 
 
 def basin_coords(form: Form, x: np.ndarray, loss_scale: float) -> np.ndarray:
