@@ -90,7 +90,12 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
         BadInput: An empty design, or an IsoFLOP budget below the smallest model's cost.
     """
     models = resolve_models(spec, dims)
-    points = _grid_points(spec, models) if spec.design == "grid" else _isoflop_points(spec, models)
+    if spec.design == "suggest":
+        from sweeps.suggest_design import suggested_points
+
+        points = suggested_points(spec, models)
+    else:
+        points = _grid_points(spec, models) if spec.design == "grid" else _isoflop_points(spec, models)
     if not points:
         raise BadInput(f"{spec.source or 'spec'}: the design has no runs (check models, samples and budgets)")
     ident = spec.data.identity()

@@ -91,6 +91,20 @@ class IsoflopSpec:
 
 
 @dataclass(frozen=True)
+class SuggestSpec:
+    """Design ``suggest``: the runs `scaling suggest` proposes from the results so far (analysis.design)."""
+
+    results: str
+    """Results table (CSV/Parquet) of the runs so far; relative paths are read from the spec's folder."""
+    target_flops: float
+    """Compute C whose N_opt the new runs should pin down (FLOPs)."""
+    budget_flops: float
+    """Total FLOPs the new runs may cost."""
+    count: int = 4
+    """Runs to propose."""
+
+
+@dataclass(frozen=True)
 class LRSearchSpec:
     """Learning-rate selection per model size by Optuna TPE with median pruning, before the design."""
 
@@ -182,9 +196,11 @@ class SweepSpec:
     train: tuple[tuple[str, Any], ...] = ()
     """Training settings passed through to ``scaling train`` (RunConfig fields)."""
     design: str = "grid"
-    """``grid`` or ``isoflop``."""
+    """``grid``, ``isoflop`` or ``suggest``."""
     isoflop: IsoflopSpec | None = None
     """The IsoFLOP budgets (design ``isoflop`` only)."""
+    suggest: SuggestSpec | None = None
+    """Where the proposed runs come from (design ``suggest`` only)."""
     lr_search: LRSearchSpec | None = None
     """Optional learning-rate search per model size."""
     wsd: WSDSpec = field(default_factory=WSDSpec)
@@ -195,7 +211,8 @@ class SweepSpec:
     """SLURM resources of ``--launcher slurm`` (command-line flags override them)."""
     blind_baseline: bool = True
     """Add the input-free baseline: one run at the largest N and D with the images and instruction
-    withheld (``phase = blind`` in the results table, never fitted)."""
+    withheld (``phase = blind`` in the results table, never fitted). Default: on, except for design
+    ``suggest``."""
     source: str | None = None
     """The spec file this came from (for messages and relative paths)."""
 
@@ -404,16 +421,31 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     design_raw = raw.get("design", "grid")
     isoflop = None
     if isinstance(design_raw, Mapping):
-        _check_keys(f"{where}: design", design_raw, ("kind", "budgets", "min_samples", "max_samples"), ("kind",))
-        kind = str(design_raw["kind"])
+        kind = str(design_raw.get("kind"))
+        allowed = ("kind", "results", "target_flops", "budget_flops", "count") if kind == "suggest" else \
+            ("kind", "budgets", "min_samples", "max_samples")
+        _check_keys(f"{where}: design", design_raw, allowed, ("kind",))
     else:
         kind, design_raw = str(design_raw), {}
-    if kind not in ("grid", "isoflop"):
-        close = difflib.get_close_matches(kind, ("grid", "isoflop"), n=1)
+    if kind not in ("grid", "isoflop", "suggest"):
+        close = difflib.get_close_matches(kind, ("grid", "isoflop", "suggest"), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise BadInput(f"{where}: design {kind!r} is not grid or isoflop{hint}")
+        raise BadInput(f"{where}: design {kind!r} is not grid, isoflop or suggest{hint}")
     samples: tuple[int, ...] = ()
-    if kind == "grid":
+    suggest = None
+    if kind == "suggest":
+        for key in ("results", "target_flops", "budget_flops"):
+            if key not in design_raw:
+                raise BadInput(f"{where}: design suggest needs {key!r}")
+        if "samples" in raw:
+            raise BadInput(f"{where}: samples is for the grid design; suggest chooses D itself")
+        suggest = SuggestSpec(
+            results=str(design_raw["results"]),
+            target_flops=_number(f"{where}: design.target_flops", design_raw["target_flops"]),
+            budget_flops=_number(f"{where}: design.budget_flops", design_raw["budget_flops"]),
+            count=_number(f"{where}: design.count", design_raw.get("count", 4), int),
+        )
+    elif kind == "grid":
         if "samples" not in raw:
             raise BadInput(f"{where}: design grid needs 'samples' (the data sizes D)")
         samples = tuple(_number(f"{where}: samples", s, int) for s in _list(f"{where}: samples", raw["samples"]))
@@ -459,12 +491,13 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     if retries < 0:
         raise BadInput(f"{where}: retries must be >= 0 (retries after a failed attempt), got {retries}")
     slurm = parse_slurm(f"{where}: slurm", raw.get("slurm") or {})
-    blind = raw.get("blind_baseline", True)
+    # A suggest design adds runs to a study that has its baseline already; its budget is the runs'.
+    blind = raw.get("blind_baseline", kind != "suggest")
     if not isinstance(blind, bool):
         raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
     return SweepSpec(
         name=name, data=data, models=models, samples=samples, seeds=seeds,
-        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, lr_search=lr_search,
+        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
         wsd=wsd, retries=retries, slurm=slurm, blind_baseline=blind, source=source,
     )
 
