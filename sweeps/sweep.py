@@ -208,7 +208,11 @@ class Sweep:
         if self.spec.wsd.enabled:
             self._write_json("wsd_savings.json", self.wsd_savings())
         if fit and counts["running"] == 0 and counts["waiting"] == 0 and counts["total"] > 0:
-            self._fit_and_report(fit_table(df))
+            fitted = fit_table(df)
+            # The report also draws the blind baseline (a reference line, the success floor); analysis
+            # never fits phase == blind rows.
+            blind = df[(df["state"] == "completed") & (df["phase"] == "blind")]
+            self._fit_and_report(fitted, pd_concat(fitted, blind))
         return counts
 
     def wsd_savings(self) -> dict:
@@ -225,23 +229,31 @@ class Sweep:
     def _write_json(self, name: str, obj: dict) -> None:
         write_atomic(self.dir / name, json.dumps(obj, indent=1))
 
-    def _fit_and_report(self, df) -> None:
+    def _fit_and_report(self, df, report_df=None) -> None:
         import analysis
 
+        report_df = df if report_df is None else report_df
         note = self.dir / "fit_skipped.txt"
         if df["n_params"].nunique() < 2 or df["n_samples"].nunique() < 2:
             note.write_text("fit skipped: need at least two model sizes and two data sizes that completed\n")
             return
         try:
-            fit = analysis.fit(df)
+            fit = analysis.fit(report_df)  # blind rows recorded (blind_loss), never fitted
         except (BadInput, ValueError, RuntimeError) as exc:
             note.write_text(f"fit skipped: {exc}\n")
             return
         # Fitted from the in-memory table (main-phase rows only); name the file a reader can open.
         fit = dataclasses.replace(fit, source=str(self.dir / "results.csv"))
         fit.save(self.dir / "fit.json")
-        analysis.write_report(df, self.dir, fit=fit)  # report.html + figures beside results.csv
+        analysis.write_report(report_df, self.dir, fit=fit)  # report.html + figures beside results.csv
         note.unlink(missing_ok=True)
+
+
+def pd_concat(a, b):
+    """Rows of ``a`` then ``b`` (pandas imported lazily by the caller's table)."""
+    import pandas as pd
+
+    return pd.concat([a, b], ignore_index=True) if len(b) else a
 
 
 def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:
