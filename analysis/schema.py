@@ -146,9 +146,11 @@ SWEEP_COLUMNS: tuple[Field, ...] = (
     _f("attempts", "integer", "Times the point was started.", nullable=True),
     _f("spec_fingerprint", "string", "Fingerprint of the spec that planned the point.", nullable=True,
        required=False),
-    _f("generation", "string", "The spec generation (fingerprint and code version) holding the point.",
-       nullable=True, required=False),
+    _f("generation", "integer", "Which generation of the spec (one per fingerprint and code version) holds "
+       "the point.", nullable=True, required=False, minimum=0),
     _f("code_version", "string", "Version of the code that made the run.", nullable=True, required=False),
+    _f("flops_6nd", "number", "6 x non-embedding N x D (Kaplan's estimate), beside the exact flops.", nullable=True,
+       required=False),
 )
 """The sweep's own columns, after the run-result ones."""
 RESULTS_TABLE: tuple[Field, ...] = RESULT_COLUMNS + SWEEP_COLUMNS
@@ -182,6 +184,8 @@ FIT_RESULT: tuple[Field, ...] = (
        required=False),
     _f("observed", "object", "The range fitted: loss_min, flops_max, n_max, d_max, blind_loss.", required=False),
     _f("training", "object", "Training settings of the fitted runs (lr, global_batch_size, ...).", required=False),
+    _f("success", "object", "Success-rate laws when the table has success rates: column, floor, vs_compute, "
+       "vs_loss; empty otherwise.", required=False),
     _f("format_version", "integer", "fit.json format version.", enum=(1,)),
 )
 

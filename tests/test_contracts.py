@@ -210,4 +210,5 @@ def test_scaling_fit_of_a_sweep_table_uses_the_design_points_only():
                        "n_samples": [1e3, 1e3, 2e3, 2e3, 1e3, 1e3], "val_loss": [3.0, 2.9, 2.8, 9.0, 9.0, 9.0]})
     table = load_table(df)
     assert table.loss.tolist() == [3.0, 2.9, 2.8] == fit_table(df)["val_loss"].tolist()
-    assert any("'blind': 1" in n and "'stable': 1" in n for n in table.notes), table.notes
+    assert any("'stable': 1" in n and "'lr_search': 1" in n for n in table.notes), table.notes
+    assert table.blind_loss == 9.0  # the blind baseline is kept aside as the loss to beat
