@@ -48,7 +48,7 @@ class RunResult:
     global_batch_size: int
     """Samples per optimizer step."""
     precision: str
-    """Lightning precision (bf16-mixed | 16-mixed | 32-true)."""
+    """Precision that actually ran (bf16-mixed | 16-mixed | 32-true; 16-mixed asked on a CPU runs bf16-mixed)."""
     world_size: int
     """Processes (devices x nodes) that trained."""
     val_loss: float | None
@@ -69,6 +69,8 @@ class RunResult:
     """Model FLOP utilisation: achieved FLOP/s / (peak FLOP/s x world_size); null if the peak is unknown."""
     versions: dict
     """Versions: torch, lightning, python, package."""
+    peak_flops: float | None = None
+    """Peak FLOP/s per device that `mfu` divides by; null where unknown."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with non-finite floats turned into None (strict JSON)."""

@@ -157,10 +157,11 @@ def test_mixture_spec_from_yaml_config(tiny_dataset, tmp_path):
 
 def test_mup_scales_hidden_learning_rates(tiny_dataset, tmp_path):
     from scaling.data import open_source
-    from scaling.module import VLAModule
+    from scaling.model import VLA
     from scaling.train import model_config
+    from scaling.trainer import optimizer_groups
 
     cfg = RunConfig(data=str(tiny_dataset), size="debug", d_model=64, n_heads=2, mup_base_width=32, lr=1e-3)
-    module = VLAModule(model_config(cfg, open_source(str(tiny_dataset))), cfg)
-    groups = {g["name"]: g["peak_lr"] for g in module.configure_optimizers().param_groups}
+    model = VLA(model_config(cfg, open_source(str(tiny_dataset))))
+    groups = {g["name"]: g["peak_lr"] for g in optimizer_groups(model, model, cfg)}
     assert groups["hidden"] == pytest.approx(1e-3 * 32 / 64) and groups["input"] == pytest.approx(1e-3)
