@@ -144,23 +144,25 @@ def clean_name(name: str) -> str:
     return name
 
 
-def optimizer_groups(model: torch.nn.Module, wrapped: torch.nn.Module, cfg: RunConfig) -> list[dict]:
-    """AdamW groups of `wrapped`'s parameters, with membership decided on the bare `model` by name.
+def group_plan(model: torch.nn.Module, cfg: RunConfig) -> list[dict]:
+    """AdamW group settings and member names, decided on the bare `model` (call it before wrapping).
 
-    FSDP (use_orig_params) turns every parameter into a 1-D view, so a decision by `p.dim()` after
-    wrapping would put every matrix among the vectors (no weight decay, no muP rate).
+    FSDP (use_orig_params) turns every parameter into a 1-D view and renames the modules it wraps,
+    so a decision by `p.dim()` after wrapping would put every matrix among the vectors (no weight
+    decay, no muP rate).
     """
     from scaling.model import param_groups
 
-    groups = param_groups(model, cfg.lr, cfg.weight_decay)
     names = {id(p): n for n, p in model.named_parameters()}
-    member = {names[id(p)]: i for i, g in enumerate(groups) for p in g["params"]}
+    return [{**{k: v for k, v in g.items() if k != "params"}, "param_names": [names[id(p)] for p in g["params"]]}
+            for g in param_groups(model, cfg.lr, cfg.weight_decay)]
+
+
+def optimizer_groups(plan: list[dict], wrapped: torch.nn.Module) -> list[dict]:
+    """The planned groups with `wrapped`'s parameters, found by name; each keeps its `peak_lr`."""
     params = {clean_name(n): p for n, p in wrapped.named_parameters()}
-    out = []
-    for i, g in enumerate(groups):
-        mine = [n for n, _ in model.named_parameters() if member.get(n) == i]
-        out.append({**g, "params": [params[n] for n in mine], "param_names": mine, "peak_lr": g["lr"]})
-    return out
+    return [{**{k: v for k, v in g.items() if k != "param_names"},
+             "params": [params[n] for n in g["param_names"]], "peak_lr": g["lr"]} for g in plan]
 
 
 class _Loggers:
@@ -226,10 +228,10 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
     # Same construction order as before (seed, then validation data, then the model): same init.
     val = val_batches(source, cfg.val_samples, max(micro, 64), rank, world, cfg.chunk)
     model = VLA(model_cfg)
-    net = torch.compile(model) if cfg.compile else model
-    wrapped = fabric.setup_module(net)
-    groups = optimizer_groups(model, wrapped, cfg)
-    names = [n for g in groups for n in g.pop("param_names")]
+    plan = group_plan(model, cfg)
+    names = [n for g in plan for n in g["param_names"]]  # optimizer order
+    wrapped = fabric.setup_module(torch.compile(model) if cfg.compile else model)
+    groups = optimizer_groups(plan, wrapped)
     fused = accelerator == "gpu" and precision != "16-mixed"  # GradScaler cannot unscale fused AdamW to clip
     optimizer = fabric.setup_optimizers(torch.optim.AdamW(
         groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay, fused=fused or None))
@@ -403,4 +405,4 @@ def _progress(cfg: RunConfig, steps: int, start_step: int):
                 leave=False)
 
 
-__all__ = ["RunState", "fit", "validate", "optimizer_groups", "clean_name", "resolved_precision"]
+__all__ = ["RunState", "fit", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision"]

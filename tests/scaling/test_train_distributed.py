@@ -159,9 +159,9 @@ def test_mup_scales_hidden_learning_rates(tiny_dataset, tmp_path):
     from scaling.data import open_source
     from scaling.model import VLA
     from scaling.train import model_config
-    from scaling.trainer import optimizer_groups
+    from scaling.trainer import group_plan, optimizer_groups
 
     cfg = RunConfig(data=str(tiny_dataset), size="debug", d_model=64, n_heads=2, mup_base_width=32, lr=1e-3)
     model = VLA(model_config(cfg, open_source(str(tiny_dataset))))
-    groups = {g["name"]: g["peak_lr"] for g in optimizer_groups(model, model, cfg)}
+    groups = {g["name"]: g["peak_lr"] for g in optimizer_groups(group_plan(model, cfg), model)}
     assert groups["hidden"] == pytest.approx(1e-3 * 32 / 64) and groups["input"] == pytest.approx(1e-3)
