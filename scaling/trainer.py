@@ -194,21 +194,30 @@ class _Loggers:
             self.wandb.finish()
 
 
+def make_fabric(cfg: RunConfig):
+    """Fabric for the run's devices, strategy and precision (not launched yet). Ranks and world size
+    come from the environment: torchrun's variables, SLURM's (srun), or Fabric's own launcher."""
+    from lightning.fabric import Fabric
+
+    accelerator = _accelerator(cfg)
+    precision = resolved_precision(cfg, accelerator)
+    return Fabric(accelerator=accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+                  strategy=_strategy(cfg, accelerator),
+                  plugins=[_precision_plugin(precision, accelerator, cfg.strategy == "fsdp")])
+
+
 def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accumulate: int,
         ckpt_path: str | None, start_step: int, t_start: float) -> RunState | None:
     """Train, validate and checkpoint; returns the run's state on global rank 0, None on other ranks."""
-    from lightning.fabric import Fabric
     from lightning.fabric.utilities.seed import seed_everything
 
     from scaling.checkpointing import load_checkpoint, save_checkpoint
     from scaling.datamodule import TrainBatches, loader, val_batches
     from scaling.model import VLA
 
-    accelerator = _accelerator(cfg)
+    fabric = make_fabric(cfg)
+    accelerator = "gpu" if fabric.device.type == "cuda" else "cpu"
     precision = resolved_precision(cfg, accelerator)
-    fabric = Fabric(accelerator=accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-                    strategy=_strategy(cfg, accelerator),
-                    plugins=[_precision_plugin(precision, accelerator, cfg.strategy == "fsdp")])
     fabric.launch()
     if fabric.world_size != cfg.devices * cfg.num_nodes:
         raise RuntimeError(f"world size {fabric.world_size} != devices x nodes {cfg.devices * cfg.num_nodes}")
@@ -402,7 +411,7 @@ def _progress(cfg: RunConfig, steps: int, start_step: int):
     from tqdm import tqdm
 
     return tqdm(total=steps, initial=start_step, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True,
-                leave=False)
+                leave=True)
 
 
-__all__ = ["RunState", "fit", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision"]
+__all__ = ["RunState", "make_fabric", "fit", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision"]

@@ -78,12 +78,11 @@ def test_fsdp_runs_closed_loop_evaluation_and_saves_weights_only(runs, tiny_data
     assert set(ckpt["optimizer_states"][0]["state"]) == set(one["optimizer_states"][0]["state"])
 
 
-@pytest.mark.parametrize("source, strategy", [("fsdp", "ddp"), ("one", "fsdp"), ("ddp", "auto")])
+@pytest.mark.parametrize("source, strategy", [("fsdp", "ddp"), ("one", "fsdp")])
 def test_checkpoint_resumes_across_strategies(runs, tiny_dataset, tmp_path, source, strategy):
     """A run interrupted at step 4 under one strategy finishes under another with the same result."""
     run_dir = tmp_path / f"{source}-to-{strategy}"
     (run_dir / "checkpoints").mkdir(parents=True)
-    shutil.copy(runs / source / "config.yaml", run_dir / "config.yaml")
     shutil.copy(runs / source / "checkpoints" / "stable-32.ckpt", run_dir / "checkpoints" / "last.ckpt")
     devices = 1 if strategy == "auto" else 2
     done = _run(cli_args(tiny_dataset, run_dir, samples=64, checkpoint_at=32, val_samples=32, devices=devices,
