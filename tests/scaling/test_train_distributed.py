@@ -63,6 +63,10 @@ def test_ddp_two_cpu_processes_match_one_process(tiny_dataset, tmp_path):
     assert sorted(a) == sorted(b) == list(range(1, 9))
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=2e-4, abs=2e-4), step
+    # Validation is sharded over the ranks and reduced: the held-out loss must agree too.
+    ref = json.loads((tmp_path / "one" / "result.json").read_text())
+    assert result["val_loss"] == pytest.approx(ref["val_loss"], rel=2e-3)
+    assert result["action_mse"] == pytest.approx(ref["action_mse"], rel=1e-2)
 
 
 def test_gradient_accumulation_keeps_the_global_batch(tiny_dataset, tmp_path):

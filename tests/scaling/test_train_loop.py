@@ -116,3 +116,18 @@ def test_progress_bar_counts_steps_and_shows_the_loss(tiny_dataset, tmp_path, ca
     err = capfd.readouterr().err
     assert "6/6" in err and "loss=" in err
     assert "0/?" not in err and "v_num" not in err and err.count("Training") == 0
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model(tiny_dataset, tmp_path, one_thread):
+    """--compile: same losses as eager (fp32, within kernel-fusion rounding), compile time in wall_seconds."""
+    pytest.importorskip("torch._inductor")
+    from scaling.train import train
+
+    values = dict(data=str(tiny_dataset), size="debug", samples=32, batch_size=8, precision="32-true",
+                  accelerator="cpu", progress_bar=False, log_every=1, val_samples=16, warmup=1)
+    eager = train(RunConfig(out=str(tmp_path / "eager"), **values))
+    compiled = train(RunConfig(out=str(tmp_path / "compiled"), compile=True, **values))
+    assert compiled.status == "completed" and compiled.n_samples == 32
+    assert compiled.val_loss == pytest.approx(eager.val_loss, rel=1e-3)
+    assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
