@@ -98,6 +98,8 @@ class RunConfig:
     """Action chunk: the model predicts the next `chunk` actions (steps)."""
     head: str = "discrete"
     """Action head: discrete (256-bin cross-entropy) | mse | flow."""
+    blind: bool = False
+    """Withhold the image and the instruction (the input-free baseline: proprioception only)."""
     d_model: int | None = None
     """Override the preset's width (channels); None keeps the size's shape."""
     n_layers: int | None = None
@@ -221,7 +223,7 @@ class RunConfig:
 
 # The run's settings by section. `out` and `run_id` name the run and belong to none.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "dataset": ("data", "samples", "seed", "chunk", "val_every", "val_samples"),
+    "dataset": ("data", "samples", "seed", "chunk", "blind", "val_every", "val_samples"),
     "model": ("size", "head", "d_model", "n_layers", "n_heads", "mup_base_width"),
     "optim": ("lr", "min_lr_ratio", "warmup", "schedule", "wsd_decay_frac", "weight_decay", "beta1", "beta2",
               "grad_clip", "batch_size", "precision", "divergence_factor", "checkpoint_at", "branch_from"),

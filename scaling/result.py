@@ -69,6 +69,10 @@ class RunResult:
     """Model FLOP utilisation: achieved FLOP/s / (peak FLOP/s x world_size); null if the peak is unknown."""
     versions: dict
     """Versions: torch, lightning, python, package."""
+    success_note: str | None = None
+    """Why success_rate is null (e.g. data without a simulator); null when it was measured."""
+    blind: bool = False
+    """Whether the images and instruction were withheld (the input-free baseline)."""
     peak_flops: float | None = None
     """Peak FLOP/s per device that `mfu` divides by; null where unknown."""
 
@@ -84,7 +88,8 @@ class RunResult:
     def load(cls, path: str | os.PathLike) -> "RunResult":
         """Read a result.json written by `save`."""
         values = json.loads(Path(path).read_text())
-        return cls(**{f.name: values.get(f.name) for f in fields(cls)})
+        return cls(**{f.name: values[f.name] if f.name in values else values.get(f.name, f.default)
+                      for f in fields(cls)})
 
 
 def _finite(value: Any) -> Any:

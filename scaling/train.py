@@ -151,6 +151,9 @@ def train(cfg: RunConfig) -> RunResult | None:
     from scaling.model import count_params, describe, flops_per_sample
 
     source = open_source(cfg.data)
+    if cfg.blind:  # the input-free baseline: same model and data, images and instruction withheld
+        from scaling.data.blind import BlindSource
+        source = BlindSource(source)
     model_cfg = model_config(cfg, source)
     if cfg.fsdp_sharding == "hybrid" and cfg.strategy == "fsdp" and cfg.num_nodes < 2:
         _say("--fsdp-sharding hybrid on one node shards within it and replicates nothing (same as full)")
@@ -192,10 +195,12 @@ def train(cfg: RunConfig) -> RunResult | None:
     state = outcome
     status = "diverged" if state.diverged else "completed"
     n_seen = min(state.step * cfg.batch_size, cfg.samples)
-    success = None
-    if status == "completed" and cfg.eval_episodes > 0 and state.eval_model is not None:
-        from scaling.evaluation import success_rate
+    from scaling.evaluation import not_evaluated_reason, success_rate
 
+    success, note = None, not_evaluated_reason(source, cfg.eval_episodes)
+    if status != "completed":
+        note = f"not evaluated: the run {status}"
+    elif note is None:
         success = success_rate(state.eval_model, source, cfg.eval_episodes, seed=cfg.eval_seed,
                                precision=state.precision)
     sps = state.timed_steps * cfg.batch_size / state.train_seconds if state.timed_steps else None
@@ -209,7 +214,7 @@ def train(cfg: RunConfig) -> RunResult | None:
         action_mse=state.action_mse, success_rate=success,
         wall_seconds=state.wall_before + time.time() - t_start, samples_per_second=sps,
         mfu=(sps * fps / (peak * state.world_size)) if (sps and peak) else None, versions=_versions(),
-        peak_flops=peak)
+        success_note=note, blind=cfg.blind, peak_flops=peak)
     result.save(cfg.run_dir / "result.json")
     return result
 

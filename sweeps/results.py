@@ -26,7 +26,7 @@ RESULT_FIELDS = (
     "run_id", "status", "n_params", "n_params_nonembed", "d_model", "n_layers", "n_heads",
     "flops_per_sample", "flops", "n_samples", "n_unique_samples", "epochs", "lr", "global_batch_size",
     "precision", "world_size", "val_loss", "val_loss_best", "train_loss", "action_mse", "success_rate",
-    "wall_seconds", "samples_per_second", "mfu", "versions",
+    "wall_seconds", "samples_per_second", "mfu", "versions", "success_note",
 )
 SWEEP_FIELDS = ("sweep", "run_key", "seed", "state", "phase", "size", "budget", "reason", "attempts")
 
