@@ -59,3 +59,27 @@ def test_loop_reproduces_the_recorded_trainer_run(parity_data, tmp_path, name, o
     assert grad_norms == pytest.approx(golden["grad_norms"], rel=1e-3)
     assert val_losses == pytest.approx(golden["val_losses"], rel=1e-4)
     assert result.action_mse == pytest.approx(golden["action_mse"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_wsd_branch_from_a_checkpoint_of_the_old_loop(parity_data, tmp_path, one_thread):
+    """The study's stable-phase checkpoints, written by the Trainer loop, branch into the same cooldown.
+
+    The checkpoint in golden/ was written by a2b3c17 (480 samples, WSD, stable point at 160); that
+    code's 320-sample branch from it reached val_loss 5.610641956329346 (train_loss 5.2924699783325195).
+    """
+    import torch
+
+    from scaling.config import RunConfig
+    from scaling.train import train
+
+    ckpt = torch.load(Path(__file__).parent / "golden" / "trainer_a2b3c17_wsd_stable-160.ckpt", weights_only=True)
+    assert isinstance(ckpt["optimizer_states"][0]["param_groups"][0]["params"][0], int)  # the old layout
+    ckpt["scaling"]["run_config"]["data"] = str(parity_data)  # recorded elsewhere; same dataset
+    torch.save(ckpt, tmp_path / "stable-160.ckpt")
+    result = train(RunConfig(data=str(parity_data), out=str(tmp_path / "branch"), size="debug", samples=320,
+                             batch_size=16, precision="32-true", accelerator="cpu", threads=1, progress_bar=False,
+                             log_every=1, val_samples=64, warmup=3, lr=3e-3, seed=3, schedule="wsd",
+                             branch_from=str(tmp_path / "stable-160.ckpt")))
+    assert result.val_loss == pytest.approx(5.610641956329346, rel=1e-4)
+    assert result.train_loss == pytest.approx(5.2924699783325195, rel=1e-4)
