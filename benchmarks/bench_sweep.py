@@ -40,8 +40,8 @@ def _first_step_seconds(run_dir: Path) -> float | None:
 
 def bench(spec: Path, workers: int) -> dict:
     """Run the sweep and return the figures."""
-    from sweeps.store import Queue
     from sweeps.spec import load_spec
+    from sweeps.sweep import Sweep
 
     name = load_spec(spec).name
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
@@ -52,7 +52,7 @@ def bench(spec: Path, workers: int) -> dict:
         wall = time.time() - t0
         if proc.returncode not in (0, 1):
             raise SystemExit(f"bench_sweep: sweep failed: {proc.stderr.strip()[-500:]}")
-        q = Queue(name, None, d)
+        q = Sweep.open(spec, d).existing_queue()  # the study of this spec and code (<name>@<id>)
         process, training, startup = [], [], []
         for state, t in q.point_states().values():
             a = t.user_attrs

@@ -73,6 +73,9 @@ class RunResult:
     """Why success_rate is null (e.g. data without a simulator); null when it was measured."""
     blind: bool = False
     """Whether the images and instruction were withheld (the input-free baseline)."""
+    input_reliance: dict | None = None
+    """Validation-loss increase (nats) with each input (image, instruction, proprio) shuffled across
+    samples (`scaling.probe`): how much the policy uses it; 0 = ignored. Null when not measured."""
     peak_flops: float | None = None
     """Peak FLOP/s per device that `mfu` divides by; null where unknown."""
 

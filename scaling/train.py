@@ -123,12 +123,14 @@ def _versions() -> dict:
     import lightning
     import torch
 
+    from scaling.versions import code_version
+
     try:
         package = md.version("vla-scaling")
     except md.PackageNotFoundError:
         package = None
     return {"torch": torch.__version__, "lightning": lightning.__version__,
-            "python": platform.python_version(), "package": package}
+            "python": platform.python_version(), "package": package, "code": code_version()}
 
 
 def train(cfg: RunConfig) -> RunResult | None:
@@ -203,6 +205,11 @@ def train(cfg: RunConfig) -> RunResult | None:
     elif note is None:
         success = success_rate(state.eval_model, source, cfg.eval_episodes, seed=cfg.eval_seed,
                                precision=state.precision)
+    reliance = None
+    if status == "completed" and cfg.val_samples > 0 and state.eval_model is not None:
+        from scaling.probe import input_reliance
+
+        reliance = input_reliance(state.eval_model, source, cfg.val_samples)
     sps = state.timed_steps * cfg.batch_size / state.train_seconds if state.timed_steps else None
     peak = peak_flops_per_device(cfg, state.precision)
     result = RunResult(
@@ -214,7 +221,8 @@ def train(cfg: RunConfig) -> RunResult | None:
         action_mse=state.action_mse, success_rate=success,
         wall_seconds=state.wall_before + time.time() - t_start, samples_per_second=sps,
         mfu=(sps * fps / (peak * state.world_size)) if (sps and peak) else None, versions=_versions(),
-        success_note=note, blind=cfg.blind, peak_flops=peak)
+        success_note=note, blind=cfg.blind, input_reliance=reliance,
+        peak_flops=peak)
     result.save(cfg.run_dir / "result.json")
     return result
 

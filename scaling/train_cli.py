@@ -46,7 +46,7 @@ def _handle(args: argparse.Namespace) -> int:
 
     overrides = {name: getattr(args, name) for name in field_names()}
     cfg = resolve(args.config, overrides)
-    from scaling.train import train  # late: torch + lightning
+    from scaling.train import train  # lazy: torch + lightning load for this command only
 
     result = train(cfg)
     if result is None:  # a non-zero rank of a multi-process run

@@ -350,10 +350,8 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
         bar.close()
     if not state.diverged:
         save(ckpt_dir / "last.ckpt")
-        from scaling.evaluation import not_evaluated_reason
-
-        if not_evaluated_reason(source, cfg.eval_episodes) is None:
-            state.eval_model = _unsharded(cfg, model, inner, model_cfg)
+        # For closed-loop evaluation and the input-reliance probe (a gathered copy under FSDP).
+        state.eval_model = _unsharded(cfg, model, inner, model_cfg)
     if zero:
         loggers.close()
     return state if zero else None

@@ -75,3 +75,36 @@ def test_success_rate_uses_the_training_families(monkeypatch, tmp_path):
     assert success_rate(model, src, 7) == 0.25
     assert seen == {"n": 7, "families": ("touch",), "blind": False}
     assert success_rate(model, BlindSource(src), 3) == 0.25 and seen["blind"] is True
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_input_reliance_is_zero_for_ignored_inputs_and_positive_for_used_ones():
+    import torch
+
+    from scaling.probe import input_reliance
+
+    class Model(torch.nn.Module):
+        """Loss = squared error of a prediction that reads only the image's mean."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def loss(self, b):
+            pred = b["image"].float().mean((1, 2, 3)) / 255.0 * self.w
+            return ((pred - b["proprio"][:, 0]) ** 2).mean(), {}
+
+    class Src:
+        def val_indices(self, n):
+            return np.arange(64)
+
+        def get_batch(self, idx):
+            rng = np.random.default_rng(0)
+            level = rng.uniform(0, 1, size=len(idx))
+            image = np.broadcast_to((level * 255).astype(np.uint8)[:, None, None, None], (len(idx), 2, 2, 3)).copy()
+            proprio = np.stack([np.round(level * 255) / 255, np.zeros(len(idx))], 1).astype(np.float32)
+            return {"image": image, "proprio": proprio, "instruction": np.ones((len(idx), 3), np.int64)}
+
+    rel = input_reliance(Model(), Src(), 64)
+    assert rel["instruction"] == 0.0  # never read
+    assert rel["image"] > 0.05 and rel["proprio"] > 0.05  # the target lives in both
