@@ -48,7 +48,7 @@ class RunResult:
     global_batch_size: int
     """Samples per optimizer step."""
     precision: str
-    """Lightning precision (bf16-mixed | 16-mixed | 32-true)."""
+    """Precision that actually ran (bf16-mixed | 16-mixed | 32-true; 16-mixed asked on a CPU runs bf16-mixed)."""
     world_size: int
     """Processes (devices x nodes) that trained."""
     val_loss: float | None
@@ -76,6 +76,8 @@ class RunResult:
     input_reliance: dict | None = None
     """Validation-loss increase (nats) with each input (image, instruction, proprio) shuffled across
     samples (`scaling.probe`): how much the policy uses it; 0 = ignored. Null when not measured."""
+    peak_flops: float | None = None
+    """Peak FLOP/s per device that `mfu` divides by; null where unknown."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with non-finite floats turned into None (strict JSON)."""
