@@ -1,7 +1,9 @@
 """A sweep worker: take the next waiting point, run it as its own OS process, record the outcome.
 
-Each run is ``python -m sweeps.cli train --config RUN_DIR/run.yaml`` in its own process (DDP
-relaunches its script, and W&B wants one run per process). The run folder is
+Each run is ``scaling train --config RUN_DIR/run.yaml`` in its own process (DDP relaunches its
+script, and W&B wants one run per process), forked from the worker's warm fork server
+(`sweeps.forkserver`: torch and Lightning imported once per worker) or, with ``SWEEP_FORKSERVER=0``,
+started as a fresh ``python -m sweeps.cli train`` process. The run folder is
 ``SWEEP_DIR/runs/<run_key>``, so a re-queued point finds its own checkpoints and resumes from them.
 The run is tied to its worker (``PR_SET_PDEATHSIG``): if the worker is killed the run dies too, and
 two processes never train into one folder.
@@ -28,6 +30,7 @@ import yaml
 from optuna.trial import TrialState
 
 from analysis.atomic import write_atomic
+from sweeps import forkserver
 from sweeps.results import flatten_result
 from sweeps.store import HEARTBEAT_S, Claim, Queue
 
@@ -67,6 +70,19 @@ def run_command(config_path: Path) -> list[str]:
     return [*base, "--config", str(config_path)]
 
 
+_SERVER: forkserver.ForkServer | None = None
+
+
+def _fork_server() -> forkserver.ForkServer | None:
+    """This worker's fork server (started on first use), or None when runs start as fresh processes."""
+    global _SERVER
+    if os.environ.get(RUN_COMMAND_ENV) or not forkserver.enabled():
+        return None
+    if _SERVER is None:
+        _SERVER = forkserver.ForkServer()
+    return _SERVER.start()
+
+
 def _last_line(log: Path) -> str:
     try:
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
@@ -96,14 +112,22 @@ def _finished_result(run_dir: Path) -> dict | None:
 
 def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> int:
     """One attempt: the run as its own process, heartbeats while it lives; returns its exit status."""
+    server = _fork_server()
     with open(run_dir / "train.log", "ab") as log:
-        proc = subprocess.Popen(run_command(cfg_path), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_die_with_parent)
-        while True:
-            try:
-                return proc.wait(timeout=HEARTBEAT_S)
-            except subprocess.TimeoutExpired:
-                q.heartbeat(claim.trial_id)
+        try:
+            if server is not None:
+                proc = server.run(["train", "--config", str(cfg_path)], run_dir / "train.log", env=env)
+            else:
+                proc = subprocess.Popen(run_command(cfg_path), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=_die_with_parent)
+            while True:
+                try:
+                    return proc.wait(timeout=HEARTBEAT_S)
+                except subprocess.TimeoutExpired:
+                    q.heartbeat(claim.trial_id)
+        except forkserver.ForkServerDied as exc:  # the run died with it: a failed attempt, retried
+            log.write(f"sweep worker: {exc}\n".encode())
+            return -signal.SIGKILL
 
 
 def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
@@ -168,6 +192,7 @@ def _fail_orphans(q: Queue, states: dict) -> None:
 def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
     """Run points until none is left (or ``max_runs``); returns how many this worker ran."""
     done = 0
+    _fork_server()  # warm up now: its imports overlap the queue work before the first claim
     while max_runs is None or done < max_runs:
         q.requeue_stale()
         states = q.point_states()
