@@ -14,9 +14,9 @@ Why the server never runs tensor ops: forking a process whose OpenMP or CUDA run
 unsafe, and importing does not start them. Why a separate server, not a fork of the worker itself:
 the worker holds the queue's storage (open files, a PostgreSQL connection) that a child must not share.
 
-Protocol (one JSON object per line): the worker sends {"argv", "log", "env", "cwd", "entry"}; the
-server answers {"pid"} when the run has started and {"rc"} when it has ended (negative: killed by
-that signal, as `subprocess` reports it).
+Protocol (one JSON object per line): the server says {"ready"} once its imports are done; then per run
+the worker sends {"argv", "log", "env", "cwd", "entry"} and the server answers {"pid"} when the run
+has started and {"rc"} when it has ended (negative: killed by that signal, as `subprocess` reports it).
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class ForkServer:
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self._buf = b""
+        self._ready = False
 
     def start(self) -> "ForkServer":
         """Start the server (its imports run in the background while the worker claims a point)."""
@@ -95,13 +96,23 @@ class ForkServer:
             cmd = [sys.executable, "-m", "sweeps.forkserver", *self.preload]
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=self.cwd,
                                          preexec_fn=die_with_parent)
-            self._buf = b""
+            self._buf, self._ready = b"", False
         return self
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the server has imported its modules; False after `timeout` seconds."""
+        self.start()
+        if not self._ready:
+            msg = self._read(timeout)
+            if msg is None:
+                return False
+            self._ready = "ready" in msg or self._ready
+        return self._ready
 
     def run(self, argv: list[str], log: str | os.PathLike, env: dict | None = None, cwd: str | None = None,
             entry: str = ENTRY) -> Run:
         """Start one run: `entry(argv)` in a fresh child with stdout/stderr appended to `log`."""
-        self.start()
+        self.wait_ready()
         req = {"argv": [str(a) for a in argv], "log": str(log), "env": dict(os.environ if env is None else env),
                "cwd": cwd or os.getcwd(), "entry": entry}
         try:
@@ -195,6 +206,7 @@ def serve(preload: list[str]) -> int:
         except ImportError:
             pass  # a module a later version of the loop no longer has
     me = os.getpid()
+    os.write(wfd, (json.dumps({"ready": me}) + "\n").encode())
     with os.fdopen(rfd, "rb") as requests:
         for line in requests:
             if not line.strip():

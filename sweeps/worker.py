@@ -71,12 +71,13 @@ def run_command(config_path: Path) -> list[str]:
 
 
 _SERVER: forkserver.ForkServer | None = None
+_SERVER_BROKEN = False  # it died during its imports: runs start as fresh processes instead
 
 
 def _fork_server() -> forkserver.ForkServer | None:
     """This worker's fork server (started on first use), or None when runs start as fresh processes."""
     global _SERVER
-    if os.environ.get(RUN_COMMAND_ENV) or not forkserver.enabled():
+    if os.environ.get(RUN_COMMAND_ENV) or not forkserver.enabled() or _SERVER_BROKEN:
         return None
     if _SERVER is None:
         _SERVER = forkserver.ForkServer()
@@ -189,10 +190,24 @@ def _fail_orphans(q: Queue, states: dict) -> None:
                 q.finish(c.trial_id, TrialState.FAIL, {"state": "failed", "reason": f"stable phase {dep} {states[dep][0]}"})
 
 
+def _warm_up() -> None:
+    """Wait for the fork server's imports before the first claim: a point claimed meanwhile would sit
+    idle while another worker (maybe on another machine) could have run it."""
+    global _SERVER_BROKEN
+    server = _fork_server()
+    if server is None:
+        return
+    try:
+        server.wait_ready()
+    except forkserver.ForkServerDied as exc:
+        sys.stderr.write(f"sweep worker: {exc} during its imports; starting runs as fresh processes\n")
+        _SERVER_BROKEN = True
+
+
 def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
     """Run points until none is left (or ``max_runs``); returns how many this worker ran."""
     done = 0
-    _fork_server()  # warm up now: its imports overlap the queue work before the first claim
+    _warm_up()
     while max_runs is None or done < max_runs:
         q.requeue_stale()
         states = q.point_states()
