@@ -91,6 +91,8 @@ class RunConfig:
     """Action chunk: the model predicts the next `chunk` actions (steps)."""
     head: str = "discrete"
     """Action head: discrete (256-bin cross-entropy) | mse | flow."""
+    blind: bool = False
+    """Withhold the image and the instruction (the input-free baseline: proprioception only)."""
     d_model: int | None = None
     """Override the preset's width (channels); None keeps the size's shape."""
     n_layers: int | None = None

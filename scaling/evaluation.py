@@ -20,6 +20,34 @@ def is_tabletop(source) -> bool:
     return all(m.get("generator") == "tabletop" for m in members)
 
 
+def tabletop_families(source) -> tuple[str, ...] | None:
+    """The task families the data was generated from (union over a mixture's members); None = all.
+
+    A model is evaluated on the task distribution it was trained on: one trained on
+    ``touch,reach_zone`` is not scored on the ten families it never saw.
+    """
+    desc = source.describe()
+    fams: set[str] = set()
+    for m in desc.get("mixture", [desc]):
+        value = m.get("families")
+        if not value:  # a member drawn from every family
+            return None
+        fams.update(f for f in str(value).split(",") if f)
+    return tuple(sorted(fams)) or None
+
+
+def not_evaluated_reason(source, n_episodes: int) -> str | None:
+    """Why a run has no closed-loop success rate (None when it can be measured)."""
+    if n_episodes <= 0:
+        return "eval_episodes is 0"
+    if not is_tabletop(source):
+        kinds = sorted({str(m.get("generator") or m.get("sources") or "imported")
+                        for m in source.describe().get("mixture", [source.describe()])})
+        return (f"closed-loop evaluation needs the built-in tabletop simulator; this data comes from "
+                f"{', '.join(kinds)} (no simulator wired for it)")
+    return None
+
+
 class VLAPolicy:
     """Batched policy ``policy(obs) -> (B, A)`` raw actions for `evaluate_policy`.
 
@@ -43,6 +71,7 @@ class VLAPolicy:
         self.std = np.asarray(std, dtype=np.float32)
         self.autocast_dtype = autocast_dtype
         self.device = next(model.parameters()).device
+        self.blind = bool(getattr(source, "blind", False))  # the blind baseline acts without seeing
 
     def batch(self, obs: dict) -> dict[str, torch.Tensor]:
         """Observation dict -> the model's batch of tensors."""
@@ -50,6 +79,9 @@ class VLAPolicy:
         proprio = (np.asarray(obs["proprio"], dtype=np.float32) - self.mean) / self.std  # (B, P)
         arrays = {"image": np.asarray(obs["image"], dtype=np.uint8), "proprio": proprio.astype(np.float32),
                   "instruction": ids.astype(np.int64)}
+        if self.blind:
+            from scaling.data.blind import blank_inputs
+            arrays = blank_inputs(arrays)
         return {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in arrays.items()}
 
     @torch.no_grad()
@@ -63,8 +95,9 @@ class VLAPolicy:
 
 
 def success_rate(model, source, n_episodes: int, *, seed: int = 0, precision: str = "32-true") -> float | None:
-    """Closed-loop tabletop success over `n_episodes` seeded episodes; None when 0 or not tabletop."""
-    if n_episodes <= 0 or not is_tabletop(source):
+    """Closed-loop tabletop success over `n_episodes` seeded episodes, on the families the data was
+    generated from; None when 0 or not tabletop (`not_evaluated_reason` says why)."""
+    if not_evaluated_reason(source, n_episodes) is not None:
         return None
     from scaling.data.tabletop import evaluate_policy
 
@@ -74,7 +107,8 @@ def success_rate(model, source, n_episodes: int, *, seed: int = 0, precision: st
     was_training = model.training
     policy = VLAPolicy(model, source, autocast_dtype=dtype)
     try:
-        out = evaluate_policy(policy, int(n_episodes), seed=seed, image_size=source.image_size)
+        out = evaluate_policy(policy, int(n_episodes), seed=seed, image_size=source.image_size,
+                              families=tabletop_families(source))
     finally:
         model.train(was_training)
     return float(out["success_rate"])

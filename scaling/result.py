@@ -70,6 +70,13 @@ class RunResult:
     the fastest dtype the device offers (`scaling.hardware.mfu_peak`); null if the peak is unknown."""
     versions: dict
     """Versions: torch, lightning, python, package."""
+    success_note: str | None = None
+    """Why success_rate is null (e.g. data without a simulator); null when it was measured."""
+    blind: bool = False
+    """Whether the images and instruction were withheld (the input-free baseline)."""
+    input_reliance: dict | None = None
+    """Validation-loss increase (nats) with each input (image, instruction, proprio) shuffled across
+    samples (`scaling.probe`): how much the policy uses it; 0 = ignored. Null when not measured."""
     peak_flops: float | None = None
     """The per-device peak FLOP/s that `mfu` divides by (null if unknown)."""
     peak_flops_source: str | None = None
@@ -87,7 +94,8 @@ class RunResult:
     def load(cls, path: str | os.PathLike) -> "RunResult":
         """Read a result.json written by `save`."""
         values = json.loads(Path(path).read_text())
-        return cls(**{f.name: values.get(f.name) for f in fields(cls)})
+        return cls(**{f.name: values[f.name] if f.name in values else values.get(f.name, f.default)
+                      for f in fields(cls)})
 
 
 def _finite(value: Any) -> Any:

@@ -153,6 +153,9 @@ def train(cfg: RunConfig) -> RunResult | None:
     from scaling.model import count_params, describe, flops_per_sample
 
     source = open_source(cfg.data)
+    if cfg.blind:  # the input-free baseline: same model and data, images and instruction withheld
+        from scaling.data.blind import BlindSource
+        source = BlindSource(source)
     model_cfg = model_config(cfg, source)
     if cfg.strategy == "fsdp":
         import torch
@@ -195,12 +198,21 @@ def train(cfg: RunConfig) -> RunResult | None:
     module, trainer = outcome
     status = "diverged" if module.diverged else "completed"
     n_seen = min(trainer.global_step * cfg.batch_size, cfg.samples)
-    success = None
-    if status == "completed" and cfg.eval_episodes > 0 and cfg.strategy != "fsdp":
-        from scaling.evaluation import success_rate
+    from scaling.evaluation import not_evaluated_reason, success_rate
 
+    success, note = None, not_evaluated_reason(source, cfg.eval_episodes)
+    if status != "completed":
+        note = f"not evaluated: the run {status}"
+    elif cfg.strategy == "fsdp":
+        note = "not evaluated: closed-loop evaluation does not run under FSDP yet"
+    elif note is None:
         success = success_rate(module.model, source, cfg.eval_episodes, seed=cfg.eval_seed,
                                precision=cfg.precision)
+    reliance = None
+    if status == "completed" and cfg.strategy != "fsdp" and cfg.val_samples > 0:
+        from scaling.probe import input_reliance
+
+        reliance = input_reliance(module.model, source, cfg.val_samples)
     sps = module.timed_steps * cfg.batch_size / module.train_seconds if module.timed_steps else None
     from scaling.module import peak_flops_per_device
 
@@ -213,7 +225,8 @@ def train(cfg: RunConfig) -> RunResult | None:
         val_loss=module.val_loss, val_loss_best=module.val_loss_best, train_loss=module.train_loss,
         action_mse=module.action_mse, success_rate=success,
         wall_seconds=module.wall_before + time.time() - t_start, samples_per_second=sps,
-        mfu=(sps * fps / (peak * trainer.world_size)) if (sps and peak) else None, versions=_versions())
+        mfu=(sps * fps / (peak * trainer.world_size)) if (sps and peak) else None, versions=_versions(),
+        success_note=note, blind=cfg.blind, input_reliance=reliance)
     result.save(cfg.run_dir / "result.json")
     return result
 

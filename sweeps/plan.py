@@ -60,7 +60,8 @@ class PlannedRun:
     key: str
     """Stable key: hash of the resolved run config (12 hex digits)."""
     phase: str
-    """``main`` (a point of the design), ``stable`` (a WSD stable phase) or ``cooldown`` (a WSD branch)."""
+    """``main`` (a point of the design), ``stable`` (a WSD stable phase), ``cooldown`` (a WSD branch)
+    or ``blind`` (the input-free baseline: largest N and D, images and instruction withheld)."""
     size: str | float
     """Model size as written in the spec."""
     n_params: int
@@ -173,7 +174,8 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
     if spec.wsd.enabled:
         from sweeps.wsd import branch_runs
 
-        return branch_runs(spec, points, ident, lrs)
+        runs = branch_runs(spec, points, ident, lrs)
+        return runs + _blind_runs(spec, runs, ident)
     for seed in spec.seeds:
         for m, d, c in points:
             cfg = _base_config(spec, m.size, d, seed, lrs)
@@ -183,7 +185,25 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
                 config=cfg, budget=c,
             ))
     runs.sort(key=lambda r: (r.n_params, r.samples, r.seed, r.phase))
-    return runs
+    return runs + _blind_runs(spec, runs, ident)
+
+
+def _blind_runs(spec: SweepSpec, runs: list[PlannedRun], ident: Any) -> list[PlannedRun]:
+    """The input-free baseline: the largest model at the largest D with images and instruction withheld.
+
+    It copies the settings of that main run (schedule included), so the gap between the two is what
+    seeing and reading buy; it is recorded with ``phase = blind`` and never fitted.
+    """
+    if not spec.blind_baseline:
+        return []
+    mains = [r for r in runs if r.phase == "main" and r.seed == spec.seeds[0]]
+    if not mains:
+        return []
+    top = max(mains, key=lambda r: (r.n_params, r.samples))
+    cfg = {k: v for k, v in top.config.items() if k != "checkpoint_at"}
+    cfg["blind"] = True
+    return [replace(top, key=run_key(cfg, ident), phase="blind", config=cfg, budget=None,
+                    depends_on=None, branch=None)]
 
 
 def _n_val(r: PlannedRun) -> int:

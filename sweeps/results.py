@@ -26,7 +26,8 @@ RESULT_FIELDS = (
     "run_id", "status", "n_params", "n_params_nonembed", "d_model", "n_layers", "n_heads",
     "flops_per_sample", "flops", "n_samples", "n_unique_samples", "epochs", "lr", "global_batch_size",
     "precision", "world_size", "val_loss", "val_loss_best", "train_loss", "action_mse", "success_rate",
-    "wall_seconds", "samples_per_second", "mfu", "versions",
+    "wall_seconds", "samples_per_second", "mfu", "versions", "success_note",
+    "reliance_image", "reliance_instruction", "reliance_proprio",
 )
 SWEEP_FIELDS = ("sweep", "run_key", "seed", "state", "phase", "size", "budget", "reason", "attempts")
 
@@ -39,6 +40,9 @@ def flatten_result(result: dict) -> dict:
             for mk in ("d_model", "n_layers", "n_heads"):
                 if mk in v:
                     row[mk] = v[mk]
+        elif k == "input_reliance" and isinstance(v, dict):  # one column per probed input
+            for ik, iv in v.items():
+                row[f"reliance_{ik}"] = iv
         elif isinstance(v, (dict, list)):
             row[k] = json.dumps(v, sort_keys=True)
         else:

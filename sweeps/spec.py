@@ -137,6 +137,9 @@ class SweepSpec:
     """Optional WSD branching."""
     retries: int = 2
     """Retries of a failed run before it is recorded as ``failed``."""
+    blind_baseline: bool = True
+    """Add the input-free baseline: one run at the largest N and D with the images and instruction
+    withheld (``phase = blind`` in the results table, never fitted)."""
     source: str | None = None
     """The spec file this came from (for messages and relative paths)."""
 
@@ -242,7 +245,8 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
         BadInput: One line naming the key and the problem.
     """
     where = source or "spec"
-    top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries")
+    top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries",
+           "blind_baseline")
     _check_keys(where, raw, top, ("name", "data", "models"))
     name = str(raw["name"])
     if not _NAME_RE.match(name):
@@ -317,10 +321,13 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
             raise BadInput(f"{where}: wsd.cooldown_frac must be in (0, 1)")
         wsd = WSDSpec(enabled=bool(w.get("enabled", True)), cooldown_frac=frac)
     retries = _number(f"{where}: retries", raw.get("retries", 2), int, positive=False)
+    blind = raw.get("blind_baseline", True)
+    if not isinstance(blind, bool):
+        raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
     return SweepSpec(
         name=name, data=data, models=models, samples=samples, seeds=seeds,
         train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, lr_search=lr_search,
-        wsd=wsd, retries=retries, source=source,
+        wsd=wsd, retries=retries, blind_baseline=blind, source=source,
     )
 
 

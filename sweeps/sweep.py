@@ -97,13 +97,22 @@ class Sweep:
 
         return chosen_lrs(self)
 
-    def enqueue(self) -> int:
-        """Put every planned point in the queue once (safe under concurrent ``sweep run``)."""
+    def enqueue(self, only: set[str] | None = None) -> int:
+        """Put every planned point in the queue once (safe under concurrent ``sweep run``).
+
+        Args:
+            only: run keys to enqueue (with the WSD stable phases they branch from); None = all.
+
+        Raises:
+            BadInput: a key in ``only`` that the spec does not plan.
+        """
         if self.spec.lr_search is not None:
             from sweeps.lr_search import search
 
             search(self)
         runs = self.plan()
+        if only is not None:
+            runs = select_runs(runs, only, str(self.spec.source or "spec"))
         q = self.queue
         self.write_local_info()
         info = q.info()
@@ -118,17 +127,22 @@ class Sweep:
                                         "storage": self.storage, "spec": str(self.spec.source)})
 
     # -- running ----------------------------------------------------------------------------------
-    def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True) -> dict:
+    def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True,
+            only: set[str] | None = None) -> dict:
         """Enqueue, run every point with ``workers`` processes, then write results (and fit if all done).
+
+        Args:
+            only: run just these keys (and the stable phases they branch from), e.g. to re-run rows
+                of a committed study; the results table is written, the fit is not.
 
         Returns:
             The final counts ``{total, completed, running, waiting, failed, diverged, pruned}``.
         """
         from sweeps.launcher import launch
 
-        self.enqueue()
+        self.enqueue(only)
         launch(self, workers or self.workers, launcher, progress=progress)
-        return self.finalize()
+        return self.finalize(fit=only is None)
 
     def table(self):  # -> pd.DataFrame
         """The results table from storage alone."""
@@ -136,8 +150,9 @@ class Sweep:
 
         return table(self.queue)
 
-    def finalize(self) -> dict:
-        """Write ``results.csv``; when every point is finished, fit and write ``fit.json`` and the report."""
+    def finalize(self, fit: bool = True) -> dict:
+        """Write ``results.csv``; when every point is finished (and ``fit``), fit and write ``fit.json``
+        and the report."""
         from sweeps.results import fit_table, write_table
 
         df = self.table()
@@ -145,7 +160,7 @@ class Sweep:
         counts = self.queue.counts()
         if self.spec.wsd.enabled:
             self._write_json("wsd_savings.json", self.wsd_savings())
-        if counts["running"] == 0 and counts["waiting"] == 0 and counts["total"] > 0:
+        if fit and counts["running"] == 0 and counts["waiting"] == 0 and counts["total"] > 0:
             self._fit_and_report(fit_table(df))
         return counts
 
@@ -180,6 +195,27 @@ class Sweep:
         fit.save(self.dir / "fit.json")
         analysis.write_report(df, self.dir, fit=fit)  # report.html + figures beside results.csv
         note.unlink(missing_ok=True)
+
+
+def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:
+    """The runs named in ``only`` plus the runs they depend on (WSD stable phases).
+
+    Raises:
+        BadInput: a key the plan does not have (the message lists a few that it does).
+    """
+    by_key = {r.key: r for r in runs}
+    unknown = sorted(k for k in only if k not in by_key)
+    if unknown:
+        raise BadInput(f"--only: {', '.join(unknown)} not planned by {where} "
+                       f"(its keys: {', '.join(list(by_key)[:6])}{', ...' if len(by_key) > 6 else ''}; "
+                       f"see `scaling sweep plan`)")
+    keep = set(only)
+    for key in only:
+        dep = by_key[key].depends_on
+        while dep is not None and dep not in keep:
+            keep.add(dep)
+            dep = by_key[dep].depends_on
+    return [r for r in runs if r.key in keep]
 
 
 def plan_as_json(runs: list[PlannedRun]) -> list[dict]:

@@ -19,6 +19,8 @@ import argparse
 import json
 import sys
 
+from analysis.errors import BadInput
+
 
 def _common(p: argparse.ArgumentParser, workers: bool = False) -> None:
     p.add_argument("spec", metavar="SPEC.yaml", help="sweep spec file")
@@ -45,6 +47,9 @@ def register(subparsers) -> None:
     _common(p, workers=True)
     p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="local processes or a SLURM array")
     p.add_argument("--no-progress", action="store_true", help="do not draw the sweep progress line")
+    p.add_argument("--only", default=None, metavar="KEY[,KEY...]",
+                   help="run just these run keys (and the WSD stable phases they branch from), e.g. to "
+                        "reproduce rows of a committed study; writes results.csv, no fit")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("status", help="counts per state")
@@ -92,7 +97,12 @@ def _plan(args) -> int:
 
 def _run(args) -> int:
     sw = _open(args, args.workers)
-    counts = sw.run(args.workers, args.launcher, progress=not args.no_progress)
+    only = None
+    if args.only is not None:
+        only = {k.strip() for k in args.only.split(",") if k.strip()}
+        if not only:
+            raise BadInput("--only: give one or more run keys, comma-separated (see `scaling sweep plan`)")
+    counts = sw.run(args.workers, args.launcher, progress=not args.no_progress, only=only)
     print(json.dumps(counts))
     print(f"results: {sw.dir / 'results.csv'}")
     if sw.spec.wsd.enabled:

@@ -236,6 +236,7 @@ class Dataset:
             "episodes": self.n_episodes, "frames": self.n_frames,
             "train_frames": self.n_train_frames, "val_frames": int(self._val_frames.size),
             "val_episodes": int(self.is_val.sum()), "val_fraction": self.val_fraction,
+            "families": (self.manifest.get("meta") or {}).get("families"),
         }
 
     def verify(self) -> list[str]:

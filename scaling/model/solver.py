@@ -1,18 +1,22 @@
-"""Turn a target parameter count into a model shape by a fixed aspect-ratio rule.
+"""Turn a target parameter count into a model shape by a fixed depth rule.
 
-The rule (Kaplan et al. 2020 found the loss flat for width/depth between about 20 and 200):
-
-- width/depth `d_model / n_layers` as close as possible to `ASPECT` = 64;
-- head width 8 below d_model 64, 16 below 128, 32 below 1024, 64 from 1024 (GPT-style heads at scale, still
+The rule:
+- a preferred depth that grows smoothly with the target, `preferred_depth(N) = 2.2 (N / 1e5)^(1/4)`,
+  at least 2 (2 blocks at 1e5 parameters, 4 at 1e6, 7 at 1e7, 12 at 1e8, 22 at 1e9); the width follows
+  from the target, so width/depth runs from ~25 at 1e5 to ~90 at 1e9, inside the range where Kaplan
+  et al. (2020) found the loss flat in the aspect ratio (about 20 to 200);
+- head width 8 below d_model 128, 16 below 256, 32 below 1024, 64 from 1024 (GPT-style heads at scale, still
   at least one head at the smallest widths); d_model is a multiple of the head width;
 - among all (width, depth) pairs on that grid whose total parameter count (embeddings included,
-  for the given data dimensions) lies within `TOLERANCE` of the target, take the one closest to
-  the aspect ratio (in log space). If no pair is that close, the closest count wins, and a pair
-  more than 10% off is an error.
+  for the given data dimensions) lies within `TOLERANCE` of the target, take the one whose depth is
+  closest to the preferred depth (in log space). If no pair is that close, the closest count wins,
+  and a pair more than 10% off is an error.
 
-At small targets the data-dependent embeddings dominate and depth 1 is often the only choice, so
-the aspect ratio is a preference, not a constraint; from ~1e6 parameters on the rule holds within
-the grid's granularity.
+Why a depth rule and not a fixed aspect ratio: at small targets the data-dependent embeddings
+dominate, and a fixed width/depth of 64 forced depth 1 at some sizes and 5-7 at neighbouring ones
+(30k: 16 x 7, 50k: 48 x 1, 300k: 64 x 5), so a ladder of sizes changed shape erratically and the
+loss curve in N measured the shapes as much as the size. Depth >= 2 also lets the readout tokens
+find an object (attention) and then read it (a second block).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from analysis.errors import BadInput
 from scaling.model.accounting import count_params
 from scaling.model.config import ModelConfig
 
-ASPECT = 64.0
-"""Preferred width / depth ratio (features per layer)."""
-TOLERANCE = 0.08
+DEPTH_AT_1E5 = 2.2
+"""Preferred depth (blocks) at 1e5 parameters; it grows as the fourth root of the target."""
+MIN_DEPTH = 2
+"""Smallest preferred depth (blocks)."""
+TOLERANCE = 0.10
 """Relative distance to the target inside which the aspect ratio decides."""
 MAX_ERROR = 0.10
 """Largest accepted relative distance between the built and the target parameter count."""
@@ -35,9 +41,9 @@ MAX_WIDTH = 16384
 
 def head_dim_for(d_model: int) -> int:
     """Head width (features) used by the solver at a given model width."""
-    if d_model < 64:
-        return 8
     if d_model < 128:
+        return 8
+    if d_model < 256:
         return 16
     return 32 if d_model < 1024 else 64
 
@@ -54,6 +60,11 @@ def _widths() -> list[int]:
 
 
 _WIDTHS = _widths()
+
+
+def preferred_depth(target: float) -> float:
+    """The depth (blocks, fractional) the solver aims at for a target parameter count."""
+    return max(float(MIN_DEPTH), DEPTH_AT_1E5 * (target / 1e5) ** 0.25)
 
 
 def _count(d_model: int, n_layers: int, data: dict) -> int:
@@ -90,12 +101,12 @@ def shape_for_params(target: float, **data) -> tuple[int, int, int]:
     """
     if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
         raise BadInput(f"model size: target parameter count must be a positive number, got {target!r}")
-    candidates = []  # (relative error, aspect distance, d_model, n_layers)
+    candidates = []  # (relative error, depth distance, d_model, n_layers)
+    depth = preferred_depth(target)
     for n_layers in range(1, MAX_LAYERS + 1):
         for d_model in _nearest_widths(n_layers, target, data):
             err = abs(_count(d_model, n_layers, data) / target - 1.0)
-            aspect = abs(math.log(d_model / n_layers / ASPECT))
-            candidates.append((err, aspect, d_model, n_layers))
+            candidates.append((err, abs(math.log(n_layers / depth)), d_model, n_layers))
         if _count(_WIDTHS[0], n_layers, data) > target * (1 + MAX_ERROR):
             break  # deeper models only grow
     close = [c for c in candidates if c[0] <= TOLERANCE]

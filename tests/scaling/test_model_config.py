@@ -102,13 +102,24 @@ def test_solver_within_10_percent(target, dims):
 
 
 def test_solver_follows_aspect_ratio_at_scale():
-    # Above ~1e7 parameters width/depth stays near 64 and both grow with the target.
+    # Above ~1e7 parameters width/depth stays in Kaplan's flat range and both grow with the target.
     shapes = [shape_for_params(t, **DIMS["table64"]) for t in (1e7, 1e8, 1e9)]
     for d_model, n_layers, _ in shapes:
         assert 40 <= d_model / n_layers <= 100
     assert [s[0] for s in shapes] == sorted(s[0] for s in shapes)
     assert [s[1] for s in shapes] == sorted(s[1] for s in shapes)
 
+
+def test_solver_ladder_is_smooth_at_cpu_scale():
+    # The depth rule: >= 2 blocks from ~4e4 parameters on, depth and width never shrink as the
+    # target grows along the CPU study's ladder (the old fixed aspect ratio gave 16x7, 48x1, 64x5).
+    from scaling.model.solver import preferred_depth
+
+    dims = dict(image_size=32, patch_size=4, vocab_size=59, max_instr_len=9, proprio_dim=4, action_dim=3)
+    shapes = [shape_for_params(t, **dims) for t in (4e4, 8e4, 2e5, 5e5, 1e6, 3e6)]
+    assert [s[:2] for s in shapes] == [(32, 2), (48, 2), (80, 2), (112, 3), (144, 4), (224, 5)]
+    assert preferred_depth(1e3) == 2 and round(preferred_depth(1e5), 2) == 2.2
+    assert round(preferred_depth(1e9)) == 22
 
 def test_from_size_overrides_and_default_patch():
     cfg = tiny_config("1e5", head="flow", chunk=2, mup_base_width=32, dropout=0.1)
@@ -121,9 +132,9 @@ def test_ladder_shapes_are_stable_on_tabletop_dimensions():
     # Golden shapes: a silent change to the solver would make new runs incomparable with old ones.
     dims = dict(image_size=64, patch_size=8, vocab_size=64, max_instr_len=16, proprio_dim=4,
                 action_dim=3)
-    golden = {"30k": (32, 1, 4), "100k": (40, 4, 5), "300k": (96, 2, 6), "1m": (160, 3, 5),
-              "3m": (224, 5, 7), "10m": (352, 7, 11), "30m": (544, 9, 17), "100m": (800, 13, 25),
-              "300m": (1152, 18, 18), "1b": (1728, 27, 27)}
+    golden = {"30k": (24, 2, 3), "100k": (40, 4, 5), "300k": (80, 3, 10), "1m": (144, 4, 9),
+              "3m": (224, 5, 14), "10m": (352, 7, 11), "30m": (512, 9, 16), "100m": (832, 12, 26),
+              "300m": (1216, 16, 19), "1b": (1920, 22, 30)}
     for name, shape in golden.items():
         cfg = ModelConfig.from_size(name, **dims)
         assert (cfg.d_model, cfg.n_layers, cfg.n_heads) == shape, name

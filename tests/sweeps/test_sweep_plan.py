@@ -11,7 +11,7 @@ from sweeps.wsd import savings
 
 DIMS = DataDims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
 GRID = {"name": "g", "data": "/data/x", "models": ["debug", 2e5], "samples": [256, 512], "seeds": [0, 1],
-        "train": {"batch_size": 32, "lr": 1e-3}}
+        "train": {"batch_size": 32, "lr": 1e-3}, "blind_baseline": False}
 
 
 def test_keys_stable_and_distinct():
@@ -40,7 +40,7 @@ def test_grid_counts_match_accounting():
 def test_isoflop_d_is_budget_over_flops_per_sample():
     spec = parse_spec({"name": "i", "data": "/d", "models": ["30k", "debug", "100k"],
                        "design": {"kind": "isoflop", "budgets": [1e12, 4e12], "min_samples": 32}})
-    runs = plan_runs(spec, DIMS)
+    runs = [r for r in plan_runs(spec, DIMS) if r.phase != "blind"]  # the baseline belongs to no budget
     assert {r.budget for r in runs} == {1e12, 4e12}
     for r in runs:
         assert r.samples == int(r.budget // r.flops_per_sample)

@@ -16,7 +16,8 @@ def test_branched_losses_match_independent_cosine(tmp_path, tiny_dataset, monkey
     monkeypatch.delenv("SWEEP_RUN_COMMAND", raising=False)
     train = {"batch_size": 32, "lr": 1e-3, "precision": "32-true", "accelerator": "cpu", "val_samples": 128,
              "progress_bar": False}
-    base = {"data": str(tiny_dataset), "models": ["debug"], "samples": [256, 512], "seeds": [0], "retries": 0}
+    base = {"data": str(tiny_dataset), "models": ["debug"], "samples": [256, 512], "seeds": [0], "retries": 0,
+            "blind_baseline": False}
     specs = {
         "branched": {**base, "name": "wsd", "train": train, "wsd": {"cooldown_frac": 0.25}},
         "cosine": {**base, "name": "cos", "train": {**train, "schedule": "cosine"}},
