@@ -37,10 +37,11 @@ PRELOAD = (
     "torch", "lightning",
     # What `scaling train` imports between its fork and its first step (measured: `sys.modules` of a
     # run's child minus the server's); pandas and pyarrow read the dataset's episodes.parquet.
-    "pandas", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.pandas_compat", "sweeps.cli", "scaling.data.cli", "scaling.train_cli", "sweeps.sweep_cli",
-    "analysis.cli", "scaling.train", "scaling.trainer", "scaling.module", "scaling.checkpointing",
+    "pandas", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.pandas_compat",
+    "sweeps.cli", "scaling.data.cli", "scaling.train_cli", "sweeps.sweep_cli", "analysis.cli", "scaling.train", "scaling.trainer", "scaling.module", "scaling.checkpointing",
     "scaling.datamodule", "scaling.metrics_csv", "scaling.model.vla", "scaling.model.mup", "scaling.data",
-    "scaling.data.dataset", "scaling.hardware",
+    "scaling.data.dataset", "scaling.data.blind", "scaling.evaluation", "scaling.probe", "scaling.schedules",
+    "scaling.hardware",
 )
 """Modules the server imports before the first run (missing ones are skipped)."""
 ENTRY = "sweeps.cli:main"
