@@ -92,3 +92,22 @@ def test_kill_9_of_the_worker_kills_server_and_run(tmp_path):
     while (_alive(server_pid) or _alive(run_pid)) and time.time() < deadline:
         time.sleep(0.05)
     assert not _alive(server_pid) and not _alive(run_pid)
+
+
+def test_worker_uses_the_fork_server_unless_told_not_to(monkeypatch):
+    from sweeps import forkserver, worker
+
+    class Dummy:
+        def start(self):
+            return self
+
+    monkeypatch.setattr(worker, "_SERVER", None)
+    monkeypatch.setattr(forkserver, "ForkServer", Dummy)
+    monkeypatch.delenv("SWEEP_RUN_COMMAND", raising=False)
+    monkeypatch.delenv("SWEEP_FORKSERVER", raising=False)
+    assert isinstance(worker._fork_server(), Dummy)
+    monkeypatch.setenv("SWEEP_FORKSERVER", "0")
+    assert worker._fork_server() is None
+    monkeypatch.delenv("SWEEP_FORKSERVER")
+    monkeypatch.setenv("SWEEP_RUN_COMMAND", "python fake.py")  # the tests' stand-in trainer runs as a process
+    assert worker._fork_server() is None
