@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.util
 import json
 import os
 import select
@@ -181,7 +182,14 @@ def _child(req: dict, server_pid: int, protocol_fd: int) -> None:
         os.environ.clear()
         os.environ.update(req["env"])
         module, _, func = req["entry"].partition(":")
-        sys.argv = [req["entry"], *req["argv"]]
+        # Look like `python -m <module> ARGV`: Lightning's DDP launcher relaunches the script from
+        # __main__.__spec__ and sys.argv, so a CPU DDP run started here spawns its other ranks as
+        # `python -m sweeps.cli train --config ...`, as it would without the server.
+        import __main__
+
+        spec = importlib.util.find_spec(module)
+        __main__.__spec__ = spec
+        sys.argv = [spec.origin or module, *req["argv"]]
         rc = getattr(importlib.import_module(module), func)(list(req["argv"]))
         rc = 0 if rc is None else int(rc)
     except SystemExit as exc:

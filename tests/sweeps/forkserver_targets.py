@@ -12,6 +12,14 @@ def echo(argv):
     return int(argv[0])
 
 
+def relaunch(argv):
+    """Print the command Lightning's DDP launcher would relaunch this process with."""
+    import __main__
+
+    print("relaunch", [sys.executable, "-m", __main__.__spec__.name, *sys.argv[1:]])
+    return 0
+
+
 def sleep(argv):
     """Write our pid to argv[0], then sleep argv[1] seconds."""
     with open(argv[0], "w") as f:

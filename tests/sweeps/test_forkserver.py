@@ -52,6 +52,13 @@ def test_run_gets_its_argv_env_cwd_log_and_exit_status(server, tmp_path):
     assert "RuntimeError: boom y" in log.read_text()
 
 
+def test_a_run_relaunches_like_python_dash_m_its_entry_module(server, tmp_path):
+    # Lightning's DDP launcher starts the other ranks from __main__.__spec__ and sys.argv.
+    log = tmp_path / "log"
+    assert server.run(["train", "--config", "x.yaml"], log, entry=f"{T}:relaunch").wait(timeout=60) == 0
+    assert f"'-m', '{T}', 'train', '--config', 'x.yaml']" in log.read_text()
+
+
 def test_wait_times_out_like_popen(server, tmp_path):
     run = server.run([str(tmp_path / "pid"), "1"], tmp_path / "log", entry=f"{T}:sleep")
     with pytest.raises(subprocess.TimeoutExpired):
