@@ -48,7 +48,8 @@ PRELOAD = (
 ENTRY = "sweeps.cli:main"
 """What a run calls: ``module:function`` taking the argv list and returning the exit status."""
 DISABLE_ENV = "SWEEP_FORKSERVER"
-"""Set to 0 to start every run as a fresh ``python -m sweeps.cli train`` process instead."""
+"""Set to 1 to start runs through the fork server (opt-in until a sweep-wall-time gap seen in
+`benchmarks.bench_sweep` is explained); otherwise each run is a fresh ``python -m sweeps.cli train``."""
 
 
 def die_with_parent() -> None:
@@ -60,8 +61,8 @@ def die_with_parent() -> None:
 
 
 def enabled() -> bool:
-    """Whether runs go through a fork server (on by default on Linux; ``SWEEP_FORKSERVER=0`` turns it off)."""
-    return sys.platform.startswith("linux") and os.environ.get(DISABLE_ENV, "1") not in ("0", "false", "no")
+    """Whether runs go through a fork server (Linux, with ``SWEEP_FORKSERVER=1``)."""
+    return sys.platform.startswith("linux") and os.environ.get(DISABLE_ENV, "0") in ("1", "true", "yes")
 
 
 class ForkServerDied(RuntimeError):

@@ -1,9 +1,9 @@
 """A sweep worker: take the next waiting point, run it as its own OS process, record the outcome.
 
 Each run is ``scaling train --config RUN_DIR/run.yaml`` in its own process (DDP relaunches its
-script, and W&B wants one run per process), forked from the worker's warm fork server
-(`sweeps.forkserver`: torch and Lightning imported once per worker) or, with ``SWEEP_FORKSERVER=0``,
-started as a fresh ``python -m sweeps.cli train`` process. The run folder is
+script, and W&B wants one run per process), started as a fresh ``python -m sweeps.cli train``
+process or, with ``SWEEP_FORKSERVER=1``, forked
+from the worker's warm fork server (`sweeps.forkserver`: torch and Lightning imported once per worker). The run folder is
 ``SWEEP_DIR/runs/<run_key>``, so a re-queued point finds its own checkpoints and resumes from them.
 The run is tied to its worker (``PR_SET_PDEATHSIG``): if the worker is killed the run dies too, and
 two processes never train into one folder.

@@ -112,9 +112,8 @@ def test_worker_uses_the_fork_server_unless_told_not_to(monkeypatch):
     monkeypatch.setattr(forkserver, "ForkServer", Dummy)
     monkeypatch.delenv("SWEEP_RUN_COMMAND", raising=False)
     monkeypatch.delenv("SWEEP_FORKSERVER", raising=False)
+    assert worker._fork_server() is None  # opt-in for now
+    monkeypatch.setenv("SWEEP_FORKSERVER", "1")
     assert isinstance(worker._fork_server(), Dummy)
-    monkeypatch.setenv("SWEEP_FORKSERVER", "0")
-    assert worker._fork_server() is None
-    monkeypatch.delenv("SWEEP_FORKSERVER")
     monkeypatch.setenv("SWEEP_RUN_COMMAND", "python fake.py")  # the tests' stand-in trainer runs as a process
     assert worker._fork_server() is None
