@@ -1,8 +1,10 @@
 """Chinchilla Approaches 1 and 2 (Hoffmann et al. 2022, sections 3.1 and 3.2), from final-run tables.
 
 Approach 1: the envelope of minimum loss over compute; the runs on it give N_opt(C), D_opt(C).
-Approach 2: per IsoFLOP budget, a parabola in log N through the losses; its vertex is N_opt(C).
-Both end with power-law fits N_opt ~ C^a, D_opt ~ C^b (least squares in log-log).
+Approach 2: per IsoFLOP budget, a parabola in log N through the losses; its vertex is N_opt(C); and
+separately a parabola in log D, whose vertex is D_opt(C) (so b is measured, not 1 - a by construction).
+Both end with power-law fits N_opt ~ C^a, D_opt ~ C^b (least squares in log-log). Approach 2's
+intervals come from a bootstrap over runs within each budget (every budget keeps its grid).
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ class AllocationFit:
     """Budgets whose minimum sits at the edge of their grid, and other caveats."""
     curves: list = field(default_factory=list, repr=False)
     """Approach 2 only: per budget (flops, N grid (k,), loss (k,), parabola coefficients in log N)."""
+    ci: dict = field(default_factory=dict)
+    """Approach 2 with a bootstrap: 95% intervals {"a": [lo, hi], "b": [lo, hi]}."""
+    n_boot: int = 0
+    """Bootstrap resamples behind `ci` (resamples that left fewer than 2 budgets fitted are dropped)."""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON summary: exponents, intervals, coefficients and the per-budget optima."""
+        return {"approach": self.approach, "a": self.a, "b": self.b, "ci": self.ci, "coef": list(self.coef),
+                "n_boot": self.n_boot, "warnings": list(self.warnings),
+                "points": [{"flops": float(c), "n_opt": float(n), "d_opt": float(d), "loss": float(lo)}
+                           for c, n, d, lo in zip(self.flops, self.n_opt, self.d_opt, self.loss)]}
+
+    def predict(self, flops) -> tuple[np.ndarray, np.ndarray]:
+        """N_opt(C) and D_opt(C) from the power laws."""
+        lc = np.log(np.asarray(flops, float))
+        return np.exp(self.a * lc + self.coef[0]), np.exp(self.b * lc + self.coef[1])
 
 
 def _powerlaw(c: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -86,40 +104,70 @@ def budgets_of(flops: np.ndarray, rel_tol: float = 0.05) -> np.ndarray:
     return out
 
 
-def approach2(N, D, loss, flops, budget=None, k: float = 6.0, min_points: int = 3) -> AllocationFit:
-    """Approach 2: a parabola in log N per IsoFLOP budget; its vertex is N_opt at that budget.
+def _vertex(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None):
+    """Weighted least-squares parabola y ~ p2 x^2 + p1 x + p0 for many weight rows at once.
 
     Args:
-        N, D, loss, flops: per run. budget: per-run budget label or nominal FLOPs (default: runs
-            grouped by `budgets_of(flops)`). k: FLOPs per parameter per sample, for D_opt = C/(k N_opt).
+        x, y: (k,). w: (R, k) weights (bootstrap counts) or None for one unweighted fit.
+
+    Returns:
+        (p2, p1, p0) each (R,) (or scalars), and the vertex -p1 / (2 p2).
+    """
+    X = np.stack([x * x, x, np.ones_like(x)], axis=1)  # (k, 3)
+    if w is None:
+        p = np.polyfit(x, y, 2)
+        return p, -p[1] / (2 * p[0])
+    A = np.einsum("rk,ki,kj->rij", w, X, X)  # (R, 3, 3) normal equations
+    b = np.einsum("rk,ki,k->ri", w, X, y)
+    ok = np.linalg.matrix_rank(A) == 3
+    p = np.full((w.shape[0], 3), np.nan)
+    if ok.any():
+        p[ok] = np.linalg.solve(A[ok], b[ok][..., None])[..., 0]
+    with np.errstate(all="ignore"):
+        xv = np.where(p[:, 0] > 0, -p[:, 1] / (2 * p[:, 0]), np.nan)
+    return p.T, xv
+
+
+def approach2(N, D, loss, flops, budget=None, k: float = 6.0, min_points: int = 3, n_boot: int = 0,
+              seed: int = 0, level: float = 0.95) -> AllocationFit:
+    """Approach 2: per IsoFLOP budget, parabolas in log N and in log D; their vertices are N_opt, D_opt.
+
+    Args:
+        N, D, loss, flops: per run. budget: per-run budget, nominal FLOPs or a label (default: runs
+            grouped by `budgets_of(flops)`); a budget's compute is its nominal FLOPs when numeric,
+            else the geometric mean of its runs' FLOPs.
+        k: FLOPs per parameter per sample (unused when D is given; kept for callers).
         min_points: distinct model sizes a budget needs to be fitted.
+        n_boot: bootstrap resamples of the runs within each budget, for intervals on a and b (0: none).
+        seed: bootstrap seed. level: interval level.
     """
     N, D, loss, C = (np.asarray(v, float) for v in (N, D, loss, flops))
     groups = budgets_of(C) if budget is None else np.asarray(budget)
-    warns, rows, curves, few = [], [], [], 0
+    nominal = budget is not None and np.issubdtype(np.asarray(budget).dtype, np.number)
+    warns, rows, curves, few, fitted = [], [], [], 0, []
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
-        c = float(np.exp(np.mean(np.log(C[idx]))))  # geometric mean: the budget's nominal compute
-        x, y = np.log(N[idx]), loss[idx]
+        c = float(g) if nominal else float(np.exp(np.mean(np.log(C[idx]))))  # the budget's compute
+        x, xd, y = np.log(N[idx]), np.log(D[idx]), loss[idx]
         if np.unique(x).size < min_points:
             few += 1  # not an IsoFLOP budget at all (e.g. a grid sweep): summarised below, not listed
             continue
-        p2, p1, p0 = np.polyfit(x, y, 2)
-        if p2 <= 0:
-            warns.append(f"budget {c:.3g} FLOPs: losses do not curve upward in log N (no minimum), skipped")
+        (p2, p1, p0), xv = _vertex(x, y)
+        (q2, q1, q0), xdv = _vertex(xd, y)
+        if p2 <= 0 or q2 <= 0:
+            warns.append(f"budget {c:.3g} FLOPs: losses do not curve upward in log N or log D (no minimum), skipped")
             continue
-        xv = -p1 / (2 * p2)
         i_min = int(np.argmin(y))
-        if not x.min() < xv < x.max():
+        if not (x.min() < xv < x.max() and xd.min() < xdv < xd.max()):
             warns.append(f"budget {c:.3g} FLOPs: the parabola's minimum (N = {np.exp(xv):.3g}) lies outside its grid "
                          f"[{np.exp(x.min()):.3g}, {np.exp(x.max()):.3g}]; budget skipped, widen its grid")
             continue
         if x[i_min] in (x.min(), x.max()):
             warns.append(f"budget {c:.3g} FLOPs: lowest loss at the edge of its grid (N = {np.exp(x[i_min]):.3g}); "
                          "widen the grid, its N_opt leans on the parabola's shape")
-        n_opt = float(np.exp(xv))
-        rows.append((c, n_opt, c / (k * n_opt), float(np.polyval([p2, p1, p0], xv))))
+        rows.append((c, float(np.exp(xv)), float(np.exp(xdv)), float(np.polyval([p2, p1, p0], xv))))
         curves.append((c, N[idx][np.argsort(x)], y[np.argsort(x)], (p2, p1, p0)))
+        fitted.append((c, idx))
     if len(warns) > 6:
         warns = warns[:5] + [f"... and {len(warns) - 5} more budgets with the same problems"]
     if few:
@@ -130,4 +178,84 @@ def approach2(N, D, loss, flops, budget=None, k: float = 6.0, min_points: int = 
     c, n, d, lo = map(np.array, zip(*rows))
     if c.size < 2:
         warns.append("approach 2: fewer than 2 budgets fitted; no exponents")
-    return _finish(2, c, n, d, lo, warns, curves)
+    res = _finish(2, c, n, d, lo, warns, curves)
+    if n_boot > 0 and c.size >= 2:
+        ci, used = _bootstrap_exponents(N, D, loss, fitted, n_boot, seed, level)
+        res = AllocationFit(**{**res.__dict__, "ci": ci, "n_boot": used})
+    return res
+
+
+def _bootstrap_exponents(N, D, loss, fitted, n_boot, seed, level):
+    """Percentile intervals of a and b from resampling runs within each fitted budget."""
+    rng = np.random.default_rng(seed)
+    lc = np.log([c for c, _ in fitted])
+    ln_opt = np.empty((n_boot, len(fitted)))
+    ld_opt = np.empty_like(ln_opt)
+    for j, (c, idx) in enumerate(fitted):
+        w = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=n_boot).astype(float)  # (B, k)
+        _, ln_opt[:, j] = _vertex(np.log(N[idx]), loss[idx], w)
+        _, ld_opt[:, j] = _vertex(np.log(D[idx]), loss[idx], w)
+    # A resample whose budget has no minimum drops that budget; log-log slopes over what remains.
+    out = {}
+    ok_rows = np.ones(n_boot, bool)
+    for name, v in (("a", ln_opt), ("b", ld_opt)):
+        m = np.isfinite(v)
+        slopes = np.full(n_boot, np.nan)
+        for r in range(n_boot):
+            if m[r].sum() >= 2:
+                slopes[r] = np.polyfit(lc[m[r]], v[r, m[r]], 1)[0]
+        ok_rows &= np.isfinite(slopes)
+        good = slopes[np.isfinite(slopes)]
+        if good.size:
+            out[name] = [float(np.percentile(good, 50 * (1 - level))), float(np.percentile(good, 50 * (1 + level)))]
+    return out, int(ok_rows.sum())
+
+
+def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", loss_col: str = "val_loss",
+                  c_col: str | None = None, budget_col: str | None = None, exclude_col: str | None = None,
+                  bootstrap: int = 1000, seed: int = 0, all_states: bool = False, out=None) -> dict:
+    """Approach 2 on a results table, as a plain-JSON dict (written to `out` when given).
+
+    Args:
+        source: DataFrame or CSV / Parquet path.
+        n_col, d_col, loss_col, c_col: columns (as in `analysis.fit`).
+        budget_col: each run's IsoFLOP budget (default: "budget" when the table has it, else runs
+            grouped by FLOPs within 5%).
+        exclude_col: rows to leave out (true/1/yes), e.g. an outlier flag.
+        bootstrap: resamples for the intervals on a and b.
+
+    Raises:
+        BadInput: missing columns, bad values, or no budget with a minimum.
+    """
+    import json
+
+    import pandas as pd
+
+    from analysis.atomic import write_atomic
+    from analysis.errors import BadInput
+    from analysis.result import _clean
+    from analysis.table import load_table
+
+    tbl = load_table(source, need=("N", "D"), n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
+                     n_params=2, all_states=all_states, exclude_col=exclude_col)
+    col = budget_col or ("budget" if "budget" in tbl.frame.columns else None)
+    budget = None
+    if col is not None:
+        if col not in tbl.frame.columns:
+            raise BadInput(f"{tbl.source}: no column {col!r} (--budget-col); available: {', '.join(map(str, tbl.frame.columns))}")
+        b = tbl.frame[col]
+        num = pd.to_numeric(b, errors="coerce")
+        budget = num.to_numpy(float) if num.notna().all() else b.astype(str).to_numpy()
+        if num.notna().all() and not (budget > 0).all():
+            raise BadInput(f"{tbl.source}: column {col!r} (--budget-col) has non-positive budgets")
+    res = approach2(tbl.cols["N"], tbl.cols["D"], tbl.loss, tbl.compute, budget=budget, k=tbl.k,
+                    n_boot=bootstrap, seed=seed)
+    if res.flops.size < 2:
+        raise BadInput(f"{tbl.source}: approach 2 needs at least 2 IsoFLOP budgets with a minimum inside their grid; "
+                       f"found {res.flops.size} ({'; '.join(res.warnings)[:200]})")
+    d = {**res.to_dict(), "n_points": tbl.n, "source": tbl.source, "notes": list(tbl.notes),
+         "columns": {**tbl.names, **({"budget": col} if col else {})}, "seed": seed}
+    d = _clean(d)
+    if out is not None:
+        write_atomic(out, json.dumps(d, indent=1) + "\n")
+    return d

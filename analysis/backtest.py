@@ -11,8 +11,10 @@ from analysis.forms import Form, log_columns
 
 
 def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute: np.ndarray,
-             holdout_frac: float = 0.2, grid: np.ndarray | None = None) -> dict:
+             holdout_frac: float = 0.2, grid: np.ndarray | None = None, **loss_options) -> dict:
     """Refit on all but the top `holdout_frac` of runs by compute, predict the held-out ones.
+
+    `loss_options` (delta, asymmetry) go to `fit_grid`, so the backtest refits as the fit did.
 
     Returns:
         {"holdout": runs held out, "are_mean", "are_max": mean and max |L_hat - L| / L on them},
@@ -28,7 +30,7 @@ def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute:
         return {"holdout": h, "are_mean": None, "are_max": None,
                 "skipped": f"only {train.size} runs below the holdout, too few to refit {p} parameters"}
     sub = {q: v[train] for q, v in cols.items()}
-    pf = fit_grid(form, log_columns(sub), np.log(loss[train]), grid)
+    pf = fit_grid(form, log_columns(sub), np.log(loss[train]), grid, **loss_options)
     pred = form.predict(form.to_natural(pf.theta), {q: v[test] for q, v in cols.items()})
     are = np.abs(pred - loss[test]) / loss[test]
     return {"holdout": h, "are_mean": float(are.mean()), "are_max": float(are.max()),

@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from analysis.errors import BadInput
+
 
 def _columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-col", default="n_params", help="column of parameters N (default: n_params)")
@@ -23,6 +25,13 @@ def _columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout-frac", type=float, default=0.2, help="fraction of top-compute runs held out in the backtest")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--all-states", action="store_true", help="keep runs whose state is not completed")
+    p.add_argument("--exclude-col", default=None, metavar="COL",
+                   help="leave out rows where COL is true/1/yes (e.g. an outlier flag)")
+    p.add_argument("--huber-delta", type=float, default=1e-3,
+                   help="Huber delta on log residuals (default: 1e-3, Chinchilla's); larger is closer to least squares")
+    p.add_argument("--asymmetry", type=float, default=0.5, metavar="TAU",
+                   help="0.5 (default): symmetric loss; e.g. 0.9 weighs runs below the curve 9x those above, "
+                   "so the law follows the lower envelope (runs above it lost to a poor lr or seed)")
 
 
 def register(subparsers) -> None:
@@ -31,16 +40,38 @@ def register(subparsers) -> None:
                               description="Chinchilla Approach 3 fit with bootstrap intervals and a backtest.")
     p.add_argument("results", help="results table: .csv or .parquet")
     _columns(p)
+    p.add_argument("--approach", type=int, choices=(2, 3), default=3,
+                   help="3 (default): parametric law; 2: IsoFLOP parabolas per budget, then N_opt ~ C^a, D_opt ~ C^b")
+    p.add_argument("--budget-col", default=None, metavar="COL",
+                   help="--approach 2: column of each run's IsoFLOP budget (default: budget when present, "
+                   "else runs grouped by FLOPs within 5%%)")
     p.add_argument("--out", required=True, help="where to write fit.json")
     p.add_argument("--json", action="store_true", help="print fit.json instead of the text summary")
     p.set_defaults(func=_fit)
 
     p = subparsers.add_parser("optimal", help="compute-optimal N and D for a compute budget, from fit.json")
     p.add_argument("fit", help="fit.json written by `scaling fit`")
-    p.add_argument("--flops", type=float, required=True, help="training compute budget C in FLOPs (e.g. 1e17)")
+    p.add_argument("--flops", type=float, default=None, help="training compute budget C in FLOPs (e.g. 1e17)")
+    p.add_argument("--target-success", type=float, default=None, metavar="S",
+                   help="instead of --flops: the compute at which the success-rate law reaches S (0..1), "
+                   "and the compute-optimal run there (needs a fit of a table with success rates)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--emit-config", default=None, metavar="RUN_YAML", help="write a `scaling train` config for N_opt, D_opt")
     p.set_defaults(func=_optimal)
+
+    p = subparsers.add_parser("suggest", help="the next runs to buy: most shrink the interval of N_opt per FLOP",
+                              description="Fit the table, then choose up to COUNT new (N, D) runs costing at most "
+                              "BUDGET FLOPs in total that most shrink the uncertainty of N_opt at the target compute "
+                              "(delta method on the fit's Fisher information, greedy per FLOP).")
+    p.add_argument("results", help="results table: .csv or .parquet")
+    _columns(p)
+    p.add_argument("--target-flops", type=float, required=True, help="compute C whose N_opt matters (FLOPs)")
+    p.add_argument("--budget-flops", type=float, required=True, help="total FLOPs the new runs may cost")
+    p.add_argument("--count", type=int, default=4, help="runs to propose (default 4)")
+    p.add_argument("--sizes", default=None, help="comma-separated parameter counts the model family builds "
+                   "(default: the table's sizes, extended by their own step)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {n_params, n_samples, flops}")
+    p.set_defaults(func=_suggest)
 
     p = subparsers.add_parser("report", help="HTML report with figures from a results table or sweep directory")
     p.add_argument("results", help="results table (.csv/.parquet) or a sweep directory holding results.csv")
@@ -51,33 +82,132 @@ def register(subparsers) -> None:
 
 def _fit_kwargs(a) -> dict:
     return dict(form=a.form, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col, u_col=a.u_col,
-                bootstrap=a.bootstrap, holdout_frac=a.holdout_frac, seed=a.seed)
+                bootstrap=a.bootstrap, holdout_frac=a.holdout_frac, seed=a.seed, exclude_col=a.exclude_col,
+                delta=a.huber_delta, asymmetry=a.asymmetry)
+
+
+def _file_out(flag: str, path: str) -> None:
+    """Refuse an output path that is a folder, or whose folder is missing, before any work is done."""
+    from pathlib import Path
+
+    from analysis.errors import BadInput
+
+    p = Path(path)
+    if p.is_dir():
+        raise BadInput(f"{flag} {path}: is a folder; give a file name (e.g. {p / 'fit.json'})"
+                       if flag == "--out" else f"{flag} {path}: is a folder; give a file name (e.g. {p / 'run.yaml'})")
+    if not p.parent.is_dir():
+        raise BadInput(f"{flag} {path}: folder {p.parent} does not exist")
 
 
 def _fit(a) -> int:
+    if a.approach == 2:
+        return _fit_approach2(a)
     from analysis.workflow import fit
 
+    _file_out("--out", a.out)
     res = fit(a.results, all_states=a.all_states, **_fit_kwargs(a))
     path = res.save(a.out)
     print(json.dumps(res.to_dict()) if a.json else res.summary() + f"\nwrote {path}")
     return 0
 
 
+def _fit_approach2(a) -> int:
+    from analysis.approaches import fit_approach2
+
+    out = fit_approach2(a.results, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col,
+                        budget_col=a.budget_col, exclude_col=a.exclude_col, bootstrap=a.bootstrap, seed=a.seed,
+                        all_states=a.all_states, out=a.out)
+    if a.json:
+        print(json.dumps(out))
+        return 0
+    ci = out["ci"]
+    show = lambda k: f"  [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else ""  # noqa: E731
+    lines = [f"approach 2 (IsoFLOP parabolas) on {out['n_points']} runs, {len(out['points'])} budgets fitted "
+             f"({out['source']})",
+             f"  a = {out['a']:.4g}{show('a')}   (N_opt ~ C^a)", f"  b = {out['b']:.4g}{show('b')}   (D_opt ~ C^b)",
+             f"  intervals: 95% bootstrap over runs within each budget ({out['n_boot']} resamples)"]
+    lines += [f"  note: {n}" for n in out["notes"]] + [f"  WARNING: {w}" for w in out["warnings"]]
+    print("\n".join(lines) + f"\nwrote {a.out}")
+    return 0
+
+
 def _optimal(a) -> int:
     from analysis.allocation import optimal, write_train_config
 
-    res = optimal(a.fit, a.flops)
     if a.emit_config:
-        write_train_config(res, a.emit_config, a.fit)
+        _file_out("--emit-config", a.emit_config)
+    from analysis.result import FitResult
+
+    fit = FitResult.load(a.fit)
+    target = None
+    if (a.flops is None) == (a.target_success is None):
+        raise BadInput("scaling optimal: give exactly one of --flops C and --target-success S")
+    if a.target_success is not None:
+        target = _target(fit, a)
+        if target["flops"] is None:
+            ceil = target["ceiling"]
+            raise BadInput(f"--target-success {a.target_success}: the fitted success law levels off at {ceil:.3g}; "
+                           "no compute reaches the target on these runs")
+        a.flops = target["flops"]
+    res = optimal(fit, a.flops)
+    if target is not None:
+        res["target"] = target
+    for w in res["warnings"]:
+        sys.stderr.write(f"scaling: warning: {w}\n")
+    if a.emit_config:
+        write_train_config(res, a.emit_config, a.fit, fit.training)
     if a.json:
         print(json.dumps(res))
         return 0
     ci = res["ci"]
     show = lambda k: f"  [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else ""  # noqa: E731
+    if target is not None:
+        tci = target["ci"]
+        print(f"success {target['target_success']:g} is reached at C = {target['flops']:.4g} FLOPs"
+              + (f"  [{tci[0]:.4g}, {tci[1]:.4g}]" if tci else "")
+              + f" (success-vs-compute law; the law reaches it in {100 * target.get('reached_in', 1):.0f}% of resamples)")
     print(f"C = {res['flops']:.4g} FLOPs ({res['form']}, k = {res['k']:.4g}):\n"
           f"  N_opt = {res['n_opt']:.4g}{show('n_opt')} parameters\n"
           f"  D_opt = {res['d_opt']:.4g}{show('d_opt')} samples\n"
           f"  loss  = {res['loss']:.4g}{show('loss')}" + (f"\nwrote {a.emit_config}" if a.emit_config else ""))
+    return 0
+
+
+def _target(fit, a) -> dict:
+    from analysis.success import compute_for_success
+
+    if not 0 < a.target_success < 1:
+        raise BadInput(f"--target-success {a.target_success}: a success rate strictly between 0 and 1")
+    if not (fit.success or {}).get("vs_compute"):
+        raise BadInput(f"{a.fit}: no success-rate law in this fit (its table had fewer than 4 runs with a success rate)")
+    return compute_for_success(fit.success, a.target_success)
+
+
+def _suggest(a) -> int:
+    from analysis.design import suggest
+    from analysis.forms import get_form
+    from analysis.table import load_table
+    from analysis.workflow import fit
+
+    sizes = None
+    if a.sizes:
+        try:
+            sizes = [float(x) for x in a.sizes.split(",") if x.strip()]
+        except ValueError:
+            raise BadInput(f"--sizes {a.sizes!r}: comma-separated parameter counts, e.g. 1e6,3e6,1e7")
+    f = get_form(a.form)
+    tbl = load_table(a.results, need=f.columns, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col,
+                     n_params=len(f.params), all_states=a.all_states, exclude_col=a.exclude_col)
+    res = fit(tbl, a.form, bootstrap=0, holdout_frac=0, delta=a.huber_delta, asymmetry=a.asymmetry, success_col=None)
+    out = suggest(res, tbl, a.target_flops, a.budget_flops, a.count, sizes=sizes)
+    if a.json:
+        print(json.dumps([{k: r[k] for k in ("n_params", "n_samples", "flops")} for r in out["runs"]]))
+        return 0
+    print(f"N_opt at C = {out['target_flops']:.3g} FLOPs: {out['n_opt']:.3g} (sd of log N_opt {out['sd_before']:.3g} now, "
+          f"{out['sd_after']:.3g} after these runs; {out['spent']:.3g} of {a.budget_flops:.3g} FLOPs)")
+    for r in out["runs"]:
+        print(f"  N = {r['n_params']:.4g}  D = {r['n_samples']:.4g}  FLOPs = {r['flops']:.3g}  (sd after: {r['sd_after']:.3g})")
     return 0
 
 

@@ -36,11 +36,16 @@ class Objective:
         form: the law form. logs: its log columns, each (n,). log_loss: observed log L, (n,).
         weights: (n,) shared by all rows, or (S, n) one row per batch member (bootstrap counts).
         delta: Huber delta.
+        asymmetry: tau in (0, 1). 0.5 (default) is the symmetric loss; above 0.5, runs that land
+            below the curve cost tau / (1 - tau) times more than runs above it, so the fit follows
+            the lower envelope (runs above it lost to a poor learning rate or seed, not to N or D).
+            Each side is scaled by 2 tau and 2 (1 - tau), so tau = 0.5 leaves the objective as is.
     """
 
     def __init__(self, form: Form, logs: dict, log_loss: np.ndarray, weights=None, delta: float = DELTA,
-                 dtype=np.float64):
+                 dtype=np.float64, asymmetry: float = 0.5):
         self.form, self.delta, self.dtype = form, delta, dtype
+        self.asymmetry = float(asymmetry)
         self.logs = {k: np.asarray(v, dtype) for k, v in logs.items()}
         self.y = np.asarray(log_loss, dtype)
         n = self.y.shape[0]
@@ -57,7 +62,13 @@ class Objective:
         pred, derivs = self.form.log_predict(theta, self.logs)
         r = pred - self.y  # (S, n) log residuals
         c = np.clip(r, -self.delta, self.delta)  # dHuber/dr
-        r -= 0.5 * c
+        if self.asymmetry != 0.5:
+            # r > 0: the curve predicts more than the run reached, i.e. the run lies below the curve.
+            side = np.where(r > 0, 2.0 * self.asymmetry, 2.0 * (1.0 - self.asymmetry)).astype(self.dtype)
+            c = c * side  # the derivative of side * Huber(r) is side * clip(r); side is constant per piece
+            r -= 0.5 * c / side
+        else:
+            r -= 0.5 * c
         r *= c  # Huber(r) = c (r - c/2), c = clip(r): one formula inside and outside delta
         if self.unit:
             q = c
@@ -84,7 +95,8 @@ def lbfgs_batch(fun: Objective, x0: np.ndarray, *, maxiter: int = 200, m: int = 
         rows: weight-row index of each start (bootstrap); default 0..S-1.
 
     Returns:
-        (x (S, P), f (S,), n_iter (S,)) at the last iterate of each row.
+        (x (S, P), f (S,), n_iter (S,), converged (S,) bool) at the last iterate of each row; a row has
+        converged when it stopped on a tolerance (or could not descend further) before `maxiter`.
     """
     with np.errstate(all="ignore"):  # float32 ranking stage: tiny guards underflow to 0 harmlessly
         return _lbfgs(fun, x0, maxiter, m, gtol, ftol, rows)
@@ -154,7 +166,7 @@ def _lbfgs(fun, x0, maxiter, m, gtol, ftol, rows):
         rel = (fold - f[idx]) / np.maximum(np.maximum(np.abs(fold), np.abs(f[idx])), 1e-300)
         conv = stuck | (np.abs(g[idx]).max(axis=1) < gtol) | (upd & (rel < ftol))
         active[idx[conv]] = False
-    return x, f, iters
+    return x, f, iters, ~active & np.isfinite(f)
 
 
 @dataclass(frozen=True)
@@ -169,10 +181,20 @@ class ParamFit:
     """Starts in the grid."""
     candidates: np.ndarray
     """Final fit-space points of the polished candidates, best first (K, P)."""
+    converged: bool = True
+    """Whether the best candidate's final polish stopped on a tolerance before its iteration cap."""
+    n_iter: int = 0
+    """Iterations of the best candidate's final polish."""
+    grad_max: float = 0.0
+    """Largest |gradient| component of the objective at `theta`."""
+    basins: np.ndarray | None = None
+    """Distinct optima among the candidates within 2x the best objective, best first, at most 3 (B, P):
+    seeds for the bootstrap's refits (a basin twice as bad on all runs seldom wins a resample)."""
 
 
 def fit_grid(form: Form, logs: dict, log_loss: np.ndarray, grid: np.ndarray | None = None, *,
-             weights=None, stages=((12, 0.05), (60, 0.2)), n_polish: int = 4, chunk: int = 1500) -> ParamFit:
+             weights=None, stages=((12, 0.05), (60, 0.2)), n_polish: int = 8, chunk: int = 1500,
+             delta: float = DELTA, asymmetry: float = 0.5) -> ParamFit:
     """Best Approach 3 fit from every start of `grid` (default: the form's own, Chinchilla's 4,500).
 
     Args:
@@ -182,29 +204,67 @@ def fit_grid(form: Form, logs: dict, log_loss: np.ndarray, grid: np.ndarray | No
             convergence (the exact, slower mode).
         n_polish: best candidates polished to full precision.
         chunk: starts per batch in the first stage (bounds memory to chunk * n doubles per array).
+        delta, asymmetry: the robust loss (see `Objective`).
     """
-    fun = Objective(form, logs, log_loss, weights)
+    fun = Objective(form, logs, log_loss, weights, delta, asymmetry=asymmetry)
     # The first stage only ranks starts: float32 halves its memory traffic and costs no accuracy
     # that matters (log residuals of ~1e-3 keep 4 significant digits); later stages are float64.
-    fun32 = Objective(form, logs, log_loss, weights, dtype=np.float32)
+    fun32 = Objective(form, logs, log_loss, weights, delta, dtype=np.float32, asymmetry=asymmetry)
     x = np.array(form.grid if grid is None else grid, float)
     n_starts = x.shape[0]
     for i, (iters, keep) in enumerate(stages):
         fs, xs = [], []
         for lo in range(0, x.shape[0], chunk):
-            xi, fi, _ = lbfgs_batch(fun32 if i == 0 else fun, x[lo:lo + chunk], maxiter=iters)
+            xi, fi, _, _ = lbfgs_batch(fun32 if i == 0 else fun, x[lo:lo + chunk], maxiter=iters)
             xs.append(xi)
             fs.append(fi)
         x, f = np.concatenate(xs).astype(float), np.concatenate(fs)
         n_keep = max(n_polish, min(x.shape[0], int(np.ceil(keep * x.shape[0]))), 8)
         x = x[np.argsort(f)[:n_keep]]
-    x, f, _ = lbfgs_batch(fun, x, maxiter=500)
+    x, f, _, _ = lbfgs_batch(fun, x, maxiter=500)
     # Polish the best few to full precision (relative decrease 1e-15, |g| < 1e-11) in the same solver:
     # scipy's L-BFGS-B would do too, but its LAPACK calls stall for seconds on a busy multi-core box.
     top = x[np.argsort(f)[:n_polish]]
-    x, f, _ = lbfgs_batch(fun, top, maxiter=1000, gtol=1e-11, ftol=1e-15)
+    x, f, it, conv = lbfgs_batch(fun, top, maxiter=1000, gtol=1e-11, ftol=1e-15)
+    if not conv[np.argmin(f)]:
+        # Flat valleys (an exponent -> 0, E -> 0) need many more steps; a few rows cost little.
+        x2, f2, it2, conv2 = lbfgs_batch(fun, x, maxiter=8000, gtol=1e-11, ftol=1e-15)
+        x, f, it, conv = x2, f2, it + it2, conv2
     order = np.argsort(f)
-    return ParamFit(x[order[0]], float(f[order[0]]), n_starts, x[order])
+    best = order[0]
+    _, g = fun(x[best][None, :])
+    return ParamFit(x[best], float(f[best]), n_starts, x[order], bool(conv[best]), int(it[best]),
+                    float(np.abs(g).max()), distinct(form, x[order], f[order], float(np.exp(np.min(log_loss))), worse=2.0)[:3])
+
+
+def basin_coords(form: Form, x: np.ndarray, loss_scale: float) -> np.ndarray:
+    """Coordinates in which two optima of one basin are close: (..., P).
+
+    Fit space, except that a floor (E) is compared as a share of the loss (`loss_scale`, e.g. the
+    smallest observed loss), not as a log: log E -> -inf is a flat valley, not many basins.
+    """
+    x = np.array(x, float)
+    for i, kind in enumerate(form.kinds):
+        if kind == "floor":
+            x[..., i] = np.exp(x[..., i]) / loss_scale
+    return x
+
+
+def distinct(form: Form, x: np.ndarray, f: np.ndarray, loss_scale: float, tol: float = 0.05,
+             worse: float = 10.0) -> np.ndarray:
+    """Distinct optima among sorted candidates x (K, P), f (K,): those apart from every better one.
+
+    Two optima are one basin when every `basin_coords` coordinate agrees within `tol`; candidates
+    more than `worse` times the best objective are left out.
+    """
+    c = basin_coords(form, x, loss_scale)
+    keep = []
+    for i in range(x.shape[0]):
+        if not np.isfinite(f[i]) or f[i] > worse * max(f[0], 1e-300):
+            continue
+        if all(np.abs(c[i] - c[j]).max() > tol for j in keep):
+            keep.append(i)
+    return x[keep]
 
 
 def fit_scipy_loop(form: Form, logs: dict, log_loss: np.ndarray, grid: np.ndarray | None = None,

@@ -67,6 +67,15 @@ class Form:
     """(theta (S, P), logs from `log_columns`) -> (log L (S, n), derivative groups)."""
     predict: Callable = field(repr=False)
     """(natural params dict, raw columns {col: (n,)}) -> L (n,): the pure law from `analysis.laws`."""
+    kinds: tuple[str, ...] = ()
+    """Per parameter, what it is, which sets its domain and when it sits at an edge of it:
+    "floor" (an additive loss, >= 0: at the edge when below 1e-3 of the smallest observed loss),
+    "scale" (a positive multiplier, no edge of its own), "exponent" (in (0, EXPONENT_CAP)) or
+    "count" (a positive constant such as R*, no edge of its own)."""
+    optimal_exponents: Callable | None = field(default=None, repr=False)
+    """(natural params, values or arrays) -> (a, b) of N_opt ~ C^a, D_opt ~ C^b; None: no allocation."""
+    allocate: Callable | None = field(default=None, repr=False)
+    """(natural params, C / k (FLOPs per unit of N D)) -> (N_opt, D_opt) minimising loss at fixed N D."""
 
     def to_natural(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Fit-space vector(s) (..., P) to natural parameters {name: value(s)}."""
@@ -76,8 +85,67 @@ class Form:
 
     def from_natural(self, params: dict[str, float]) -> np.ndarray:
         """Natural parameters to a fit-space vector (P,)."""
-        return np.array([np.log(params[n]) if lg else params[n]
+        # A scale that underflowed to 0 (E at its bound) maps to a very negative log, not -inf.
+        return np.array([np.log(max(float(params[n]), 1e-300)) if lg else params[n]
                          for n, lg in zip(self.params, self.log_params)], float)
+
+    @property
+    def has_allocation(self) -> bool:
+        """Whether the law is in both N and D, so that a compute-optimal split exists."""
+        return self.allocate is not None
+
+    def exponents(self, params: dict) -> dict:
+        """{"a", "b"} of N_opt ~ C^a, D_opt ~ C^b (None for one-variable forms); arrays in, arrays out."""
+        if self.optimal_exponents is None:
+            return {"a": None, "b": None}
+        a, b = self.optimal_exponents(params)
+        return {"a": _num(a), "b": _num(b)}
+
+    def allocation(self, params: dict, flops, k: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+        """N_opt and D_opt minimising the law's loss at compute C = k N D (vectorised over params and C)."""
+        if self.allocate is None:
+            from analysis.errors import BadInput
+
+            with_alloc = ", ".join(n for n, f in FORMS.items() if f.allocate is not None)
+            raise BadInput(f"form {self.name!r}: compute-optimal allocation needs a law in both N and D ({with_alloc})")
+        return self.allocate(params, np.asarray(flops, float) / k)
+
+    def loss_at(self, params: dict, n, d):
+        """Predicted loss at N = n parameters trained on D = d fresh samples (no repetition: U = D)."""
+        return self.predict(params, {"N": np.asarray(n, float), "D": np.asarray(d, float), "U": np.asarray(d, float)})
+
+
+EXPONENT_CAP = 3.0
+"""Largest exponent a law of these runs can plausibly have; beyond it the fit describes something else."""
+
+
+def _num(v):
+    return float(v) if np.ndim(v) == 0 else np.asarray(v, float)
+
+
+def _chinchilla_exponents(p):
+    # Hoffmann et al. 2022, eq. 4: a = beta / (alpha + beta), b = alpha / (alpha + beta).
+    return laws.compute_optimal_exponents(np.asarray(p["alpha"]), np.asarray(p["beta"]))
+
+
+def _chinchilla_allocate(p, cn):
+    # N_opt = G (C/k)^a, D_opt = G^-1 (C/k)^b, G = (alpha A / (beta B))^(1/(alpha+beta)) (eq. 4).
+    al, be = np.asarray(p["alpha"]), np.asarray(p["beta"])
+    G = (al * np.asarray(p["A"]) / (be * np.asarray(p["B"]))) ** (1.0 / (al + be))
+    n = G * cn ** (be / (al + be))
+    return n, cn / n
+
+
+def _kaplan_exponents(p):
+    r = np.asarray(p["alpha_N"]) / np.asarray(p["alpha_D"])
+    return 1.0 / (r + 1.0), r / (r + 1.0)
+
+
+def _kaplan_allocate(p, cn):
+    # Minimise (N_c/N)^r + D_c k N / C with r = alpha_N/alpha_D: N_opt = (r N_c^r (C/k) / D_c)^(1/(r+1)).
+    r = np.asarray(p["alpha_N"]) / np.asarray(p["alpha_D"])
+    n = (r * np.asarray(p["N_c"]) ** r * cn / np.asarray(p["D_c"])) ** (1.0 / (r + 1.0))
+    return n, cn / n
 
 
 def _chinchilla_log(theta, lg):
@@ -153,21 +221,31 @@ _pd, _pd_pred = _power_log("D")
 _pc, _pc_pred = _power_log("C")
 _POWER_GRID = _grid(_LOG_E, _LOG_AB, _EXP)
 
+_POWER_KINDS = ("floor", "scale", "exponent")
+_CHIN_KINDS = ("floor", "scale", "scale", "exponent", "exponent")
+
+# The registry: a new law is one entry here (its math lives in its own functions above).
 FORMS: dict[str, Form] = {
     "chinchilla": Form("chinchilla", ("E", "A", "B", "alpha", "beta"), ("N", "D"),
                        (True, True, True, False, False),
-                       _grid(_LOG_E, _LOG_AB, _LOG_AB, _EXP, _EXP), _chinchilla_log, _chinchilla_predict),
+                       _grid(_LOG_E, _LOG_AB, _LOG_AB, _EXP, _EXP), _chinchilla_log, _chinchilla_predict,
+                       _CHIN_KINDS, _chinchilla_exponents, _chinchilla_allocate),
     "kaplan": Form("kaplan", ("N_c", "D_c", "alpha_N", "alpha_D"), ("N", "D"), (True, True, False, False),
                    _grid([10.0, 20.0, 30.0, 40.0], [10.0, 20.0, 30.0, 40.0], [0.05, 0.1, 0.3, 0.6],
-                         [0.05, 0.1, 0.3, 0.6]), _kaplan_log, _kaplan_predict),
-    "power_n": Form("power_n", ("E", "A", "alpha"), ("N",), (True, True, False), _POWER_GRID, _pn, _pn_pred),
-    "power_d": Form("power_d", ("E", "A", "alpha"), ("D",), (True, True, False), _POWER_GRID, _pd, _pd_pred),
-    "power_c": Form("power_c", ("E", "A", "alpha"), ("C",), (True, True, False), _POWER_GRID, _pc, _pc_pred),
+                         [0.05, 0.1, 0.3, 0.6]), _kaplan_log, _kaplan_predict,
+                   ("scale", "scale", "exponent", "exponent"), _kaplan_exponents, _kaplan_allocate),
+    "power_n": Form("power_n", ("E", "A", "alpha"), ("N",), (True, True, False), _POWER_GRID, _pn, _pn_pred,
+                    _POWER_KINDS),
+    "power_d": Form("power_d", ("E", "A", "alpha"), ("D",), (True, True, False), _POWER_GRID, _pd, _pd_pred,
+                    _POWER_KINDS),
+    "power_c": Form("power_c", ("E", "A", "alpha"), ("C",), (True, True, False), _POWER_GRID, _pc, _pc_pred,
+                    _POWER_KINDS),
     "data_constrained": Form(
         "data_constrained", ("E", "A", "B", "alpha", "beta", "r_star"), ("N", "D", "U"),
         (True, True, True, False, False, True),
         _grid([-1.0, 0.0, 1.0], [0.0, 10.0, 20.0], [0.0, 10.0, 20.0], [0.0, 0.5, 1.0], [0.0, 0.5, 1.0],
-              [np.log(5.0), np.log(15.0), np.log(50.0)]), _dc_log, _dc_predict),
+              [np.log(5.0), np.log(15.0), np.log(50.0)]), _dc_log, _dc_predict,
+        (*_CHIN_KINDS, "count"), _chinchilla_exponents, _chinchilla_allocate),  # fresh data: U = D, D' = D
 }
 
 

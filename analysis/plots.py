@@ -20,6 +20,12 @@ def _axes(ax, size=(5.5, 4.0)):
     return Figure(figsize=size, layout="constrained").add_subplot()
 
 
+def _blind(table, ax):
+    """The input-free baseline's loss as a horizontal reference line, when the table has one."""
+    if getattr(table, "blind_loss", None) is not None:
+        ax.axhline(table.blind_loss, color="grey", ls="--", lw=1, label=f"blind baseline ({table.blind_loss:.3g})")
+
+
 def _predict(fit, cols):
     return FORMS[fit.form].predict(fit.params, cols)
 
@@ -44,6 +50,8 @@ def loss_vs_compute(table, fit=None, ax=None):
         cc = np.logspace(np.log10(C.min()), np.log10(C.max()) + 0.5, 100)
         n, d = allocation(fit.form, fit.params, cc, fit.k)
         ax.plot(cc, _predict(fit, {"N": n, "D": d, "U": d}), "k-", lw=1.5, label="fitted frontier (N_opt, D_opt)")
+    _blind(table, ax)
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss against compute")
     return ax
@@ -64,6 +72,7 @@ def _loss_vs(table, fit, x: str, by: str, ax):
             cols = {x: grid, by: np.full_like(grid, ref)}
             cols["U"] = table.cols["U"][m].max() * np.ones_like(grid) if "U" in table.cols else cols.get("D")
             ax.plot(grid, _predict(fit, cols), color=col, lw=1)
+    _blind(table, ax)
     ax.set(xscale="log", yscale="log", xlabel=f"{x} ({'parameters' if x == 'N' else 'samples'})", ylabel="loss",
            title=f"Loss against {x}, per {by}")
     ax.legend(fontsize=7)
@@ -143,4 +152,37 @@ def residuals(table, fit, ax=None):
     for s in (-1e-3, 1e-3):
         ax.axhline(s, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="log(predicted / observed)", title="Residuals")
+    return ax
+
+
+def success(table, fit, x: str = "compute", ax=None):
+    """Success rate against compute (or loss): runs, the fitted logistic law and its 95% bootstrap band."""
+    from analysis.success import NAMES, from_dict
+
+    ax = _axes(ax)
+    sec = fit.success or {}
+    sf = from_dict(sec[f"vs_{x}"])
+    col = sec.get("column", "success_rate")
+    s = np.asarray(table.frame[col], float) if table.frame is not None and col in table.frame.columns else None
+    v = table.compute if x == "compute" else table.loss
+    if s is not None:
+        if np.nanmax(s) > 1.0:
+            s = s / 100.0
+        ok = np.isfinite(s)
+        ax.scatter(v[ok], s[ok], s=14, color="C0", label="runs")
+    lo, hi = v.min(), v.max()
+    grid = np.logspace(np.log10(lo), np.log10(hi) + (1.0 if x == "compute" else 0.0), 100) if x == "compute" \
+        else np.linspace(lo - 0.1 * (hi - lo), hi, 100)
+    ax.plot(grid, sf.predict(grid), "k-", lw=1.5, label="logistic law")
+    if sf.samples:
+        smp = np.asarray(sf.samples, float)
+        band = sf.predict(grid[None, :], {k: smp[:, i, None] for i, k in enumerate(NAMES)})
+        b_lo, b_hi = np.percentile(band, [2.5, 97.5], axis=0)
+        ax.fill_between(grid, b_lo, b_hi, color="k", alpha=0.15, lw=0, label="95% bootstrap band")
+    if sf.floor > 0:
+        ax.axhline(sf.floor, color="grey", ls="--", lw=1, label=f"blind baseline ({sf.floor:.2g})")
+    ax.set(xscale="log" if x == "compute" else "linear", ylim=(-0.02, 1.02), ylabel="success rate",
+           xlabel="compute C (FLOPs)" if x == "compute" else "validation loss",
+           title=f"Success rate against {x}")
+    ax.legend(fontsize=7)
     return ax

@@ -52,6 +52,26 @@ def _app_table(apps, fit) -> str:
             + "".join(rows) + "</table>")
 
 
+def _success_html(fit) -> str:
+    """The success-rate laws as a short table (empty without success rates)."""
+    sec = fit.success or {}
+    if not sec.get("vs_compute"):
+        return ""
+    rows = []
+    for part, label, unit in (("vs_compute", "compute", "log10 FLOPs"), ("vs_loss", "loss", "loss")):
+        sp = sec[part]
+        p, ci, bt = sp["params"], sp.get("ci", {}), sp.get("backtest") or {}
+        bt_txt = f"{100 * bt['mae']:.1f} / {100 * bt['max_err']:.1f}" if bt else "not run"
+        rows.append(f"<tr><td>{label}</td><td>{p['mid']:.4g} {_ci(ci.get('mid'))} ({unit})</td>"
+                    f"<td>{p['slope']:.3g} {_ci(ci.get('slope'))}</td><td>{p['ceiling']:.3g} {_ci(ci.get('ceiling'))}</td>"
+                    f"<td>{100 * sp['rmse']:.1f}</td><td>{bt_txt}</td></tr>")
+    return ("<h2>Success rate</h2><p>Logistic law s = floor + (ceiling - floor) / (1 + exp(-slope (u - mid))), "
+            f"u = log10 C or -L, floor {sec.get('floor', 0):.3g} (the blind baseline's success, else 0); "
+            "95% bootstrap intervals; backtest: refit without the top 20% of compute, predict it.</p>"
+            "<table><tr><th>against</th><th>mid</th><th>slope</th><th>ceiling</th><th>rmse (points)</th>"
+            "<th>backtest mean / max error (points)</th></tr>" + "".join(rows) + "</table>")
+
+
 def _ci(c) -> str:
     return f"[{c[0]:.4g}, {c[1]:.4g}]" if c else ""
 
@@ -59,7 +79,8 @@ def _ci(c) -> str:
 def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str = "n_params",
                  d_col: str = "n_samples", loss_col: str = "val_loss", c_col: str | None = None,
                  bootstrap: int = 1000, holdout_frac: float = 0.2, seed: int = 0, fit=None,
-                 grid=None, all_states: bool = False) -> Path:
+                 grid=None, all_states: bool = False, exclude_col: str | None = None, delta: float = 1e-3,
+                 asymmetry: float = 0.5) -> Path:
     """Fit the table and write report.html plus its PNG figures into `out_dir`.
 
     Args:
@@ -68,6 +89,7 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
         form, n_col, d_col, loss_col, c_col, bootstrap, holdout_frac, seed, grid: as in `analysis.fit`.
         fit: an existing `FitResult` to report instead of fitting again.
         all_states: keep runs whose state is not completed.
+        exclude_col, delta, asymmetry: as in `analysis.fit`.
 
     Returns:
         Path of report.html.
@@ -81,9 +103,10 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
     src = table_or_path if hasattr(table_or_path, "columns") else resolve_results(table_or_path)
     f = get_form(form if fit is None else fit.form)
     tbl = load_table(src, need=f.columns, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
-                     n_params=len(f.params), all_states=all_states)
+                     n_params=len(f.params), all_states=all_states, exclude_col=exclude_col)
     if fit is None:
-        fit = run_fit(tbl, form, bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid)
+        fit = run_fit(tbl, form, bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid, delta=delta,
+                      asymmetry=asymmetry)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fit.save(out / "fit.json")
@@ -103,6 +126,9 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
         if fit.exponents.get("a") is not None:
             ax = plots.optimal_vs_compute(fit, (C.min(), C.max() * 100), [(a, "o" if a.approach == 1 else "^") for a in apps])
             figs.append(("Compute-optimal allocation", _save(ax, out, "optimal.png")))
+    if (fit.success or {}).get("vs_compute"):
+        figs.append(("Success rate against compute", _save(plots.success(tbl, fit, "compute"), out, "success_vs_compute.png")))
+        figs.append(("Success rate against loss", _save(plots.success(tbl, fit, "loss"), out, "success_vs_loss.png")))
     figs.append(("Observed against predicted", _save(plots.observed_vs_predicted(tbl, fit), out, "observed_vs_predicted.png")))
     figs.append(("Residuals", _save(plots.residuals(tbl, fit), out, "residuals.png")))
 
@@ -132,6 +158,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49
 <h2>Warnings</h2><ul class="warn">{warn}</ul>{('<h3>Notes</h3><ul>' + notes + '</ul>') if notes else ''}
 <h2>Backtest</h2><p>{bt_txt}</p>
 <h2>Compute-optimal allocation</h2><p>{opt_txt}</p>{_app_table(apps, fit) if two_var else ''}
+{_success_html(fit)}
 <h2>Figures</h2>{''.join(f'<img src="{n}" alt="{e(t)}" title="{e(t)}">' for t, n in figs)}
 </body></html>
 """

@@ -12,6 +12,9 @@ from analysis.errors import BadInput
 
 DEFAULT_COLUMNS = {"N": "n_params", "D": "n_samples", "loss": "val_loss", "C": "flops", "U": "n_unique_samples"}
 """Results-table column for each quantity (docs/contracts.md): parameters, samples, loss, FLOPs, unique samples."""
+TRAINING_COLUMNS = ("lr", "global_batch_size", "precision", "schedule", "warmup", "weight_decay", "spec", "sweep")
+"""Results-table columns that describe how the runs were trained; fit.json carries them."""
+_TRUE = {"true", "1", "yes", "y", "t", "1.0"}
 _DONE = {"completed", "complete", "success", "succeeded", "finished", "done", "ok"}
 
 
@@ -35,6 +38,49 @@ class Table:
     """What was done to the table on the way in (rows dropped, and why)."""
     frame: pd.DataFrame | None = field(default=None, repr=False)
     """The kept rows, all columns (for approaches that need extra columns, e.g. an IsoFLOP budget)."""
+    blind_loss: float | None = None
+    """Loss of the input-free baseline (rows with phase "blind", never fitted; their median), if any."""
+    blind_success: float | None = None
+    """Success rate of the input-free baseline (median over blind rows), if any: the floor of success."""
+
+    def observed(self) -> dict:
+        """The range the fit saw: smallest loss, largest compute, N and D, and the blind baseline."""
+        out = {"loss_min": float(self.loss.min()), "flops_max": float(self.compute.max())}
+        for q, key in (("N", "n_max"), ("D", "d_max")):
+            if q in self.cols:
+                out[key] = float(self.cols[q].max())
+        if self.blind_loss is not None:
+            out["blind_loss"] = float(self.blind_loss)
+        if self.blind_success is not None:
+            out["blind_success"] = float(self.blind_success)
+        return out
+
+    def training(self) -> dict:
+        """Training settings of the fitted runs (lr, global_batch_size, precision, ...) where the table has them.
+
+        One value when every run shares it; otherwise the value per model size N ({"by_n": {N: v}}),
+        since sweeps tune the learning rate per size; a spec file named in a `spec` column is kept
+        as a pointer.
+        """
+        if self.frame is None:
+            return {}
+        out: dict = {}
+        for c in TRAINING_COLUMNS:
+            if c not in self.frame.columns:
+                continue
+            v = self.frame[c].dropna()
+            if v.empty:
+                continue
+            vals = v.unique()
+            if len(vals) == 1:
+                out[c] = _plain(vals[0])
+            elif "N" in self.cols and c != "spec":
+                by = {}
+                for n, val in zip(self.cols["N"], self.frame[c]):
+                    if pd.notna(val):
+                        by.setdefault(int(round(n)), _plain(val))
+                out[c] = {"by_n": {str(k): by[k] for k in sorted(by)}}
+        return out
 
     @property
     def n(self) -> int:
@@ -49,6 +95,11 @@ class Table:
         if "N" in self.cols and "D" in self.cols:
             return self.k * self.cols["N"] * self.cols["D"]
         return next(iter(self.cols.values()))  # one-variable table: its own variable orders the runs
+
+
+def _plain(v):
+    """A numpy scalar as a plain Python value (for JSON)."""
+    return v.item() if hasattr(v, "item") else v
 
 
 def read_frame(source) -> tuple[pd.DataFrame, str]:
@@ -74,7 +125,7 @@ def _rows(mask: np.ndarray) -> str:
 
 def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str | None = None,
                loss_col: str | None = None, c_col: str | None = None, u_col: str | None = None,
-               n_params: int = 0, all_states: bool = False) -> Table:
+               n_params: int = 0, all_states: bool = False, exclude_col: str | None = None) -> Table:
     """Read and check a results table.
 
     Args:
@@ -83,6 +134,10 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
         n_col, d_col, loss_col, c_col, u_col: column names (defaults: `DEFAULT_COLUMNS`).
         n_params: parameters of the law to be fitted; fewer runs than this is bad input.
         all_states: keep runs whose `state`/`status` is not completed (default: drop them, with a note).
+        exclude_col: column flagging rows to leave out (true/1/yes), e.g. an outlier flag.
+
+    Rows whose `phase` is "blind" (the input-free baseline) are never fitted; their loss is kept
+    as `Table.blind_loss`, the reference a useful model must beat.
 
     Raises:
         BadInput: missing column (lists the available ones), non-numeric, NaN or non-positive
@@ -90,6 +145,27 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
     """
     df, name = read_frame(source)
     notes = []
+    blind = blind_success = None
+    if "phase" in df.columns:
+        is_blind = df["phase"].astype(str).str.strip().str.lower().eq("blind")
+        if is_blind.any():
+            lc = loss_col or DEFAULT_COLUMNS["loss"]
+            if lc in df.columns:
+                bl = pd.to_numeric(df.loc[is_blind, lc], errors="coerce").dropna()
+                blind = float(bl.median()) if len(bl) else None
+            if "success_rate" in df.columns:
+                bs = pd.to_numeric(df.loc[is_blind, "success_rate"], errors="coerce").dropna()
+                blind_success = float(bs.median()) if len(bs) else None
+            notes.append(f"left out {int(is_blind.sum())} blind-baseline run(s) (phase blind: no inputs, never fitted)"
+                         + (f"; their loss {blind:.4g} is the reference to beat" if blind is not None else ""))
+            df = df[~is_blind].reset_index(drop=True)
+    if exclude_col is not None:
+        if exclude_col not in df.columns:
+            raise BadInput(f"{name}: no column {exclude_col!r} (--exclude-col); available: {', '.join(map(str, df.columns))}")
+        flag = df[exclude_col].astype(str).str.strip().str.lower().isin(_TRUE)
+        if flag.any():
+            notes.append(f"left out {int(flag.sum())} of {len(df)} rows flagged in {exclude_col!r}")
+            df = df[~flag].reset_index(drop=True)
     for sc in ("state", "status"):
         if sc in df.columns and not all_states:
             done = df[sc].astype(str).str.strip().str.lower().isin(_DONE)
@@ -138,4 +214,4 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
     if derive_c:
         cols["C"] = 6.0 * cols["N"] * cols["D"]
     used = {q: names[q] for q in ("N", "D", "C", "U", "loss") if q in cols or q == "loss"}
-    return Table(cols, loss, k, measured, name, used, tuple(notes), df)
+    return Table(cols, loss, k, measured, name, used, tuple(notes), df, blind, blind_success)

@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     t_boot = np.inf
     for _ in range(a.repeat):
         t0 = time.perf_counter()
-        xb, fb = bootstrap_fits(form, logs, y, pf.theta, a.bootstrap)
+        bs = bootstrap_fits(form, logs, y, pf.theta, a.bootstrap, seeds=pf.basins)
+        xb, fb = bs.x, bs.f
         t_boot = min(t_boot, time.perf_counter() - t0)
 
     p, q = form.to_natural(pf.theta), form.to_natural(th)

@@ -45,8 +45,8 @@ def _first_step_seconds(run_dir: Path) -> float | None:
 
 def bench(spec: Path, workers: int, forkserver: bool = True) -> dict:
     """Run the sweep and return the figures."""
-    from sweeps.store import Queue
     from sweeps.spec import load_spec
+    from sweeps.sweep import Sweep
 
     name = load_spec(spec).name
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
@@ -60,7 +60,7 @@ def bench(spec: Path, workers: int, forkserver: bool = True) -> dict:
         wall = time.time() - t0
         if proc.returncode not in (0, 1):
             raise SystemExit(f"bench_sweep: sweep failed: {proc.stderr.strip()[-500:]}")
-        q = Queue(name, None, d)
+        q = Sweep.open(spec, d).existing_queue()  # the study of this spec and code (<name>@<id>)
         process, training, startup = [], [], []
         for state, t in q.point_states().values():
             a = t.user_attrs

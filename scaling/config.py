@@ -147,8 +147,9 @@ class RunConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise BadInput(f"train: --{_flag(name)} must be a positive number, got {value!r}")
+        # Seeds feed numpy's SeedSequence, which refuses negatives at run time: refuse them here.
         for name in ("val_every", "val_samples", "eval_episodes", "num_workers", "weight_decay", "grad_clip",
-                     "warmup"):
+                     "warmup", "seed", "eval_seed"):
             if getattr(self, name) < 0:
                 raise BadInput(f"train: --{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
         for name in ("micro_batch_size", "d_model", "n_layers", "n_heads", "mup_base_width", "peak_flops", "threads"):

@@ -125,12 +125,14 @@ def _versions() -> dict:
     import lightning
     import torch
 
+    from scaling.versions import code_version
+
     try:
         package = md.version("vla-scaling")
     except md.PackageNotFoundError:
         package = None
     return {"torch": torch.__version__, "lightning": lightning.__version__,
-            "python": platform.python_version(), "package": package}
+            "python": platform.python_version(), "package": package, "code": code_version()}
 
 
 def train(cfg: RunConfig) -> RunResult | None:

@@ -48,7 +48,7 @@ def _handle(args: argparse.Namespace) -> int:
     cfg = resolve(args.config, overrides)
     if cfg.precision == "auto":
         cfg = resolve_auto_precision(cfg)
-    from scaling.train import train  # late: torch + lightning
+    from scaling.train import train  # lazy: torch + lightning load for this command only
 
     result = train(cfg)
     if result is None:  # a non-zero rank of a multi-process run

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.atomic import write_atomic
-from sweeps.plan import DataDims, PlannedRun
+from sweeps.points import DataDims, PlannedRun
 from sweeps.spec import SweepSpec
 
 STEPS = 3

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import re
 import sys
+import warnings
 from typing import Sequence
 
 from analysis.errors import BadInput
@@ -26,8 +28,30 @@ _REGISTRARS = (
 )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (examples keep their lines); every option's default in its help line."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
+        if shown and action.option_strings and "default" not in text.lower():
+            text += " (default: %(default)s)"
+        return text
+
+
 class CLIParser(argparse.ArgumentParser):
     """ArgumentParser whose errors are one line with a did-you-mean, and exit status 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but an unknown flag is reported by the sub-command it was given to."""
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            _leaf(self, ns).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
 
     def error(self, message: str) -> None:  # type: ignore[override]
         hint = _did_you_mean(self, message)
@@ -35,18 +59,10 @@ class CLIParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _all_option_strings(parser: argparse.ArgumentParser) -> list[str]:
-    opts = list(parser._option_string_actions)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                opts.extend(_all_option_strings(sub))
-    return opts
-
-
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    # Only this (sub-)command's own flags: a flag of another sub-command would not be accepted here.
     unknown = re.findall(r"(--[\w-]+)", message.split(":", 1)[-1]) if "unrecognized" in message else []
-    known = sorted(set(_all_option_strings(parser)))
+    known = sorted(set(parser._option_string_actions))
     for opt in unknown:
         close = difflib.get_close_matches(opt.split("=")[0], known, n=1, cutoff=0.6)
         if close:
@@ -66,16 +82,42 @@ def build_parser() -> CLIParser:
     return parser
 
 
+def _leaf(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The sub-command parser that ``args`` came through (``scaling sweep plan`` -> the plan parser)."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if chosen is None or chosen not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[chosen]
+
+
+def _quiet_stdout() -> None:
+    # The reader went away (`scaling fit ... | head`): point stdout at /dev/null so the interpreter's
+    # final flush does not raise again, as the Python docs advise for SIGPIPE.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scaling`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        rc = args.func(args)
+        args = parser.parse_args(argv)  # --help prints here: it may meet a closed pipe too
+        with warnings.catch_warnings():
+            # exp overflowing to inf while the fitter explores far-off exponents is expected (that start
+            # just scores inf); the fit reports what matters in its own warnings. PYTHONWARNINGS shows it.
+            if not sys.warnoptions:
+                warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
+            rc = args.func(args)
+        sys.stdout.flush()
     except BadInput as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         sys.stderr.write(f"scaling: error: {msg}\n")
         return 2
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write("scaling: interrupted\n")
         return 130

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from analysis.errors import BadInput
-from sweeps.plan import DataDims
+from sweeps.points import DataDims
 from sweeps.spec import DataSpec
 
 

@@ -42,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     fit = json.loads(fit_path.read_text())
     p = fit["params"]
     print()
+    main_runs = done[done["phase"].isin(["main", "cooldown"])]
+    blind = done[done["phase"] == "blind"]
+    if len(blind) and len(main_runs):
+        b, best = blind.iloc[0], main_runs.loc[main_runs["val_loss"].idxmin()]
+        print(f"Blind baseline (N={int(b['n_params']):,}, D={int(b['n_samples']):,}, images and instruction "
+              f"withheld): val_loss {b['val_loss']:.3f}")
+        print(f"Best run (N={int(best['n_params']):,}, D={int(best['n_samples']):,}): val_loss {best['val_loss']:.3f}, "
+              f"{b['val_loss'] - best['val_loss']:.3f} nats below the blind floor"
+              + (f", closed-loop success {best['success_rate']:.0%}" if best.get("success_rate") == best.get("success_rate")
+                 and best.get("success_rate") is not None else ""))
     print(
         f"Fitted law ({fit['n_points']} runs): L(N, D) = {p['E']:.3f} + {p['A']:.4g}/N^{p['alpha']:.3f}"
         f" + {p['B']:.4g}/D^{p['beta']:.3f}"

@@ -23,6 +23,8 @@ import yaml
 from optuna.trial import TrialState
 
 from analysis.errors import BadInput
+from sweeps.runproc import die_with_parent, finished_result, flatten_result, run_command
+from sweeps.store import HOST, process_start
 
 if TYPE_CHECKING:
     from sweeps.sweep import Sweep
@@ -49,16 +51,13 @@ def _val_losses(metrics: Path) -> list[tuple[int, float]]:
 
 
 def _objective(sw: "Sweep", size, data):
-    from sweeps.worker import _die_with_parent, _finished_result, run_command
 
     ls = sw.spec.lr_search
     assert ls is not None
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", ls.low, ls.high, log=True)
-        from sweeps.store import HOST, _process_start
-
-        trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid(), "pid_start": _process_start(os.getpid())})
+        trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid())})
         run_dir = sw.dir / "lr_search" / str(size) / f"trial-{trial.number}"
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg = {**sw.spec.train_dict, "size": size, "samples": ls.samples, "seed": sw.spec.seeds[0], "lr": lr,
@@ -69,7 +68,7 @@ def _objective(sw: "Sweep", size, data):
         reported: set[int] = set()
         with open(run_dir / "train.log", "ab") as log:
             proc = subprocess.Popen(run_command(run_dir / "run.yaml"), stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, preexec_fn=_die_with_parent)
+                                    env=env, preexec_fn=die_with_parent)
             while proc.poll() is None:
                 time.sleep(1.0)
                 for step, loss in _val_losses(run_dir / "metrics.csv"):
@@ -81,12 +80,10 @@ def _objective(sw: "Sweep", size, data):
                     proc.wait()
                     trial.set_user_attr("state", "pruned")
                     raise optuna.TrialPruned()
-        result = _finished_result(run_dir)
+        result = finished_result(run_dir)
         if proc.returncode != 0 or result is None or result.get("val_loss") is None:
             trial.set_user_attr("state", "failed")
             raise RuntimeError(f"lr trial exit {proc.returncode}")
-        from sweeps.results import flatten_result
-
         trial.set_user_attr("result", flatten_result(result))
         trial.set_user_attr("state", "completed" if result["status"] == "completed" else "diverged")
         if result["status"] != "completed":
@@ -104,7 +101,7 @@ def search(sw: "Sweep") -> dict[str, float]:
     q = sw.queue  # the same storage as the main study
     for size in sw.spec.models:
         study = optuna.create_study(
-            study_name=study_name(sw.spec.name, size), storage=q.storage, direction="minimize",
+            study_name=study_name(sw.queue.name, size), storage=q.storage, direction="minimize",
             load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=min(3, ls.trials)),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
         )
@@ -120,13 +117,11 @@ def search(sw: "Sweep") -> dict[str, float]:
 
 def _reap(study: optuna.Study) -> bool:
     """Fail trials whose process on this host died (kill -9); True while live trials remain."""
-    from sweeps.store import HOST, _process_start
-
     optuna.storages.fail_stale_trials(study)  # RDB: heartbeats
     live = False
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         w = t.user_attrs.get("worker") or {}
-        if w.get("host") == HOST and _process_start(int(w.get("pid", 0))) != w.get("pid_start"):
+        if w.get("host") == HOST and process_start(int(w.get("pid", 0))) != w.get("pid_start"):
             try:
                 study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -141,7 +136,7 @@ def chosen_lrs(sw: "Sweep") -> dict[str, float]:
     out = {}
     for size in sw.spec.models:
         try:
-            study = optuna.load_study(study_name=study_name(sw.spec.name, size), storage=sw.queue.storage)
+            study = optuna.load_study(study_name=study_name(sw.queue.name, size), storage=sw.queue.storage)
         except KeyError:
             continue  # not searched yet: `sweep plan` shows the spec's default lr
         done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]

@@ -11,85 +11,17 @@ Parameter counts and FLOPs come from the model family's exact accounting
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from analysis.errors import BadInput
+from sweeps.points import DataDims, ModelPoint, PlannedRun, base_config, run_key
 from sweeps.spec import SweepSpec
+from sweeps.wsd import branch_runs
 
-
-@dataclass(frozen=True)
-class DataDims:
-    """What the model family needs to know about the data (from the dataset itself)."""
-
-    image_size: int
-    """Side of the square images (pixels)."""
-    vocab_size: int
-    """Instruction vocabulary size (tokens)."""
-    max_instr_len: int
-    """Padded instruction length (tokens)."""
-    proprio_dim: int
-    """Proprioception features per step."""
-    action_dim: int
-    """Action dimensions per step."""
-
-
-@dataclass(frozen=True)
-class ModelPoint:
-    """One rung of the model ladder, resolved."""
-
-    size: str | float
-    """As written in the spec: preset name or target parameter count."""
-    n_params: int
-    """Total parameters."""
-    n_params_nonembed: int
-    """Non-embedding parameters."""
-    flops_per_sample: int
-    """Training FLOPs per sample (forward + backward)."""
-    shape: dict = field(default_factory=dict, compare=False)
-    """d_model, n_layers, n_heads of the resolved config."""
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One run of the sweep."""
-
-    key: str
-    """Stable key: hash of the resolved run config (12 hex digits)."""
-    phase: str
-    """``main`` (a point of the design), ``stable`` (a WSD stable phase), ``cooldown`` (a WSD branch)
-    or ``blind`` (the input-free baseline: largest N and D, images and instruction withheld)."""
-    size: str | float
-    """Model size as written in the spec."""
-    n_params: int
-    """Total parameters N."""
-    samples: int
-    """Training samples D."""
-    seed: int
-    """Run seed."""
-    flops: float
-    """Training compute of this run (FLOPs) = flops_per_sample * samples (cooldowns: their own part)."""
-    flops_per_sample: int
-    """Training FLOPs per sample."""
-    config: dict
-    """RunConfig fields except ``data`` and ``out`` (local to each machine)."""
-    budget: float | None = None
-    """IsoFLOP budget C this run belongs to (FLOPs), None for grid runs."""
-    depends_on: str | None = None
-    """Key of the run that must complete first (the WSD stable phase of a cooldown)."""
-    branch: dict | None = None
-    """WSD cooldown: ``{"from_key": stable run key, "checkpoint": checkpoint name}``."""
-    est_seconds: float | None = None
-    """Estimated wall time from the measured calibration (seconds)."""
-
-
-def run_key(config: dict, data_identity: Any) -> str:
-    """Stable key of a run: sha256 of its resolved config and data identity, 12 hex digits."""
-    blob = json.dumps({"config": config, "data": data_identity}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+__all__ = ["DataDims", "ModelPoint", "PlannedRun", "run_key", "plan_runs", "resolve_models", "with_estimates",
+           "totals", "format_plan"]
 
 
 def resolve_models(spec: SweepSpec, dims: DataDims) -> list[ModelPoint]:
@@ -119,14 +51,6 @@ def resolve_models(spec: SweepSpec, dims: DataDims) -> list[ModelPoint]:
         points.append(ModelPoint(size, int(total), int(nonembed), int(flops_per_sample(cfg)), shape))
     points.sort(key=lambda p: p.n_params)
     return points
-
-
-def _base_config(spec: SweepSpec, size: str | float, samples: int, seed: int, lrs: dict | None) -> dict:
-    cfg = dict(spec.train_dict)
-    cfg.update(size=size, samples=int(samples), seed=int(seed), wandb_group=spec.name)
-    if lrs is not None and str(size) in lrs:
-        cfg["lr"] = float(lrs[str(size)])
-    return cfg
 
 
 def _grid_points(spec: SweepSpec, models: list[ModelPoint]) -> list[tuple[ModelPoint, int, float | None]]:
@@ -166,26 +90,41 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
         BadInput: An empty design, or an IsoFLOP budget below the smallest model's cost.
     """
     models = resolve_models(spec, dims)
-    points = _grid_points(spec, models) if spec.design == "grid" else _isoflop_points(spec, models)
+    if spec.design == "suggest":
+        from sweeps.suggest_design import suggested_points
+
+        points = suggested_points(spec, models)
+    else:
+        points = _grid_points(spec, models) if spec.design == "grid" else _isoflop_points(spec, models)
     if not points:
         raise BadInput(f"{spec.source or 'spec'}: the design has no runs (check models, samples and budgets)")
     ident = spec.data.identity()
     runs: list[PlannedRun] = []
     if spec.wsd.enabled:
-        from sweeps.wsd import branch_runs
-
         runs = branch_runs(spec, points, ident, lrs)
-        return runs + _blind_runs(spec, runs, ident)
+        return _unique_keys(spec, runs + _blind_runs(spec, runs, ident))
     for seed in spec.seeds:
         for m, d, c in points:
-            cfg = _base_config(spec, m.size, d, seed, lrs)
+            cfg = base_config(spec, m.size, d, seed, lrs)
             runs.append(PlannedRun(
                 key=run_key(cfg, ident), phase="main", size=m.size, n_params=m.n_params, samples=d,
                 seed=seed, flops=float(m.flops_per_sample) * d, flops_per_sample=m.flops_per_sample,
                 config=cfg, budget=c,
             ))
     runs.sort(key=lambda r: (r.n_params, r.samples, r.seed, r.phase))
-    return runs + _blind_runs(spec, runs, ident)
+    return _unique_keys(spec, runs + _blind_runs(spec, runs, ident))
+
+
+def _unique_keys(spec: SweepSpec, runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Refuse two points with one run key (say ``debug`` and the count it resolves to): one would wait forever."""
+    seen: dict[str, PlannedRun] = {}
+    for r in runs:
+        if r.key in seen:
+            a = seen[r.key]
+            raise BadInput(f"{spec.source or 'spec'}: models {a.size!r} and {r.size!r} plan the same run "
+                           f"(N = {r.n_params:,}, D = {r.samples:,}); list each model once")
+        seen[r.key] = r
+    return runs
 
 
 def _blind_runs(spec: SweepSpec, runs: list[PlannedRun], ident: Any) -> list[PlannedRun]:

@@ -30,7 +30,7 @@ def progress_line(q: "Queue", started: float, flops_at_start: float = 0.0) -> st
     rate = (flops_done - flops_at_start) / elapsed if elapsed > 0 else 0.0
     eta = "?" if rate <= 0 else _fmt((flops_total - flops_done) / rate)
     pct = 100.0 * flops_done / flops_total if flops_total else 0.0
-    return (f"sweep {q.name}: runs {done}/{total} | FLOPs {flops_done:.2g}/{flops_total:.2g} ({pct:.0f}%) | "
+    return (f"sweep {q.name.split('@')[0]}: runs {done}/{total} | FLOPs {flops_done:.2g}/{flops_total:.2g} ({pct:.0f}%) | "
             f"ETA {eta} | failed {failed} | running {running}")
 
 

@@ -3,7 +3,9 @@
 Columns: the run-result fields (``docs/contracts.md``; the model shape flattened as ``d_model``,
 ``n_layers``, ``n_heads``; ``versions`` as a JSON string) plus ``sweep``, ``run_key``, ``seed``,
 ``state`` (completed | failed | diverged | pruned | running | waiting), ``phase`` (main | stable |
-cooldown | lr_search), ``size`` as written in the spec, ``reason`` for failures. Points not finished
+cooldown | lr_search), ``size`` as written in the spec, ``reason`` for failures, ``spec_fingerprint``
+and ``generation`` (the spec that planned the point), ``code_version`` (the code that made the run),
+``flops_6nd`` (6 x non-embedding N x D, beside the exact ``flops``). Points not finished
 yet carry the planned N, D and FLOPs so the table always has every point.
 """
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
+from sweeps.runproc import flatten_result
 
 if TYPE_CHECKING:  # pandas is imported lazily by the functions below
     import pandas as pd
@@ -29,38 +32,29 @@ RESULT_FIELDS = (
     "wall_seconds", "samples_per_second", "mfu", "versions", "success_note",
     "reliance_image", "reliance_instruction", "reliance_proprio",
 )
-SWEEP_FIELDS = ("sweep", "run_key", "seed", "state", "phase", "size", "budget", "reason", "attempts")
-
-
-def flatten_result(result: dict) -> dict:
-    """A result.json dict as one flat row (model shape flattened, nested values as JSON strings)."""
-    row: dict[str, Any] = {}
-    for k, v in result.items():
-        if k == "model" and isinstance(v, dict):
-            for mk in ("d_model", "n_layers", "n_heads"):
-                if mk in v:
-                    row[mk] = v[mk]
-        elif k == "input_reliance" and isinstance(v, dict):  # one column per probed input
-            for ik, iv in v.items():
-                row[f"reliance_{ik}"] = iv
-        elif isinstance(v, (dict, list)):
-            row[k] = json.dumps(v, sort_keys=True)
-        else:
-            row[k] = v
-    return row
+SWEEP_FIELDS = ("sweep", "run_key", "seed", "state", "phase", "size", "budget", "reason", "attempts",
+                "spec_fingerprint", "generation", "code_version", "flops_6nd")
 
 
 def rows(q: "Queue") -> list[dict]:
     """Every point of the sweep as a row, in plan order (N, D, seed)."""
     out = []
+    sweep = q.info().get("sweep") or q.name
     for key, (state, t) in q.point_states().items():
         a = t.user_attrs
         row: dict[str, Any] = {f: None for f in RESULT_FIELDS}
         row.update(n_params=a.get("n_params"), n_samples=a.get("samples"), flops=a.get("flops"),
                    flops_per_sample=a.get("flops_per_sample"), lr=(a.get("config") or {}).get("lr"))
         row.update(a.get("result") or {})
-        row.update(sweep=q.name, run_key=key, seed=a.get("seed"), state=state, phase=a.get("phase", "main"),
-                   size=str(a.get("size")), budget=a.get("budget"), reason=a.get("reason"), attempts=a.get("attempts"))
+        # Kaplan's 6ND (non-embedding N) beside the exact FLOPs, as the README promises.
+        if row.get("n_params_nonembed") and row.get("n_samples"):
+            row["flops_6nd"] = 6.0 * float(row["n_params_nonembed"]) * float(row["n_samples"])
+        made_by = (a.get("result") or {}).get("versions")
+        made_by = json.loads(made_by).get("code") if isinstance(made_by, str) else None
+        row.update(sweep=sweep, run_key=key, seed=a.get("seed"), state=state, phase=a.get("phase", "main"),
+                   size=str(a.get("size")), budget=a.get("budget"), reason=a.get("reason"), attempts=a.get("attempts"),
+                   spec_fingerprint=a.get("spec_fingerprint"), generation=a.get("generation"),
+                   code_version=made_by or a.get("code_version"))
         out.append(row)
     out.sort(key=lambda r: (r["phase"] != "main", r["n_params"] or 0, r["n_samples"] or 0, r["seed"] or 0, r["run_key"]))
     return out
@@ -78,11 +72,19 @@ def table(q: "Queue") -> "pd.DataFrame":
     return pd.DataFrame(data, columns=cols + extra)
 
 
-def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
-    """Write the table as CSV or Parquet (by extension), atomically."""
+def check_out(out: str | Path) -> Path:
+    """``--out`` of a table: a .csv or .parquet file name, not a folder, in a folder that exists."""
     path = Path(out)
+    if path.is_dir():
+        raise BadInput(f"--out {out}: is a folder; give a file name (results.csv or results.parquet)")
     if path.suffix not in (".csv", ".parquet"):
         raise BadInput(f"--out {out}: use a .csv or .parquet file name")
+    return path
+
+
+def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
+    """Write the table as CSV or Parquet (by extension), atomically."""
+    path = check_out(out)
     if path.suffix == ".csv":
         return write_atomic(path, df.to_csv(index=False))
     buf = io.BytesIO()

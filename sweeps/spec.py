@@ -23,7 +23,10 @@ Unknown keys are errors with a did-you-mean; every error is one line (``BadInput
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +91,20 @@ class IsoflopSpec:
 
 
 @dataclass(frozen=True)
+class SuggestSpec:
+    """Design ``suggest``: the runs `scaling suggest` proposes from the results so far (analysis.design)."""
+
+    results: str
+    """Results table (CSV/Parquet) of the runs so far; relative paths are read from the spec's folder."""
+    target_flops: float
+    """Compute C whose N_opt the new runs should pin down (FLOPs)."""
+    budget_flops: float
+    """Total FLOPs the new runs may cost."""
+    count: int = 4
+    """Runs to propose."""
+
+
+@dataclass(frozen=True)
 class LRSearchSpec:
     """Learning-rate selection per model size by Optuna TPE with median pruning, before the design."""
 
@@ -111,6 +128,57 @@ class WSDSpec:
     """Fraction of each run's samples spent in the cooldown."""
 
 
+SLURM_KEYS = ("partition", "account", "time_min", "mem_gb", "gpus_per_node", "cpus_per_task", "qos", "constraint")
+
+
+@dataclass(frozen=True)
+class SlurmSpec:
+    """Resources of each SLURM array task (``--launcher slurm``), optionally per model size."""
+
+    resources: tuple[tuple[str, Any], ...] = ()
+    """Defaults for every task: partition, account, time_min (minutes), mem_gb (GB), gpus_per_node,
+    cpus_per_task, qos, constraint."""
+    per_size: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    """Overrides per model size as written in ``models`` (``{"1e8": {"gpus_per_node": 4}}``)."""
+
+    def for_size(self, size: Any) -> dict[str, Any]:
+        """The resources of a task running points of model ``size``."""
+        return {**dict(self.resources), **dict(dict(self.per_size).get(str(size), ()))}
+
+
+def parse_slurm(where: str, raw: Any) -> SlurmSpec:
+    """Validate a ``slurm:`` block (or the flags' dict) into a :class:`SlurmSpec`."""
+    _check_keys(where, raw, (*SLURM_KEYS, "per_size"))
+    per = raw.get("per_size") or {}
+    if not isinstance(per, Mapping):
+        raise BadInput(f"{where}.per_size: expected a mapping of model size -> resources")
+    return SlurmSpec(
+        resources=_slurm_values(where, {k: v for k, v in raw.items() if k != "per_size"}),
+        per_size=tuple(sorted((_size_key(s), _slurm_values(f"{where}.per_size.{s}", r)) for s, r in per.items())),
+    )
+
+
+def _size_key(size: Any) -> str:
+    return str(_parse_model("slurm.per_size", size))
+
+
+def _slurm_values(where: str, raw: Any) -> tuple[tuple[str, Any], ...]:
+    _check_keys(where, raw, SLURM_KEYS)
+    out = {}
+    for k, v in raw.items():
+        if v is None:
+            continue
+        if k in ("time_min", "mem_gb", "gpus_per_node", "cpus_per_task"):
+            out[k] = _number(f"{where}.{k}", v, int, positive=k != "gpus_per_node")
+            if out[k] < 0:
+                raise BadInput(f"{where}.{k}: must be >= 0, got {v!r}")
+        else:
+            if not isinstance(v, str) or not v.strip():
+                raise BadInput(f"{where}.{k}: expected a name, got {v!r}")
+            out[k] = v
+    return tuple(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep, validated. Build it with :func:`load_spec` or :func:`parse_spec`."""
@@ -128,18 +196,23 @@ class SweepSpec:
     train: tuple[tuple[str, Any], ...] = ()
     """Training settings passed through to ``scaling train`` (RunConfig fields)."""
     design: str = "grid"
-    """``grid`` or ``isoflop``."""
+    """``grid``, ``isoflop`` or ``suggest``."""
     isoflop: IsoflopSpec | None = None
     """The IsoFLOP budgets (design ``isoflop`` only)."""
+    suggest: SuggestSpec | None = None
+    """Where the proposed runs come from (design ``suggest`` only)."""
     lr_search: LRSearchSpec | None = None
     """Optional learning-rate search per model size."""
     wsd: WSDSpec = field(default_factory=WSDSpec)
     """Optional WSD branching."""
     retries: int = 2
     """Retries of a failed run before it is recorded as ``failed``."""
+    slurm: SlurmSpec = field(default_factory=lambda: SlurmSpec())
+    """SLURM resources of ``--launcher slurm`` (command-line flags override them)."""
     blind_baseline: bool = True
     """Add the input-free baseline: one run at the largest N and D with the images and instruction
-    withheld (``phase = blind`` in the results table, never fitted)."""
+    withheld (``phase = blind`` in the results table, never fitted). Default: on, except for design
+    ``suggest``."""
     source: str | None = None
     """The spec file this came from (for messages and relative paths)."""
 
@@ -147,6 +220,49 @@ class SweepSpec:
     def train_dict(self) -> dict[str, Any]:
         """The pass-through training settings as a dict."""
         return dict(self.train)
+
+    def canonical(self) -> dict:
+        """Everything that decides which runs the sweep makes, as plain JSON values (no file location).
+
+        SLURM resources are left out: they change where runs go, not what they compute.
+        """
+        d = dataclasses.asdict(self)
+        for k in ("source", "slurm", "data"):
+            d.pop(k)
+        d["data"] = self.data.identity()
+        d["train"] = dict(self.train)
+        return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+    def fingerprint(self) -> str:
+        """sha256 of :meth:`canonical`, 12 hex digits: which spec planned a point."""
+        blob = json.dumps(self.canonical(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 3) -> str:
+    """What differs between two :meth:`SweepSpec.canonical` dicts, as ``key: old -> new; ...``."""
+    a, b = _flatten(old), _flatten(new)
+    diffs = [f"{k}: {_short(a.get(k, '(absent)'))} -> {_short(b.get(k, '(absent)'))}"
+             for k in sorted(set(a) | set(b)) if a.get(k, _MISSING) != b.get(k, _MISSING)]
+    more = f"; and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more if diffs else "no difference"
+
+
+_MISSING = object()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, Mapping) and d:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, default=str) if not isinstance(v, str) else v
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_keys(where: str, raw: Mapping[str, Any], allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
@@ -177,6 +293,36 @@ def _number(where: str, value: Any, kind: type = float, positive: bool = True) -
             raise BadInput(f"{where}: expected an integer, got {value!r}")
         return int(num)
     return num
+
+
+def _bool(where: str, value: Any) -> bool:
+    # YAML reads `false` as a bool, but `"false"` (quoted) or `no` in JSON-ish specs as strings:
+    # bool("false") is True, so anything but a real boolean is an error.
+    if isinstance(value, bool):
+        return value
+    raise BadInput(f"{where}: expected true or false, got {value!r}")
+
+
+def _no_duplicates(where: str, values: tuple) -> None:
+    seen: set = set()
+    for v in values:
+        key = str(v).lower() if isinstance(v, str) else float(v)
+        if key in seen:
+            raise BadInput(f"{where}: {v!r} is listed twice")
+        seen.add(key)
+
+
+def _check_train_values(where: str, train: Mapping[str, Any]) -> None:
+    """The ``train:`` values, validated by RunConfig itself now rather than three times at run time."""
+    try:
+        from scaling.config import from_mapping
+    except ImportError:  # training package not installed: leave validation to `scaling train`
+        return
+    try:
+        from_mapping({**train, "data": "(spec)"}, source=f"{where}: train")
+    except BadInput as exc:
+        msg = re.sub(r"^train: (--)?([\w-]+)", lambda m: "train." + m.group(2).replace("-", "_"), str(exc).splitlines()[0])
+        raise BadInput(f"{where}: {msg}") from None
 
 
 def _list(where: str, value: Any) -> list:
@@ -245,7 +391,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
         BadInput: One line naming the key and the problem.
     """
     where = source or "spec"
-    top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries",
+    top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries", "slurm",
            "blind_baseline")
     _check_keys(where, raw, top, ("name", "data", "models"))
     name = str(raw["name"])
@@ -254,7 +400,11 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     base = Path(source).resolve().parent if source else Path.cwd()
     data = _parse_data(f"{where}: data", raw["data"], base)
     models = tuple(_parse_model(f"{where}: models[{i}]", m) for i, m in enumerate(_list(f"{where}: models", raw["models"])))
+    _no_duplicates(f"{where}: models", models)
     seeds = tuple(_number(f"{where}: seeds", s, int, positive=False) for s in _list(f"{where}: seeds", raw.get("seeds", [0])))
+    if any(s < 0 for s in seeds):
+        raise BadInput(f"{where}: seeds must be >= 0, got {list(seeds)}")
+    _no_duplicates(f"{where}: seeds", seeds)
     train = raw.get("train") or {}
     if not isinstance(train, Mapping):
         raise BadInput(f"{where}: train: expected a mapping of RunConfig fields")
@@ -266,23 +416,40 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
             raise BadInput(f"{where}: train: unknown RunConfig field {key!r}{hint}")
         if key in RESERVED_TRAIN_KEYS:
             raise BadInput(f"{where}: train.{key} is set by the sweep per run; remove it")
+    _check_train_values(where, train)
 
     design_raw = raw.get("design", "grid")
     isoflop = None
     if isinstance(design_raw, Mapping):
-        _check_keys(f"{where}: design", design_raw, ("kind", "budgets", "min_samples", "max_samples"), ("kind",))
-        kind = str(design_raw["kind"])
+        kind = str(design_raw.get("kind"))
+        allowed = ("kind", "results", "target_flops", "budget_flops", "count") if kind == "suggest" else \
+            ("kind", "budgets", "min_samples", "max_samples")
+        _check_keys(f"{where}: design", design_raw, allowed, ("kind",))
     else:
         kind, design_raw = str(design_raw), {}
-    if kind not in ("grid", "isoflop"):
-        close = difflib.get_close_matches(kind, ("grid", "isoflop"), n=1)
+    if kind not in ("grid", "isoflop", "suggest"):
+        close = difflib.get_close_matches(kind, ("grid", "isoflop", "suggest"), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise BadInput(f"{where}: design {kind!r} is not grid or isoflop{hint}")
+        raise BadInput(f"{where}: design {kind!r} is not grid, isoflop or suggest{hint}")
     samples: tuple[int, ...] = ()
-    if kind == "grid":
+    suggest = None
+    if kind == "suggest":
+        for key in ("results", "target_flops", "budget_flops"):
+            if key not in design_raw:
+                raise BadInput(f"{where}: design suggest needs {key!r}")
+        if "samples" in raw:
+            raise BadInput(f"{where}: samples is for the grid design; suggest chooses D itself")
+        suggest = SuggestSpec(
+            results=str(design_raw["results"]),
+            target_flops=_number(f"{where}: design.target_flops", design_raw["target_flops"]),
+            budget_flops=_number(f"{where}: design.budget_flops", design_raw["budget_flops"]),
+            count=_number(f"{where}: design.count", design_raw.get("count", 4), int),
+        )
+    elif kind == "grid":
         if "samples" not in raw:
             raise BadInput(f"{where}: design grid needs 'samples' (the data sizes D)")
         samples = tuple(_number(f"{where}: samples", s, int) for s in _list(f"{where}: samples", raw["samples"]))
+        _no_duplicates(f"{where}: samples", samples)
         if set(design_raw) - {"kind"}:
             raise BadInput(f"{where}: design grid takes no budgets; use kind: isoflop")
     else:
@@ -319,15 +486,19 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
         frac = _number(f"{where}: wsd.cooldown_frac", w.get("cooldown_frac", 0.2))
         if not frac < 1:
             raise BadInput(f"{where}: wsd.cooldown_frac must be in (0, 1)")
-        wsd = WSDSpec(enabled=bool(w.get("enabled", True)), cooldown_frac=frac)
+        wsd = WSDSpec(enabled=_bool(f"{where}: wsd.enabled", w.get("enabled", True)), cooldown_frac=frac)
     retries = _number(f"{where}: retries", raw.get("retries", 2), int, positive=False)
-    blind = raw.get("blind_baseline", True)
+    if retries < 0:
+        raise BadInput(f"{where}: retries must be >= 0 (retries after a failed attempt), got {retries}")
+    slurm = parse_slurm(f"{where}: slurm", raw.get("slurm") or {})
+    # A suggest design adds runs to a study that has its baseline already; its budget is the runs'.
+    blind = raw.get("blind_baseline", kind != "suggest")
     if not isinstance(blind, bool):
         raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
     return SweepSpec(
         name=name, data=data, models=models, samples=samples, seeds=seeds,
-        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, lr_search=lr_search,
-        wsd=wsd, retries=retries, blind_baseline=blind, source=source,
+        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
+        wsd=wsd, retries=retries, slurm=slurm, blind_baseline=blind, source=source,
     )
 
 

@@ -38,10 +38,12 @@ from typing import Any, Iterator
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.storages.journal._file import BaseJournalFileLock
+from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from analysis.errors import BadInput
 from sweeps.data_source import file_lock
+from sweeps.storage_url import check, mask, scrub
 
 HEARTBEAT_S = 10
 """How often a worker records that its run is alive (seconds)."""
@@ -84,7 +86,15 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
     """RDBStorage with heartbeats; on PostgreSQL, schema creation is serialised by an advisory lock.
 
     Several processes creating Optuna's tables at once collide (``CREATE TYPE ... already exists``).
+
+    Args:
+        url: A URL checked by :func:`sweeps.storage_url.check` (driver explicit).
+
+    Raises:
+        BadInput: The database cannot be reached (the message never shows the password).
     """
+    import sqlalchemy
+
     def make() -> optuna.storages.RDBStorage:
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
@@ -92,31 +102,94 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
             engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True},
         )
 
-    if not url.startswith("postgresql"):
-        return make()
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(url)
     try:
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key("optuna-schema")})
-            try:
-                return make()
-            finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _advisory_key("optuna-schema")})
-    except sqlalchemy.exc.OperationalError as exc:
-        raise BadInput(f"--storage {url}: cannot connect ({str(exc.orig).strip().splitlines()[0]})") from None
-    finally:
-        engine.dispose()
+        if not url.startswith("postgresql"):
+            return make()
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key("optuna-schema")})
+                try:
+                    return make()
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _advisory_key("optuna-schema")})
+        finally:
+            engine.dispose()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise BadInput(f"--storage {mask(url)}: cannot open ({scrub(detail[0] if detail else type(exc).__name__, url)})") from None
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """Start time of a process in clock ticks since boot (guards against pid reuse), None if gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+# N and D as trial params, so that optuna-dashboard's tables and plots show them (user attrs it
+# shows only per trial). Fixed log-scale bounds: Optuna requires one distribution per name per study.
+_PARAM_RANGE = FloatDistribution(1.0, 1e18, log=True)
+
+
+def _set_dashboard_params(storage: Any, t: FrozenTrial) -> None:
+    a = t.user_attrs
+    for name, value in (("N", a.get("n_params")), ("D", a.get("samples"))):
+        if value and name not in t.params:
+            storage.set_trial_param(t._trial_id, name, float(value), _PARAM_RANGE)
+
+
+@dataclass
+class Storage:
+    """An opened Optuna storage: a journal file or a database."""
+
+    optuna: Any
+    """The ``optuna.storages`` object."""
+    url: str | None
+    """The database URL as opened (driver explicit; with its password: never print it), None for a journal."""
+    journal_path: Path | None
+    """The journal file, None for a database."""
+
+    @property
+    def is_rdb(self) -> bool:
+        """True for a database (heartbeats), False for the journal file."""
+        return self.journal_path is None
+
+    @property
+    def shown(self) -> str:
+        """The storage as messages show it (password masked)."""
+        return mask(self.url) if self.url else str(self.journal_path)
+
+    @classmethod
+    def open(cls, storage: str | None, sweep_dir: Path | None = None, workers: int = 1,
+             create: bool = True) -> "Storage":
+        """Check and open ``storage`` (see :func:`sweeps.storage_url.check`).
+
+        Args:
+            create: Create the journal (and its folder) if absent; False: a missing journal is
+                ``BadInput`` and nothing is written.
+        """
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = check(storage, workers)
+        if storage is None:
+            if sweep_dir is None:
+                raise BadInput("--storage: give a storage URL or a sweep folder")
+            storage = str(Path(sweep_dir) / "optuna.journal")
+        if "://" in storage:
+            return cls(_rdb_storage(storage), storage, None)
+        path = Path(storage)
+        if not create and not path.is_file():
+            where = path.parent if path.name == "optuna.journal" else path
+            raise BadInput(f"{where}: no sweep here (no {path.name}); check --dir, or run `scaling sweep run SPEC` first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = JournalFileBackend(str(path), lock_obj=FlockJournalLock(str(path) + ".lock"))
+        return cls(JournalStorage(backend), None, path)
+
+    def studies(self) -> list:
+        """Every study in the storage (``optuna.study.FrozenStudy``: name, user attrs)."""
+        return self.optuna.get_all_studies()
 
 
 @dataclass
@@ -132,42 +205,32 @@ class Claim:
 class Queue:
     """An Optuna study used as the sweep's queue and ledger."""
 
-    def __init__(self, study_name: str, storage: str | None = None, sweep_dir: Path | None = None,
+    def __init__(self, study_name: str, storage: "str | Storage | None" = None, sweep_dir: Path | None = None,
                  workers: int = 1, create: bool = True) -> None:
         """Open (or create) the study.
 
         Args:
-            study_name: The sweep name.
-            storage: A database URL, a journal file path, or None for ``SWEEP_DIR/optuna.journal``.
+            study_name: The study's name in the storage (``<sweep name>@<spec fingerprint>``).
+            storage: A database URL, a journal file path, an opened :class:`Storage`, or None for
+                ``SWEEP_DIR/optuna.journal``.
             sweep_dir: The local sweep folder (needed for the default journal).
             workers: Worker processes on this machine (SQLite is refused with more than one).
-            create: Create the study if absent (False: it must exist, as for ``sweep worker``).
+            create: Create the study if absent (False: it must exist, as for ``sweep worker``,
+                ``status`` and ``export``; nothing is created on disk then).
         """
+        store = storage if isinstance(storage, Storage) else Storage.open(storage, sweep_dir, workers, create)
         self.name = study_name
-        self.url = storage
-        if storage is None:
-            if sweep_dir is None:
-                raise BadInput("--storage: give a storage URL or a sweep folder")
-            storage = str(Path(sweep_dir) / "optuna.journal")
-        self.is_rdb = "://" in storage
-        if self.is_rdb:
-            if storage.startswith("sqlite") and workers > 1:
-                raise BadInput(f"--storage {storage}: SQLite is not safe with several workers; use the default journal or PostgreSQL")
-            self.storage = _rdb_storage(storage)
-            self.journal_path = None
-        else:
-            self.journal_path = Path(storage)
-            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalFileBackend(str(self.journal_path), lock_obj=FlockJournalLock(str(self.journal_path) + ".lock"))
-            self.storage = JournalStorage(backend)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.url = store.url
+        self.is_rdb = store.is_rdb
+        self.storage = store.optuna
+        self.journal_path = store.journal_path
         if create:
             self.study = optuna.create_study(study_name=study_name, storage=self.storage, direction="minimize", load_if_exists=True)
         else:
             try:
                 self.study = optuna.load_study(study_name=study_name, storage=self.storage)
             except KeyError:
-                raise BadInput(f"--study {study_name}: no such study in {storage}") from None
+                raise BadInput(f"--study {study_name}: no such study in {store.shown}") from None
 
     # -- locking ----------------------------------------------------------------------------------
     @contextmanager
@@ -199,6 +262,24 @@ class Queue:
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
         """All trials of the sweep (no deep copy: treat as read-only)."""
         return self.study.get_trials(deepcopy=False, states=states)
+
+    def retry_failed(self) -> int:
+        """Put every failed point back in the queue (a new WAITING trial); returns how many.
+
+        The point's run folder is kept, so the retry resumes from its checkpoints.
+        """
+        n = 0
+        with self.lock():
+            for key, (state, t) in self.point_states().items():
+                if state != "failed":
+                    continue
+                attrs = {k: v for k, v in t.user_attrs.items()
+                         if k not in ("state", "reason", "attempts", "worker", "result", "run_dir", "duplicate_of",
+                                      "failed_trial", "retry_failed")}
+                attrs["retried_from"] = t.number
+                self.study.enqueue_trial(dict(t.system_attrs.get("fixed_params") or {}), user_attrs=attrs)
+                n += 1
+        return n
 
     def set_info(self, **info: Any) -> None:
         """Record sweep-level facts (spec, data, folder) in the study's user attrs."""
@@ -268,8 +349,9 @@ class Queue:
                 self.storage.set_trial_user_attr(t._trial_id, "duplicate_of", dup[0].number)
                 self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
                 continue
-            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "heartbeat": time.time()}
+            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "heartbeat": time.time()}
             self.storage.set_trial_user_attr(t._trial_id, "worker", stamp)
+            _set_dashboard_params(self.storage, t)
             if self.is_rdb:
                 self.storage.record_heartbeat(t._trial_id)  # from now on a silent worker counts as dead
             return Claim(t._trial_id, t.number, key, dict(t.user_attrs))
@@ -280,7 +362,7 @@ class Queue:
         if self.is_rdb:
             self.storage.record_heartbeat(trial_id)
         else:
-            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": _process_start(os.getpid()), "heartbeat": time.time()}
+            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "heartbeat": time.time()}
             self.storage.set_trial_user_attr(trial_id, "worker", stamp)
 
     def requeue_stale(self) -> int:
@@ -300,7 +382,7 @@ class Queue:
             for t in self.trials((TrialState.RUNNING,)):
                 w = t.user_attrs.get("worker") or {}
                 if w.get("host") == HOST and w.get("pid") is not None:
-                    dead = _process_start(int(w["pid"])) != w.get("pid_start")
+                    dead = process_start(int(w["pid"])) != w.get("pid_start")
                 else:
                     # No stamp: the worker died between claiming and stamping; age from the claim.
                     started = t.datetime_start.timestamp() if t.datetime_start else now

@@ -18,9 +18,11 @@ from typing import Any
 
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
+from scaling.versions import code_version
+from sweeps import generation, storage_url
 from sweeps.plan import PlannedRun, plan_runs, with_estimates
 from sweeps.spec import SweepSpec, load_spec
-from sweeps.store import Queue
+from sweeps.store import Queue, Storage
 
 
 def default_dir(spec: SweepSpec) -> Path:
@@ -28,11 +30,12 @@ def default_dir(spec: SweepSpec) -> Path:
     return Path("runs") / spec.name
 
 
-def _point(r: PlannedRun) -> dict:
+def _point(r: PlannedRun, gen: "generation.Generation") -> dict:
     attrs = {
         "config": r.config, "phase": r.phase, "size": r.size, "n_params": r.n_params, "samples": r.samples,
         "seed": r.seed, "flops": r.flops, "flops_per_sample": r.flops_per_sample, "budget": r.budget,
         "depends_on": r.depends_on, "est_seconds": r.est_seconds,
+        "spec_fingerprint": gen.spec_fingerprint, "code_version": gen.code_version, "generation": gen.number,
     }
     if r.branch is not None:
         attrs["branch"] = r.branch
@@ -43,30 +46,62 @@ def _point(r: PlannedRun) -> dict:
 class Sweep:
     """A spec bound to a local folder and a storage."""
 
-    def __init__(self, spec: SweepSpec, sweep_dir: Path, storage: str | None = None, workers: int = 1) -> None:
+    def __init__(self, spec: SweepSpec, sweep_dir: Path, storage: str | None = None, workers: int = 1, *,
+                 new_generation: bool = False, allow_code_change: bool = False) -> None:
         self.spec = spec
         self.dir = Path(sweep_dir).resolve()
         self.storage = storage
+        """The storage URL or journal path as given (may hold a password: never print it; see ``storage_shown``)."""
         self.workers = workers
+        self.new_generation = new_generation
+        self.allow_code_change = allow_code_change
+        self.code_version = code_version()
+        self.generation: generation.Generation | None = None
         self._queue: Queue | None = None
 
     @classmethod
     def open(cls, spec_path: str | Path, sweep_dir: str | Path | None = None, storage: str | None = None,
-             workers: int = 1) -> "Sweep":
-        """Load and validate the spec; the folder defaults to ``runs/<name>``."""
+             workers: int = 1, *, new_generation: bool = False, allow_code_change: bool = False) -> "Sweep":
+        """Load and validate the spec and the storage; the folder defaults to ``runs/<name>``.
+
+        ``storage`` None reads :data:`sweeps.storage_url.STORAGE_ENV`, else the journal in the folder.
+        """
         spec = load_spec(spec_path)
         if workers < 1:
             raise BadInput(f"--workers {workers}: must be at least 1")
-        if storage and storage.startswith("sqlite") and workers > 1:
-            raise BadInput(f"--storage {storage}: SQLite is not safe with several workers; use the default journal or PostgreSQL")
-        return cls(spec, Path(sweep_dir) if sweep_dir else default_dir(spec), storage, workers)
+        storage = storage_url.check(storage_url.from_env(storage), workers)
+        if sweep_dir is not None and Path(sweep_dir).exists() and not Path(sweep_dir).is_dir():
+            raise BadInput(f"--dir {sweep_dir}: is a file, not a folder")
+        return cls(spec, Path(sweep_dir) if sweep_dir else default_dir(spec), storage, workers,
+                   new_generation=new_generation, allow_code_change=allow_code_change)
+
+    @property
+    def storage_shown(self) -> str:
+        """The storage as messages and files show it (password masked)."""
+        return storage_url.mask(self.storage) if self.storage else str(self.dir / "optuna.journal")
 
     @property
     def queue(self) -> Queue:
-        """The sweep's Optuna-backed queue (opened on first use)."""
+        """The sweep's Optuna-backed queue (opened on first use; starts a generation if needed)."""
         if self._queue is None:
-            self._queue = Queue(self.spec.name, self.storage, self.dir, self.workers)
+            self._queue = self._open_queue(create=True)
         return self._queue
+
+    def existing_queue(self) -> Queue:
+        """The queue of a sweep that has run (``status``, ``export``): creates nothing; BadInput if never run."""
+        if self._queue is None:
+            self._queue = self._open_queue(create=False)
+        return self._queue
+
+    def _open_queue(self, create: bool) -> Queue:
+        store = Storage.open(self.storage, self.dir, self.workers, create=create)
+        gen = generation.resolve(self.spec, store, self.code_version, create=create,
+                                 new_generation=self.new_generation, allow_code_change=self.allow_code_change)
+        q = Queue(gen.study, store, self.dir, self.workers, create=create)
+        if create:
+            generation.record(q.study, self.spec, gen)
+        self.generation = gen
+        return q
 
     # -- planning ---------------------------------------------------------------------------------
     def local_data(self) -> Any:
@@ -110,38 +145,50 @@ class Sweep:
             from sweeps.lr_search import search
 
             search(self)
+        q = self.queue  # first: opens this spec's generation, or refuses a changed spec or code
         runs = self.plan()
         if only is not None:
             runs = select_runs(runs, only, str(self.spec.source or "spec"))
-        q = self.queue
         self.write_local_info()
         info = q.info()
         if not info.get("n_points"):
             q.set_info(n_points=len(runs), spec_source=str(self.spec.source), dir=str(self.dir))
-        return q.enqueue([_point(r) for r in runs])
+        assert self.generation is not None
+        return q.enqueue([_point(r, self.generation) for r in runs])
 
     def write_local_info(self) -> None:
-        """``SWEEP_DIR/sweep.json``: what this machine's workers need (data path, retries, name)."""
+        """``SWEEP_DIR/sweep.json``: what this machine's workers need (data path, retries, name).
+
+        The storage is recorded masked, for the reader: workers get the URL from the environment.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._write_json("sweep.json", {"sweep": self.spec.name, "data": self.local_data(), "retries": self.spec.retries,
-                                        "storage": self.storage, "spec": str(self.spec.source)})
+        study = self.queue.name
+        self._write_json("sweep.json", {"sweep": self.spec.name, "study": study, "data": self.local_data(),
+                                        "retries": self.spec.retries, "storage": self.storage_shown,
+                                        "spec": str(self.spec.source), "code_version": self.code_version})
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True,
-            only: set[str] | None = None) -> dict:
+            retry_failed: bool = False, slurm: dict | None = None, only: set[str] | None = None) -> dict:
         """Enqueue, run every point with ``workers`` processes, then write results (and fit if all done).
 
         Args:
+            retry_failed: Put points recorded as failed back in the queue first (they resume from
+                their checkpoints).
+            slurm: SLURM resources from the command line (over the spec's ``slurm:``).
             only: run just these keys (and the stable phases they branch from), e.g. to re-run rows
                 of a committed study; the results table is written, the fit is not.
 
         Returns:
             The final counts ``{total, completed, running, waiting, failed, diverged, pruned}``.
         """
-        from sweeps.launcher import launch
+        from sweeps.launcher import launch, preflight
 
+        preflight(launcher)
         self.enqueue(only)
-        launch(self, workers or self.workers, launcher, progress=progress)
+        if retry_failed:
+            self.queue.retry_failed()
+        launch(self, workers or self.workers, launcher, progress=progress, slurm=slurm)
         return self.finalize(fit=only is None)
 
     def table(self):  # -> pd.DataFrame
@@ -161,7 +208,11 @@ class Sweep:
         if self.spec.wsd.enabled:
             self._write_json("wsd_savings.json", self.wsd_savings())
         if fit and counts["running"] == 0 and counts["waiting"] == 0 and counts["total"] > 0:
-            self._fit_and_report(fit_table(df))
+            fitted = fit_table(df)
+            # The report also draws the blind baseline (a reference line, the success floor); analysis
+            # never fits phase == blind rows.
+            blind = df[(df["state"] == "completed") & (df["phase"] == "blind")]
+            self._fit_and_report(fitted, pd_concat(fitted, blind))
         return counts
 
     def wsd_savings(self) -> dict:
@@ -178,23 +229,31 @@ class Sweep:
     def _write_json(self, name: str, obj: dict) -> None:
         write_atomic(self.dir / name, json.dumps(obj, indent=1))
 
-    def _fit_and_report(self, df) -> None:
+    def _fit_and_report(self, df, report_df=None) -> None:
         import analysis
 
+        report_df = df if report_df is None else report_df
         note = self.dir / "fit_skipped.txt"
         if df["n_params"].nunique() < 2 or df["n_samples"].nunique() < 2:
             note.write_text("fit skipped: need at least two model sizes and two data sizes that completed\n")
             return
         try:
-            fit = analysis.fit(df)
+            fit = analysis.fit(report_df)  # blind rows recorded (blind_loss), never fitted
         except (BadInput, ValueError, RuntimeError) as exc:
             note.write_text(f"fit skipped: {exc}\n")
             return
         # Fitted from the in-memory table (main-phase rows only); name the file a reader can open.
         fit = dataclasses.replace(fit, source=str(self.dir / "results.csv"))
         fit.save(self.dir / "fit.json")
-        analysis.write_report(df, self.dir, fit=fit)  # report.html + figures beside results.csv
+        analysis.write_report(report_df, self.dir, fit=fit)  # report.html + figures beside results.csv
         note.unlink(missing_ok=True)
+
+
+def pd_concat(a, b):
+    """Rows of ``a`` then ``b`` (pandas imported lazily by the caller's table)."""
+    import pandas as pd
+
+    return pd.concat([a, b], ignore_index=True) if len(b) else a
 
 
 def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:

@@ -1,8 +1,6 @@
-"""``scaling sweep plan|run|status|export SPEC.yaml`` and ``scaling sweep worker``.
+"""Plan, run, watch and export sweeps of training runs.
 
-Only parses arguments and calls :class:`sweeps.sweep.Sweep`; heavy modules are imported in handlers.
-
-Examples::
+Examples:
 
     scaling sweep plan sweeps/smoke.yaml                 # every run: key, N, D, FLOPs, est. time
     scaling sweep run sweeps/smoke.yaml --workers 2      # resumable: rerun after any kill
@@ -10,8 +8,13 @@ Examples::
     scaling sweep export sweeps/smoke.yaml --out results.parquet
     scaling sweep run SPEC --storage postgresql://u@db/sweeps   # on every machine: they cooperate
 
-    optuna-dashboard runs/<name>/optuna.journal          # browse the ledger (pip install optuna-dashboard)
+    optuna-dashboard runs/<name>/optuna.journal          # browse the ledger (a separate install)
+
+The storage URL may also come from the environment variable SCALING_STORAGE (keeps a password
+off command lines); it is never shown with its password.
 """
+
+# This module only parses arguments and calls sweeps.sweep.Sweep; heavy modules load in handlers.
 
 from __future__ import annotations
 
@@ -24,17 +27,32 @@ from analysis.errors import BadInput
 
 def _common(p: argparse.ArgumentParser, workers: bool = False) -> None:
     p.add_argument("spec", metavar="SPEC.yaml", help="sweep spec file")
-    p.add_argument("--dir", default=None, help="sweep folder (default runs/<sweep name>)")
+    p.add_argument("--dir", default=None, help="sweep folder (default: runs/<sweep name>)")
     p.add_argument("--storage", default=None,
-                   help="Optuna storage URL (postgresql://...) shared by machines; default: a journal file in --dir")
+                   help="Optuna storage URL (postgresql://user@host/db) shared by machines (default: $SCALING_STORAGE, "
+                        "else the journal file DIR/optuna.journal)")
+    p.add_argument("--allow-code-change", action="store_true",
+                   help="continue a sweep whose runs were made by another code version (default: refuse)")
     if workers:
-        p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+        p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default: 1)")
+
+
+def _slurm_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("SLURM resources (--launcher slurm; over the spec's slurm: block, for every size)")
+    g.add_argument("--partition", default=None, help="SLURM partition")
+    g.add_argument("--account", default=None, help="SLURM account")
+    g.add_argument("--qos", default=None, help="SLURM quality of service")
+    g.add_argument("--constraint", default=None, help="SLURM node constraint")
+    g.add_argument("--time-min", default=None, help="time limit per task in minutes (default: 1440)")
+    g.add_argument("--mem-gb", default=None, help="memory per node in GB")
+    g.add_argument("--gpus-per-node", default=None, help="GPUs per task")
+    g.add_argument("--cpus-per-task", default=None, help="CPUs per task")
 
 
 def register(subparsers) -> None:
     """Add ``sweep`` and its sub-commands to the ``scaling`` parser."""
     sweep = subparsers.add_parser("sweep", help="plan, run, watch and export sweeps of training runs",
-                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  description=__doc__)
     sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
 
     p = sub.add_parser("plan", help="list every run with key, N, D, FLOPs and estimated time")
@@ -45,8 +63,15 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("run", help="run (or resume) the sweep")
     _common(p, workers=True)
-    p.add_argument("--launcher", choices=("local", "slurm"), default="local", help="local processes or a SLURM array")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local processes or SLURM job arrays (default: local)")
     p.add_argument("--no-progress", action="store_true", help="do not draw the sweep progress line")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="put points recorded as failed back in the queue (they resume from their checkpoints)")
+    p.add_argument("--new-generation", action="store_true",
+                   help="the spec (or code) changed: plan it as a new generation whose table and fit use its own "
+                        "points (default: refuse, saying what changed)")
+    _slurm_flags(p)
     p.add_argument("--only", default=None, metavar="KEY[,KEY...]",
                    help="run just these run keys (and the WSD stable phases they branch from), e.g. to "
                         "reproduce rows of a committed study; writes results.csv, no fit")
@@ -64,16 +89,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("worker", help="run points of a sweep until none is left (what launchers start)")
-    p.add_argument("--storage", required=True, help="storage URL or journal file")
-    p.add_argument("--study", required=True, help="sweep name")
+    p.add_argument("--storage", default=None, help="storage URL or journal file (default: $SCALING_STORAGE)")
+    p.add_argument("--study", required=True, help="study name in the storage (<sweep name>@<id>, see sweep.json)")
     p.add_argument("--dir", default=None, help="local sweep folder (default: the one recorded in the study)")
+    p.add_argument("--sizes", default=None, help="only points of these model sizes, comma-separated (default: all)")
     p.set_defaults(func=_worker)
 
 
 def _open(args, workers: int = 1):
     from sweeps.sweep import Sweep
 
-    return Sweep.open(args.spec, args.dir, args.storage, workers)
+    return Sweep.open(args.spec, args.dir, args.storage, workers, new_generation=getattr(args, "new_generation", False),
+                      allow_code_change=args.allow_code_change)
+
+
+def _slurm_resources(args) -> dict:
+    from sweeps.spec import SLURM_KEYS, parse_slurm
+
+    given = {k: getattr(args, k) for k in SLURM_KEYS if getattr(args, k) is not None}
+    return dict(parse_slurm("--launcher slurm", given).resources)
 
 
 def _plan(args) -> int:
@@ -97,12 +131,16 @@ def _plan(args) -> int:
 
 def _run(args) -> int:
     sw = _open(args, args.workers)
+    slurm = _slurm_resources(args)
+    if slurm and args.launcher != "slurm":
+        raise BadInput(f"--{next(iter(slurm)).replace('_', '-')}: SLURM resources need --launcher slurm")
     only = None
     if args.only is not None:
         only = {k.strip() for k in args.only.split(",") if k.strip()}
         if not only:
             raise BadInput("--only: give one or more run keys, comma-separated (see `scaling sweep plan`)")
-    counts = sw.run(args.workers, args.launcher, progress=not args.no_progress, only=only)
+    counts = sw.run(args.workers, args.launcher, progress=not args.no_progress, retry_failed=args.retry_failed,
+                    slurm=slurm, only=only)
     print(json.dumps(counts))
     print(f"results: {sw.dir / 'results.csv'}")
     if sw.spec.wsd.enabled:
@@ -117,10 +155,8 @@ def _run(args) -> int:
 
 
 def _status(args) -> int:
-    from sweeps.store import Queue
-
     sw = _open(args)
-    q = Queue(sw.spec.name, sw.storage, sw.dir)
+    q = sw.existing_queue()
     counts = q.counts()
     planned = int(q.info().get("n_points") or 0)
     if planned > counts["total"]:
@@ -134,12 +170,11 @@ def _status(args) -> int:
 
 
 def _export(args) -> int:
-    from sweeps.results import table, write_table
-    from sweeps.store import Queue
+    from sweeps.results import check_out, table, write_table
 
+    check_out(args.out)
     sw = _open(args)
-    q = Queue(sw.spec.name, sw.storage, sw.dir)
-    path = write_table(table(q), args.out)
+    path = write_table(table(sw.existing_queue()), args.out)
     print(path)
     return 0
 
@@ -147,4 +182,5 @@ def _export(args) -> int:
 def _worker(args) -> int:
     from sweeps.launcher import worker_main
 
-    return worker_main(args.storage, args.study, args.dir)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()] if args.sizes else None
+    return worker_main(args.storage, args.study, args.dir, sizes=sizes)

@@ -2,8 +2,8 @@
 
 Each run is ``scaling train --config RUN_DIR/run.yaml`` in its own process (DDP relaunches its
 script, and W&B wants one run per process), started as a fresh ``python -m sweeps.cli train``
-process or, with ``SWEEP_FORKSERVER=1``, forked
-from the worker's warm fork server (`sweeps.forkserver`: torch and Lightning imported once per worker). The run folder is
+process or, with ``SWEEP_FORKSERVER=1``, forked from the worker's warm fork server
+(`sweeps.forkserver`: torch and Lightning imported once per worker). The run folder is
 ``SWEEP_DIR/runs/<run_key>``, so a re-queued point finds its own checkpoints and resumes from them.
 The run is tied to its worker (``PR_SET_PDEATHSIG``): if the worker is killed the run dies too, and
 two processes never train into one folder.
@@ -14,11 +14,9 @@ prefix; ``--config PATH`` is appended). Everything else is the real engine.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -31,10 +29,10 @@ from optuna.trial import TrialState
 
 from analysis.atomic import write_atomic
 from sweeps import forkserver
-from sweeps.results import flatten_result
+from sweeps.runproc import RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command
 from sweeps.store import HEARTBEAT_S, Claim, Queue
 
-RUN_COMMAND_ENV = "SWEEP_RUN_COMMAND"
+__all__ = ["WorkerSettings", "work", "run_point", "run_command", "RUN_COMMAND_ENV"]
 
 
 @dataclass(frozen=True)
@@ -53,21 +51,8 @@ class WorkerSettings:
     """Sleep between queue polls while other workers finish (seconds)."""
     wait: bool = True
     """Keep polling while other workers still run points (False: stop when nothing is waiting)."""
-
-
-def _die_with_parent() -> None:
-    # Linux prctl(PR_SET_PDEATHSIG, SIGKILL): the run is killed if its worker dies.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def run_command(config_path: Path) -> list[str]:
-    """The command that trains one run (``scaling train``, or the test override)."""
-    override = os.environ.get(RUN_COMMAND_ENV)
-    base = shlex.split(override) if override else [sys.executable, "-m", "sweeps.cli", "train"]
-    return [*base, "--config", str(config_path)]
+    sizes: tuple[str, ...] | None = None
+    """Only take points of these model sizes, as ``str(size)`` (a SLURM array sized for them); None: all."""
 
 
 _SERVER: forkserver.ForkServer | None = None
@@ -103,14 +88,6 @@ def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
     return cfg
 
 
-def _finished_result(run_dir: Path) -> dict | None:
-    try:
-        result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return result if result.get("status") in ("completed", "diverged") else None
-
-
 def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> int:
     """One attempt: the run as its own process, heartbeats while it lives; returns its exit status."""
     server = _fork_server()
@@ -120,7 +97,7 @@ def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> 
                 proc = server.run(["train", "--config", str(cfg_path)], run_dir / "train.log", env=env)
             else:
                 proc = subprocess.Popen(run_command(cfg_path), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=die_with_parent)
             while True:
                 try:
                     return proc.wait(timeout=HEARTBEAT_S)
@@ -131,23 +108,42 @@ def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> 
             return -signal.SIGKILL
 
 
+def _set_aside_other_code(run_dir: Path, code: str | None) -> None:
+    """Move a finished run made by other code to ``<key>.code-<version>``, so it is trained again, not reused.
+
+    ``code`` is the code version of the point's generation (None: a sweep from before versions were
+    recorded, or a generation continued with ``--allow-code-change``'s old version: reuse is allowed).
+    """
+    result = finished_result(run_dir)
+    made = ((result or {}).get("versions") or {}).get("code") if result else None
+    if code is None or made is None or made == code:
+        return
+    target = run_dir.with_name(f"{run_dir.name}.code-{made}")
+    n = 1
+    while target.exists():
+        target, n = run_dir.with_name(f"{run_dir.name}.code-{made}.{n}"), n + 1
+    run_dir.rename(target)
+
+
 def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
     """Run one claimed point to an outcome; returns its state (completed|diverged|failed).
 
     Failures are retried ``s.retries`` times (each retry resumes from the run's checkpoints).
     """
     run_dir = s.sweep_dir / "runs" / claim.run_key
+    _set_aside_other_code(run_dir, claim.attrs.get("code_version"))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "run.yaml"
     write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
     env = dict(os.environ)
     env.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
+    env.setdefault("WANDB_SILENT", "true")  # train.log is a file: no banners, no ANSI colour codes
     env.update(WANDB_RUN_GROUP=s.sweep, WANDB_JOB_TYPE="train", WANDB_DIR=str(run_dir))
     reason = ""
     t0 = time.time()
     process_s = 0.0  # wall time inside run processes (the rest is the sweep's own overhead)
     for attempt in range(1, s.retries + 2):
-        if attempt == 1 and _finished_result(run_dir) is not None:
+        if attempt == 1 and finished_result(run_dir) is not None:
             # The run finished but its worker died before recording it (kill -9 between the two):
             # the folder belongs to this exact config, so take the result instead of training again.
             rc = 0
@@ -214,6 +210,8 @@ def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
         _fail_orphans(q, states)
 
         def ready(attrs: dict) -> bool:
+            if s.sizes is not None and str(attrs.get("size")) not in s.sizes:
+                return False
             dep, branch = attrs.get("depends_on"), attrs.get("branch")
             if dep is not None and states.get(dep, ("", None))[0] != "completed":
                 return False

@@ -16,21 +16,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sweeps.plan import ModelPoint, PlannedRun, run_key
+from scaling.schedules import wsd_decay_start
+from sweeps.points import ModelPoint, PlannedRun, base_config, run_key
 from sweeps.spec import SweepSpec
 
 
 def _decay_start_samples(samples: int, batch: int, frac: float) -> int:
-    # Same arithmetic as scaling.schedules.wsd_decay_start, in samples: the stable phase of a run
-    # of `samples` ends after this many samples.
-    steps = math.ceil(samples / batch)
-    return max(steps - math.ceil(frac * steps), 0) * batch
+    # The trainer's own schedule decides where the stable phase of a run of `samples` ends; in samples.
+    return wsd_decay_start(math.ceil(samples / batch), frac) * batch
 
 
 def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], ident: Any, lrs: dict | None) -> list[PlannedRun]:
     """The branched plan: per (N, seed) one full run at the largest D, cooldown branches for the rest."""
-    from sweeps.plan import _base_config
-
     train = spec.train_dict
     batch = int(train.get("batch_size", 64))
     frac = spec.wsd.cooldown_frac
@@ -47,7 +44,7 @@ def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], iden
             warm_steps = int(warm) if warm >= 1 else max(1, round(warm * math.ceil(group[0][1] / batch)))
             starts = {d: _decay_start_samples(d, batch, frac) for _, d, _ in group[:-1]}
             common = {"schedule": "wsd", "wsd_decay_frac": frac, "warmup": warm_steps}
-            long_cfg = {**_base_config(spec, m.size, d_max, seed, lrs), **common,
+            long_cfg = {**base_config(spec, m.size, d_max, seed, lrs), **common,
                         "checkpoint_at": sorted({s for s in starts.values() if s > 0})}
             long_key = run_key(long_cfg, ident)
             runs.append(PlannedRun(key=long_key, phase="main", size=m.size, n_params=m.n_params, samples=d_max,
@@ -55,7 +52,7 @@ def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], iden
                                    flops_per_sample=m.flops_per_sample, config=long_cfg, budget=c_max))
             for mm, d, c in group[:-1]:
                 start = starts[d]
-                cfg = {**_base_config(spec, mm.size, d, seed, lrs), **common}
+                cfg = {**base_config(spec, mm.size, d, seed, lrs), **common}
                 branch = {"from_key": long_key, "checkpoint": f"stable-{start}.ckpt"} if start > 0 else None
                 key = run_key({**cfg, "branch": branch}, ident)
                 runs.append(PlannedRun(

@@ -212,9 +212,3 @@ def register(subparsers) -> None:
     im.add_argument("--image-size", type=_positive_int, default=None, help="resize images to this side")
     im.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     im.set_defaults(func=_import_lerobot)
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m scaling.data.cli` for quick checks
-    from sweeps.cli import main
-
-    sys.exit(main(["data", *sys.argv[1:]]))

@@ -15,7 +15,7 @@ import numpy as np
 from analysis.errors import BadInput
 from scaling.data.episode import Episode
 from scaling.data.splits import DEFAULT_VAL_FRACTION, evenly_spaced, nested_indices, validation_mask
-from scaling.data.store import ARRAYS, FORMAT_VERSION, sha256_file
+from scaling.data.format import ARRAYS, FORMAT_VERSION, sha256_file
 from scaling.data.tokenizers import ActionTokenizer, InstructionTokenizer
 
 _STD_FLOOR = 1e-6

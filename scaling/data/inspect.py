@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scaling.data.clean import quality_report
+from scaling.data.quality import quality_report
 
 
 def _round(values, nd: int = 4) -> list[float]:

@@ -3,8 +3,8 @@
 The LeRobot v3.0 layout (``codebase_version`` "v3.0"), which packs many episodes per file::
 
     OUT/meta/info.json                          schema, fps, counts, path templates, splits
-    OUT/meta/stats.json                         per feature: min, max, mean, std, count (+ q01, q99)
-    OUT/meta/tasks.parquet                      index "task" (the instruction) -> column task_index
+    OUT/meta/stats.json                         per feature: min, max, mean, std, count, q01, q10, q50, q90, q99
+    OUT/meta/tasks.parquet                      unnamed index (the instruction) -> column task_index
     OUT/meta/episodes/chunk-000/file-000.parquet  one row per episode: tasks, length, file location,
                                                   dataset_from_index/to_index, per-episode stats
     OUT/data/chunk-CCC/file-FFF.parquet         one row per frame: observation.state, action,
@@ -17,8 +17,11 @@ Data files roll over at ``DATA_FILE_MB`` (LeRobot's default 100 MB) and chunks a
 Our per-episode fields that LeRobot has no column for (task name, success, source, seed, meta) ride
 along as extra columns of the episodes table, which LeRobot's reader ignores.
 
-Import reads a local v3.0 folder only (no hub access) with image features and writes our format
-through ``scaling.data.store.write_dataset``.
+Import reads a local v3.0 folder only (no hub access), written by us or by LeRobot itself (created,
+edited or merged there), with the camera as image features or as mp4 video (decoded with PyAV, the
+``video`` extra: any codec its FFmpeg reads, AV1 included), and writes our format through
+``scaling.data.store.write_dataset``. A golden folder written by ``LeRobotDataset`` 0.4.4 is in
+``tests/scaling/data/``.
 """
 
 from __future__ import annotations
@@ -216,17 +219,19 @@ def export_lerobot(src_dir: str | Path, out_dir: str | Path, *, fps: int | None 
         tasks: dict[str, int] = {}  # instruction -> task_index, in order of first appearance
         rows: list[dict] = []
         frames = 0
+        quant = _Quantiles()
         for i, ep in enumerate(ds.iter_episodes()):
             task_index = tasks.setdefault(ep.instruction, len(tasks))
             chunk, file = data.write(_frame_batch(ep, schema, i, frames, task_index, fps))
             rows.append(_episode_row(ep, i, frames, chunk, file))
+            quant.update(ep)
             frames += len(ep)
         data.close()
         (tmp / EPISODES_PATH).parent.mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows), tmp / EPISODES_PATH)
-        pd.DataFrame({"task_index": list(tasks.values())}, index=pd.Index(list(tasks), name="task")).to_parquet(
-            tmp / "meta" / "tasks.parquet")
-        _write_json(tmp / "meta" / "stats.json", _dataset_stats(ds, rows, frames))
+        # As LeRobot writes it: the task strings are the (unnamed) index.
+        pd.DataFrame({"task_index": list(tasks.values())}, index=list(tasks)).to_parquet(tmp / "meta" / "tasks.parquet")
+        _write_json(tmp / "meta" / "stats.json", _dataset_stats(ds, rows, frames, quant))
         _write_json(tmp / "meta" / "info.json", _info(ds, sources, fps, size, p_dim, a_dim, len(rows), frames,
                                                       len(tasks)))
         if out.exists():
@@ -246,18 +251,52 @@ def _flat_stats(ep: Episode) -> dict:
     return {f"stats/{key}/{name}": value for key, st in stats.items() for name, value in st.items()}
 
 
-def _dataset_stats(ds, rows: list[dict], frames: int) -> dict:
-    """meta/stats.json: our stats.json (exact, streaming) in LeRobot's names and shapes."""
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+"""The quantile statistics LeRobot 0.4 keeps per feature (its QUANTILES / QUANTILE10 normalisations read them)."""
+
+
+class _Quantiles:
+    """Exact per-dimension quantiles of state and action, and per-channel quantiles of the camera.
+
+    State and action rows are kept (T x dims float32: small next to the images); images are
+    counted in a 256-bin histogram per channel, which gives their quantiles exactly (uint8 pixels).
+    """
+
+    def __init__(self) -> None:
+        self.proprio: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.hist = np.zeros((3, 256), np.int64)
+
+    def update(self, ep: Episode) -> None:
+        self.proprio.append(ep.proprio.astype(np.float32))
+        self.actions.append(ep.actions.astype(np.float32))
+        for c in range(3):
+            self.hist[c] += np.bincount(ep.images[..., c].reshape(-1), minlength=256)
+
+    def vectors(self, key: str) -> dict:
+        x = np.concatenate(self.proprio if key == STATE_KEY else self.actions)
+        return {name: np.quantile(x, q, axis=0).astype(np.float64).tolist() for name, q in QUANTILES.items()}
+
+    def image(self) -> dict:
+        cdf = np.cumsum(self.hist, axis=1) / self.hist.sum(axis=1, keepdims=True)  # (3, 256)
+        # The smallest pixel value whose cumulative share reaches q (the inverted-CDF quantile), on [0, 1].
+        return {name: np.reshape([int(np.searchsorted(cdf[c], q)) / 255.0 for c in range(3)], (3, 1, 1)).tolist()
+                for name, q in QUANTILES.items()}
+
+
+def _dataset_stats(ds, rows: list[dict], frames: int, quant: _Quantiles) -> dict:
+    """meta/stats.json: our stats.json (exact, streaming) in LeRobot's names and shapes, with its quantiles."""
     ours = ds.stats
     out = {}
     for key, name in ((STATE_KEY, "proprio"), (ACTION_KEY, "action")):
-        out[key] = {k: ours[name][k] for k in ("min", "max", "mean", "std", "q01", "q99")}
+        out[key] = {k: ours[name][k] for k in ("min", "max", "mean", "std")}
+        out[key].update(quant.vectors(key))
         out[key]["count"] = [frames]
     img = {k: np.array([r[f"stats/{IMAGE_KEY}/{k}"] for r in rows]) for k in ("min", "max")}  # (E, 3, 1, 1)
     out[IMAGE_KEY] = {
         "min": img["min"].min(0).tolist(), "max": img["max"].max(0).tolist(),
         "mean": np.reshape(ours["image"]["mean"], (3, 1, 1)).tolist(),
-        "std": np.reshape(ours["image"]["std"], (3, 1, 1)).tolist(), "count": [frames],
+        "std": np.reshape(ours["image"]["std"], (3, 1, 1)).tolist(), "count": [frames], **quant.image(),
     }
     return out
 
@@ -313,18 +352,32 @@ def _read_info(src: Path) -> dict:
 
 
 def _pick_keys(info: dict, path: Path) -> tuple[str, str, str]:
-    """(image key, state key, action key) of a LeRobot dataset; the first image feature is the camera."""
+    """(camera key, state key, action key) of a LeRobot dataset.
+
+    The camera is ``observation.images.top`` when present, else the first image or video feature.
+    """
     feats = info["features"]
-    images = [k for k, f in feats.items() if f.get("dtype") == "image"]
-    if not images:
-        videos = [k for k, f in feats.items() if f.get("dtype") == "video"]
-        what = f"only video features ({', '.join(videos)}); mp4 decoding is not supported" if videos else "no image"
-        raise BadInput(f"{path}: {what}; re-export it with image features")
-    image = IMAGE_KEY if IMAGE_KEY in images else images[0]
+    cameras = [k for k, f in feats.items() if f.get("dtype") in ("image", "video")]
+    if not cameras:
+        raise BadInput(f"{path}: no image or video feature (a camera is needed)")
+    image = IMAGE_KEY if IMAGE_KEY in cameras else cameras[0]
     for key in (STATE_KEY, ACTION_KEY):
         if key not in feats:
             raise BadInput(f"{path}: feature {key!r} missing (have {', '.join(feats)})")
     return image, STATE_KEY, ACTION_KEY
+
+
+def _is_video(info: dict, key: str) -> bool:
+    return info["features"][key].get("dtype") == "video"
+
+
+def _require_av(path: Path):
+    try:
+        import av
+    except ImportError:
+        raise BadInput(f"{path}: the camera is stored as mp4 video; decoding it needs PyAV "
+                       "(pip install 'vla-scaling[video]')") from None
+    return av
 
 
 def _read_parquet(path: Path, **kwargs):
@@ -337,13 +390,28 @@ def _read_parquet(path: Path, **kwargs):
 
 
 def _task_strings(src: Path) -> dict[int, str]:
-    """task_index -> task text from meta/tasks.parquet (task as the pandas index or as a column)."""
-    table = _read_parquet(src / "meta" / "tasks.parquet").to_pandas()
-    if "task" not in table.columns:
-        table = table.reset_index()
-    if "task" not in table.columns or "task_index" not in table.columns:
-        raise BadInput(f"{src / 'meta' / 'tasks.parquet'}: needs 'task' and 'task_index'")
-    return {int(i): str(t) for i, t in zip(table["task_index"], table["task"])}
+    """task_index -> task text from meta/tasks.parquet.
+
+    LeRobot writes the task strings as the parquet's *unnamed* pandas index (``pd.DataFrame({"task_index":
+    ...}, index=tasks)``); a ``task`` column, or an index named ``task``, is read too.
+    """
+    path = src / "meta" / "tasks.parquet"
+    table = _read_parquet(path).to_pandas()
+    if "task_index" not in table.columns:
+        raise BadInput(f"{path}: needs a 'task_index' column (have {', '.join(map(str, table.columns))})")
+    texts = table["task"] if "task" in table.columns else table.index
+    if "task" not in table.columns and not all(isinstance(t, str) for t in texts):
+        raise BadInput(f"{path}: the task strings are neither a 'task' column nor the index")
+    return {int(i): str(t) for i, t in zip(table["task_index"], texts)}
+
+
+def _resized(img, image_size: int | None) -> np.ndarray:
+    """A PIL image as (H, W, 3) uint8, resized to (image_size, image_size) if asked."""
+    from PIL import Image
+
+    if image_size is not None and img.size != (image_size, image_size):
+        img = img.resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def _decode_images(column, src: Path, image_size: int | None) -> np.ndarray:
@@ -355,11 +423,40 @@ def _decode_images(column, src: Path, image_size: int | None) -> np.ndarray:
         data = cell.get("bytes") if isinstance(cell, dict) else cell
         if data is None:  # an image stored by path, relative to the dataset root
             data = (src / cell["path"]).read_bytes()
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        if image_size is not None and img.size != (image_size, image_size):
-            img = img.resize((image_size, image_size), Image.BILINEAR)
-        frames.append(np.asarray(img, dtype=np.uint8))
+        frames.append(_resized(Image.open(io.BytesIO(data)).convert("RGB"), image_size))
     return np.stack(frames)
+
+
+def _decode_video(path: Path, times: np.ndarray, fps: float, image_size: int | None) -> np.ndarray:
+    """(T, H, W, 3) uint8: the frames of an mp4 file shown at ``times`` (seconds), resized if asked.
+
+    As LeRobot's own decoder: seek to the key frame before the first time, decode forward, and take
+    for each requested time the frame whose timestamp matches it within half a frame period.
+    """
+    av = _require_av(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: video file missing")
+    out: list[np.ndarray | None] = [None] * len(times)
+    tol = 0.5 / fps
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            container.seek(max(0, int(float(times.min()) / stream.time_base)), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * stream.time_base)
+                if t > times.max() + tol:
+                    break
+                i = int(np.argmin(np.abs(times - t)))
+                if abs(times[i] - t) <= tol and out[i] is None:
+                    out[i] = _resized(frame.to_image(), image_size)
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise BadInput(f"{path}: cannot decode ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    missing = [float(t) for t, f in zip(times, out) if f is None]
+    if missing:
+        raise BadInput(f"{path}: no frame at t = {missing[0]:.3f} s ({len(missing)} of {len(times)} frames missing)")
+    return np.stack(out)  # type: ignore[arg-type]
 
 
 def _lerobot_episodes(src: Path, info: dict, image_size: int | None) -> Iterator[Episode]:
@@ -376,7 +473,12 @@ def _lerobot_episodes(src: Path, info: dict, image_size: int | None) -> Iterator
     data_files = sorted((src / "data").glob("*/*.parquet"))
     if not data_files:
         raise BadInput(f"{src / 'data'}: no data files")
-    columns = [image_key, state_key, action_key, "episode_index", "frame_index", "task_index"]
+    video = _is_video(info, image_key)
+    if video:
+        _require_av(src / "videos")
+    columns = [state_key, action_key, "episode_index", "frame_index", "task_index"]
+    columns += ["timestamp"] if video else [image_key]
+    fps = float(info.get("fps") or 0) or None
     for path in data_files:
         frames = _read_parquet(path, columns=columns).to_pandas()
         # Episodes never span data files in v3.0; within a file frames are in episode order.
@@ -384,12 +486,32 @@ def _lerobot_episodes(src: Path, info: dict, image_size: int | None) -> Iterator
             rows = rows.sort_values("frame_index")
             meta_row = episodes.loc[index] if index in episodes.index else None
             task_text = tasks.get(int(rows["task_index"].iloc[0]), "")
-            yield _episode_from(rows, meta_row, task_text, src, image_size, (image_key, state_key, action_key))
+            if video:
+                images = _episode_video(src, info, image_key, meta_row, rows, fps, image_size)
+            else:
+                images = _decode_images(rows[image_key], src, image_size)
+            yield _episode_from(rows, meta_row, task_text, images, (state_key, action_key))
 
 
-def _episode_from(rows, meta_row, task_text: str, src: Path, image_size: int | None, keys: tuple) -> Episode:
-    """One Episode from its frame rows (pandas, in frame order) and its meta/episodes row (or None)."""
-    image_key, state_key, action_key = keys
+def _episode_video(src: Path, info: dict, key: str, meta_row, rows, fps: float | None, image_size: int | None):
+    """An episode's camera frames from its mp4 file (located by its meta/episodes row)."""
+    where = src / "meta" / "episodes"
+    col = f"videos/{key}/"
+    if meta_row is None or col + "from_timestamp" not in meta_row:
+        raise BadInput(f"{where}: episode {int(rows['episode_index'].iloc[0])} has no {col}* columns for its video")
+    if not fps:
+        raise BadInput(f"{src / 'meta' / 'info.json'}: 'fps' is needed to decode video")
+    template = info.get("video_path") or VIDEO_PATH
+    path = src / template.format(video_key=key, chunk_index=int(meta_row[col + "chunk_index"]),
+                                 file_index=int(meta_row[col + "file_index"]))
+    # Frame times in the file: the episode's offset plus each frame's own timestamp (LeRobot's query).
+    times = float(meta_row[col + "from_timestamp"]) + rows["timestamp"].to_numpy(dtype=np.float64)
+    return _decode_video(path, times, fps, image_size)
+
+
+def _episode_from(rows, meta_row, task_text: str, images: np.ndarray, keys: tuple) -> Episode:
+    """One Episode from its frame rows (pandas, in frame order), camera frames and meta/episodes row (or None)."""
+    state_key, action_key = keys
     t = len(rows)
     extra = {} if meta_row is None else meta_row.to_dict()
 
@@ -400,7 +522,7 @@ def _episode_from(rows, meta_row, task_text: str, src: Path, image_size: int | N
     meta = json.loads(extra["meta"]) if has("meta") else {}
     meta["lerobot_episode_index"] = int(rows["episode_index"].iloc[0])
     return Episode(
-        images=_decode_images(rows[image_key], src, image_size),
+        images=images,
         proprio=np.stack(rows[state_key].to_numpy()).astype(np.float32).reshape(t, -1),
         actions=np.stack(rows[action_key].to_numpy()).astype(np.float32).reshape(t, -1),
         instruction=task_text,

@@ -29,23 +29,14 @@ from typing import Iterable
 import numpy as np
 
 from analysis.errors import BadInput
-from scaling.data.clean import episode_flags
+from scaling.data.dataset import Dataset
 from scaling.data.episode import Episode
+from scaling.data.format import ARRAYS, FORMAT_VERSION, sha256_file
+from scaling.data.quality import episode_flags
 from scaling.data.stats import StatsAccumulator
 from scaling.data.tokenizers import ActionTokenizer, InstructionTokenizer
 
-FORMAT_VERSION = 1
 DEFAULT_SHARD_FRAMES = 4096
-ARRAYS = ("images", "proprio", "actions", "episode_index")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 4 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def content_hash(ep: Episode) -> str:
@@ -265,8 +256,6 @@ def write_dataset(episodes: Iterable[Episode], out: str | Path, *, seed: int | N
         raise
 
 
-def open_dataset(path: str | Path):
+def open_dataset(path: str | Path) -> Dataset:
     """Opens a dataset folder (checked: manifest, version, shard headers); see ``scaling.data.dataset``."""
-    from scaling.data.dataset import Dataset
-
     return Dataset(path)

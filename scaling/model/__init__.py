@@ -7,7 +7,7 @@ and `param_groups` import torch on first use.
 from scaling.model.accounting import approx_6nd, count_params, describe, flops_per_sample
 from scaling.model.config import ModelConfig, image_normalisation
 from scaling.model.presets import CPU_LADDER, PRESETS, parse_size
-from scaling.model.solver import shape_for_params
+from scaling.model.solver import shape_for_params as _shape_for_params
 
 
 def __getattr__(name: str):
@@ -24,3 +24,8 @@ def __getattr__(name: str):
 __all__ = ["CPU_LADDER", "PRESETS", "VLA", "ModelConfig", "approx_6nd", "count_params", "describe",
            "flops_per_sample", "image_normalisation", "param_groups", "parse_size",
            "shape_for_params"]
+
+
+def shape_for_params(target: float, **data) -> tuple[int, int, int]:
+    """(d_model, n_layers, n_heads) of `ModelConfig` closest to `target` parameters (see `scaling.model.solver`)."""
+    return _shape_for_params(target, ModelConfig, **data)

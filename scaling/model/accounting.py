@@ -17,7 +17,10 @@ Definitions (tests check them against the real module and `torch.utils.flop_coun
 
 from __future__ import annotations
 
-from scaling.model.config import ModelConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the config module sits above (config -> presets -> solver -> here)
+    from scaling.model.config import ModelConfig
 
 FLOW_TIME_FEATURES = 32
 """Sinusoidal features of the flow-matching time, fed to the flow head (fixed, no parameters)."""

@@ -11,6 +11,7 @@ import difflib
 from dataclasses import dataclass, fields
 
 from analysis.errors import BadInput
+from scaling.model.presets import resolve_size
 
 HEADS = ("discrete", "mse", "flow")
 
@@ -159,14 +160,12 @@ class ModelConfig:
         Raises:
             BadInput: unknown preset, non-positive size, or a size too small to build.
         """
-        from scaling.model.presets import resolve_size  # late: presets import this module
-
         if patch_size is None:
             patch_size = default_patch_size(image_size)
         data = dict(image_size=image_size, vocab_size=vocab_size, max_instr_len=max_instr_len,
                     proprio_dim=proprio_dim, action_dim=action_dim, chunk=chunk, head=head,
                     patch_size=patch_size, **overrides)
-        shape = resolve_size(size, **data)
+        shape = resolve_size(size, cls, **data)
         return cls(**shape, **data)
 
 

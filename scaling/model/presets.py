@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from analysis.errors import BadInput
+from scaling.model.solver import shape_for_params
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,10 @@ def parse_size(size: str | float | int) -> Preset:
     return Preset(target=target)
 
 
-def resolve_size(size: str | float | int, **data) -> dict[str, int]:
-    """{d_model, n_layers, n_heads} for a size, given the other ModelConfig fields in `data`."""
-    from scaling.model.solver import shape_for_params  # late: solver imports config
-
+def resolve_size(size: str | float | int, config_cls, **data) -> dict[str, int]:
+    """{d_model, n_layers, n_heads} for a size, given the config class and its other fields in `data`."""
     preset = parse_size(size)
     if preset.target is None:
         return {"d_model": preset.d_model, "n_layers": preset.n_layers, "n_heads": preset.n_heads}
-    d_model, n_layers, n_heads = shape_for_params(preset.target, **data)
+    d_model, n_layers, n_heads = shape_for_params(preset.target, config_cls, **data)
     return {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads}

@@ -25,7 +25,6 @@ import math
 
 from analysis.errors import BadInput
 from scaling.model.accounting import count_params
-from scaling.model.config import ModelConfig
 
 DEPTH_AT_1E5 = 2.2
 """Preferred depth (blocks) at 1e5 parameters; it grows as the fourth root of the target."""
@@ -67,31 +66,36 @@ def preferred_depth(target: float) -> float:
     return max(float(MIN_DEPTH), DEPTH_AT_1E5 * (target / 1e5) ** 0.25)
 
 
-def _count(d_model: int, n_layers: int, data: dict) -> int:
-    cfg = ModelConfig(d_model=d_model, n_layers=n_layers,
-                      n_heads=d_model // head_dim_for(d_model), **data)
-    return count_params(cfg)[0]
+def _counter(config_cls, data: dict):
+    """Total parameters of the shape (d_model, n_layers) with the head rule, for these data fields."""
+    def count(d_model: int, n_layers: int) -> int:
+        cfg = config_cls(d_model=d_model, n_layers=n_layers, n_heads=d_model // head_dim_for(d_model), **data)
+        return count_params(cfg)[0]
+
+    return count
 
 
-def _nearest_widths(n_layers: int, target: float, data: dict) -> list[int]:
+def _nearest_widths(n_layers: int, target: float, _count) -> list[int]:
     """The grid widths just below and just above the target at this depth (binary search)."""
     lo, hi = 0, len(_WIDTHS) - 1
-    if _count(_WIDTHS[hi], n_layers, data) < target:
+    if _count(_WIDTHS[hi], n_layers) < target:
         return [_WIDTHS[hi]]
     while lo < hi:  # smallest index whose count reaches the target (counts grow with width)
         mid = (lo + hi) // 2
-        if _count(_WIDTHS[mid], n_layers, data) >= target:
+        if _count(_WIDTHS[mid], n_layers) >= target:
             hi = mid
         else:
             lo = mid + 1
     return _WIDTHS[max(lo - 1, 0): lo + 1]
 
 
-def shape_for_params(target: float, **data) -> tuple[int, int, int]:
+def shape_for_params(target: float, config_cls, **data) -> tuple[int, int, int]:
     """(d_model, n_layers, n_heads) whose total parameter count is closest to `target` under the rule.
 
     Args:
         target: wanted total parameter count (embeddings included).
+        config_cls: the config class to count with (`ModelConfig`; passed in so that the solver
+            sits below the config module that calls it: `scaling.model.shape_for_params` binds it).
         **data: the other `ModelConfig` fields (image_size, patch_size, vocab_size,
             max_instr_len, proprio_dim, action_dim, chunk, head, ...).
 
@@ -101,19 +105,20 @@ def shape_for_params(target: float, **data) -> tuple[int, int, int]:
     """
     if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
         raise BadInput(f"model size: target parameter count must be a positive number, got {target!r}")
+    _count = _counter(config_cls, data)
     candidates = []  # (relative error, depth distance, d_model, n_layers)
     depth = preferred_depth(target)
     for n_layers in range(1, MAX_LAYERS + 1):
-        for d_model in _nearest_widths(n_layers, target, data):
-            err = abs(_count(d_model, n_layers, data) / target - 1.0)
+        for d_model in _nearest_widths(n_layers, target, _count):
+            err = abs(_count(d_model, n_layers) / target - 1.0)
             candidates.append((err, abs(math.log(n_layers / depth)), d_model, n_layers))
-        if _count(_WIDTHS[0], n_layers, data) > target * (1 + MAX_ERROR):
+        if _count(_WIDTHS[0], n_layers) > target * (1 + MAX_ERROR):
             break  # deeper models only grow
     close = [c for c in candidates if c[0] <= TOLERANCE]
     err, _, d_model, n_layers = (min(close, key=lambda c: (c[1], c[0])) if close
                                  else min(candidates))
     if err > MAX_ERROR:
-        smallest = _count(_WIDTHS[0], 1, data)
+        smallest = _count(_WIDTHS[0], 1)
         why = (f"smaller than the smallest model ({smallest:,} parameters) for these data dimensions"
                if target < smallest else "out of reach of the size solver")
         raise BadInput(f"model size: {target:.3g} parameters is {why}")

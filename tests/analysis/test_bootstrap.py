@@ -25,6 +25,7 @@ def test_intervals_bracket_the_estimate_and_include_derived_quantities():
         lo, hi = res.ci[k]
         v = res.params.get(k, res.exponents.get(k))
         assert lo <= v <= hi, (k, lo, v, hi)
+        assert hi > lo, (k, lo, hi)  # a zero-width interval would pass the bracket check alone
     assert len(res.bootstrap["samples"]) == 100
     opt = analysis.optimal(res, 1e20)
     assert opt["ci"]["loss"][0] <= opt["loss"] <= opt["ci"]["loss"][1]

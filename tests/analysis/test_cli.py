@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 import yaml
 
@@ -34,6 +36,13 @@ def test_fit_then_optimal_then_emit_config(results, tmp_path, capsys):
     assert {"flops", "n_opt", "d_opt", "loss", "ci"} <= set(o)
     assert o["ci"]["n_opt"][0] <= o["n_opt"] <= o["ci"]["n_opt"][1]
     assert o["n_opt"] * o["d_opt"] * d["k"] == pytest.approx(1e19)
+    # Against Chinchilla's closed form (Hoffmann et al. 2022, eq. 4), not only the budget identity:
+    # N_opt = G (C/k)^a, G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta / (alpha + beta).
+    p = d["params"]
+    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / (p["alpha"] + p["beta"]))
+    a = p["beta"] / (p["alpha"] + p["beta"])
+    assert o["n_opt"] == pytest.approx(G * (1e19 / d["k"]) ** a, rel=1e-9)
+    assert d["exponents"]["a"] == pytest.approx(a, rel=1e-12)
     run = yaml.safe_load(cfg.read_text())
     assert isinstance(run["size"], float) and isinstance(run["samples"], int)
     assert run["size"] == pytest.approx(o["n_opt"], rel=1e-6)
@@ -61,3 +70,51 @@ def test_report_on_a_sweep_directory(results, tmp_path, capsys):
     assert main(["report", str(results.parent), "--bootstrap", "20", "--out", str(out)]) == 0
     assert (out / "report.html").is_file() and (out / "fit.json").is_file()
     assert "report.html" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, match", [
+    ("[1, 2]", "expected a JSON object, found a list"),
+    ('{"form": "chinchilla", "params": {"E": 1.8, "A": 400, "B": 1500, "beta": 0.36}}', "'params' lacks 'alpha'"),
+    ('{"form": "chinchilla", "params": {"E": 1.8, "A": 400, "B": 1500, "alpha": "x", "beta": 0.36}}',
+     "params.alpha must be a finite number"),
+    ('{"form": "nope", "params": {}}', "unknown form 'nope'"),
+    ('{"params": {}}', "no 'form'"),
+    ('{"form": "chinchilla", "params": [1, 2]}', "'params' must be an object"),
+    ('{"form": "chinchilla", "params": {"E": 1.8, "A": 400, "B": 1500, "alpha": 0.34, "beta": 0.36}, "k": -1}',
+     "'k' (FLOPs per parameter per sample) must be a positive number"),
+    ('{"form": "chinchilla", "params": {"E": 1.8, "A": 400, "B": 1500, "alpha": 0.34, "beta": 0.36}, "ci": {"E": 3}}',
+     "ci.E must be [lo, hi]"),
+    ('{"form": "chinchilla", "params": {"E": 1.8, "A": 400, "B": 1500, "alpha": 0.34, "beta": 0.36}, '
+     '"bootstrap": {"names": ["E"], "samples": [[1, 2]]}}', "bootstrap.samples must be rows of 1 numbers"),
+    ('{"form": "power_n", "params": {"E": 1.8, "A": 400, "alpha": 0.3}}', "needs a law in both N and D"),
+    ("{not json", "not valid JSON"),
+    ('"text"', "expected a JSON object, found a str"),
+])
+def test_malformed_fit_json_exits_2_with_one_line(content, match, tmp_path, capsys):
+    p = tmp_path / "fit.json"
+    p.write_text(content)
+    assert main(["optimal", str(p), "--flops", "1e18"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err and "Traceback" not in err, err
+
+
+def test_emit_config_carries_the_runs_training_settings_and_warns_far_out(tmp_path, capsys):
+    df = synthetic_frame(noise=0.005, n_sizes=5, n_budgets=5)
+    df["lr"] = np.where(df.n_params < 1e8, 2e-3, 1e-3)  # tuned per size, as sweeps do
+    df["global_batch_size"] = 32
+    df["precision"] = "32-true"
+    src = tmp_path / "r.csv"
+    df.to_csv(src, index=False)
+    fit_json, cfg = tmp_path / "fit.json", tmp_path / "run.yaml"
+    assert main(["fit", str(src), "--bootstrap", "0", "--holdout-frac", "0", "--out", str(fit_json)]) == 0
+    d = json.loads(fit_json.read_text())
+    assert d["training"]["global_batch_size"] == 32 and d["training"]["precision"] == "32-true"
+    assert set(d["training"]["lr"]["by_n"].values()) == {2e-3, 1e-3}
+    capsys.readouterr()
+    big = 1e4 * d["observed"]["flops_max"]
+    assert main(["optimal", str(fit_json), "--flops", str(big), "--emit-config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert "1e+04x the largest fitted run" in err and "below every observed loss" in err
+    run = yaml.safe_load(cfg.read_text())
+    assert run["batch_size"] == 32 and run["precision"] == "32-true" and run["lr"] == 1e-3  # N_opt >> 1e8
+    assert "WARNING" in cfg.read_text() and "FLOPs)" in cfg.read_text()

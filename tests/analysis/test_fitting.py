@@ -55,7 +55,7 @@ def test_batched_lbfgs_matches_scipy_on_every_start():
     df = pd.read_csv(DATA / "chinchilla_kyotakano.csv")
     logs, y = _data(df, "N", "D", "loss")
     starts = F.grid[[777, 2222, 4321]]
-    xb, fb, _ = lbfgs_batch(Objective(F, logs, y), starts, maxiter=2000, gtol=1e-10)
+    xb, fb, _, _ = lbfgs_batch(Objective(F, logs, y), starts, maxiter=2000, gtol=1e-10)
     _, _, fs = fit_scipy_loop(F, logs, y, starts)
     # Each start reaches at least as low an objective as scipy does from it (to scipy's tolerance).
     assert np.all(fb <= fs + 1e-8)
@@ -93,7 +93,11 @@ def test_other_forms_recover_their_parameters(form, truth):
     got = f.to_natural(pf.theta)
     for k, v in truth.items():
         exp_like = not f.log_params[f.params.index(k)]
-        assert_allclose(got[k], v, rtol=0.1 if exp_like else 1.0, err_msg=f"{form}.{k}")
+        # At 0.2% noise exponents come back within ~4% (measured worst: data_constrained beta, 4.3%).
+        # A scale is the exponential of a log-scale that trades off against its exponent along the
+        # data: d log B ~ d beta * log D ~ 0.015 * 23, so ~35% on a scale is that same noise
+        # level (measured worst: data_constrained B, 23%); not "anything goes" as rtol = 1 was.
+        assert_allclose(got[k], v, rtol=0.05 if exp_like else 0.35, err_msg=f"{form}.{k}")
 
 
 def test_import_analysis_is_light():

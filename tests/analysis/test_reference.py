@@ -95,3 +95,18 @@ def test_pruned_grid_fit_equals_exhaustive_on_other_data(experiment):
     fast, full = fit_grid(f, logs, y), fit_grid(f, logs, y, stages=())
     assert_allclose(fast.huber, full.huber, rtol=1e-9)
     assert_allclose(fast.theta, full.theta, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_misfitting_with_nonembedding_n_names_e_at_its_bound():
+    """The issue's case: N_no_emb as N. E slides to 0 (1e-14); that must read as a bound, never as [1.4e-14, 1.4e-14]."""
+    df = pd.read_csv(_need("misfitting_last_ckpt.csv"))
+    df = df.groupby(["N_no_emb", "D"], as_index=False)["loss"].min()
+    res = analysis.fit(df, n_col="N_no_emb", d_col="D", loss_col="loss", bootstrap=400, holdout_frac=0.2)
+    assert res.at_bound.get("E") == "lower" and res.ci["E"][0] == 0.0
+    assert any(w.startswith("E = ") and "lower bound" in w for w in res.warnings), res.warnings
+    for name in res.params:
+        lo, hi = res.ci[name]
+        assert hi > lo or name in res.at_bound, (name, lo, hi)
+    assert res.convergence["converged"] and res.bootstrap["not_converged"] <= 0.03 * 400
+    assert res.bootstrap["grid_refits"] == 20

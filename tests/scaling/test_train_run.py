@@ -45,7 +45,10 @@ def test_train_writes_result_metrics_and_weights_only_checkpoint(tiny_dataset, t
     assert data["val_loss"] > 0 and data["val_loss_best"] <= data["val_loss"] and data["action_mse"] > 0
     assert data["success_rate"] is None and data["samples_per_second"] > 0
     assert data["mfu"] == pytest.approx(data["samples_per_second"] * data["flops_per_sample"] / 1e11)
-    assert set(data["versions"]) == {"torch", "lightning", "python", "package"}
+    assert set(data["versions"]) == {"torch", "lightning", "python", "package", "code"}
+    from scaling.versions import code_version
+
+    assert data["versions"]["code"] == code_version()  # what sweeps compare before reusing a run
     assert result.val_loss == data["val_loss"]
     with open(tmp_path / "run" / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))

@@ -22,6 +22,12 @@ def _log(sweep_dir: Path, line: str) -> None:
         f.flush()
 
 
+def _code_version() -> str:
+    from scaling.versions import code_version  # as the real trainer records it
+
+    return code_version()
+
+
 def main() -> int:
     cfg = yaml.safe_load(Path(sys.argv[sys.argv.index("--config") + 1]).read_text())
     out = Path(cfg["out"])
@@ -65,7 +71,7 @@ def main() -> int:
         "precision": "32-true", "world_size": 1, "val_loss": None if diverged else val,
         "val_loss_best": None if diverged else val, "train_loss": val, "action_mse": 0.1,
         "success_rate": None, "wall_seconds": 0.1, "samples_per_second": 1000.0, "mfu": None,
-        "versions": {"fake": "1"},
+        "versions": {"fake": "1", "code": os.environ.get("FAKE_CODE_VERSION") or _code_version()},
     }
     tmp = out / ".result.json.tmp"
     tmp.write_text(json.dumps(result))

@@ -80,3 +80,17 @@ def test_estimates_interpolate_between_calibrated_sizes():
         spf = 1e-9 if r.flops_per_sample == lo else 1e-10
         assert r.est_seconds == pytest.approx(2.0 + r.flops * spf)
     assert totals(est)["est_seconds"] == pytest.approx(sum(r.est_seconds for r in est))
+
+
+def test_two_points_with_one_key_are_refused():
+    """Guard behind the spec's duplicate check: a point planned twice would wait forever in the queue."""
+    from sweeps.plan import _unique_keys
+    from sweeps.points import PlannedRun
+    from sweeps.spec import parse_spec
+
+    spec = parse_spec({"name": "t", "data": "d", "models": ["debug"], "samples": [64]})
+    run = PlannedRun(key="abc", phase="main", size="debug", n_params=10, samples=64, seed=0, flops=1.0,
+                     flops_per_sample=1, config={})
+    assert _unique_keys(spec, [run]) == [run]
+    with pytest.raises(BadInput, match="plan the same run"):
+        _unique_keys(spec, [run, run])

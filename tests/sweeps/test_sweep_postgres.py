@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+PASSWORD = "s3cret-pw"
+
 
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
@@ -50,11 +52,17 @@ def postgres_url():
     data = base / "data"
     env = {**os.environ, "LC_ALL": "C"}
     run = lambda *c: subprocess.run([*prefix, *c], check=True, capture_output=True, env=env, timeout=120)  # noqa: E731
-    run(initdb, "-D", str(data), "-A", "trust", "-U", "sweep", "--no-sync")
+    pwfile = base / "pw"
+    pwfile.write_text(PASSWORD + "\n")
+    os.chown(pwfile, *(os.stat(base).st_uid, os.stat(base).st_gid))
+    # Password authentication, so the test proves the password reaches every worker (through the
+    # environment, not a command line).
+    run(initdb, "-D", str(data), "-A", "scram-sha-256", "-U", "sweep", f"--pwfile={pwfile}", "--no-sync")
     run(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
         f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
     try:
-        yield f"postgresql+psycopg2://sweep@127.0.0.1:{port}/postgres"
+        # The plain form the README documents: no driver named (SQLAlchemy 2.1 would pick psycopg 3).
+        yield f"postgresql://sweep:{PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, env=env)
         shutil.rmtree(base, ignore_errors=True)
@@ -66,15 +74,19 @@ def postgres_url():
 def test_three_concurrent_sweep_runs_on_postgres(tmp_path, spec_file, fake_env, runs_of, postgres_url):
     spec = spec_file(seeds=[0, 1, 2])  # 12 points
     dirs = [tmp_path / f"machine{i}" for i in range(3)]  # no shared disk: each "machine" its own folder
+    # Two machines name the database on the command line, the third through SCALING_STORAGE.
     procs = [subprocess.Popen([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(spec), "--dir", str(d),
-                               "--storage", postgres_url, "--no-progress"], env=fake_env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for d in dirs]
+                               *(["--storage", postgres_url] if i < 2 else []), "--no-progress"],
+                              env=fake_env if i < 2 else {**fake_env, "SCALING_STORAGE": postgres_url},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i, d in enumerate(dirs)]
     for p in procs:
         _, err = p.communicate(timeout=500)
         assert p.returncode == 0, err
     finishes = Counter(k for d in dirs for ev, k, *_ in runs_of(d) if ev == "finish")
     assert len(finishes) == 12 and max(finishes.values()) == 1, finishes  # nothing missing, no duplicate
     assert sum(1 for d in dirs if runs_of(d)) >= 2  # the machines really shared the work
+    for f in (p for d in dirs for p in d.rglob("*") if p.is_file()):  # no file holds the password
+        assert PASSWORD.encode() not in f.read_bytes(), f
     # Export from the database alone, from a folder that has never seen the sweep.
     out = tmp_path / "elsewhere" / "results.csv"
     r = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", "export", str(spec), "--dir",

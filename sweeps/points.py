@@ -1,0 +1,98 @@
+"""The vocabulary of planning, at the bottom of ``sweeps``: data dimensions, model points, planned runs, run keys.
+
+``plan`` (the designs) and ``wsd`` (branching) both build on it; neither imports the other's internals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeps.spec import SweepSpec
+
+
+@dataclass(frozen=True)
+class DataDims:
+    """What the model family needs to know about the data (from the dataset itself)."""
+
+    image_size: int
+    """Side of the square images (pixels)."""
+    vocab_size: int
+    """Instruction vocabulary size (tokens)."""
+    max_instr_len: int
+    """Padded instruction length (tokens)."""
+    proprio_dim: int
+    """Proprioception features per step."""
+    action_dim: int
+    """Action dimensions per step."""
+
+
+@dataclass(frozen=True)
+class ModelPoint:
+    """One rung of the model ladder, resolved."""
+
+    size: str | float
+    """As written in the spec: preset name or target parameter count."""
+    n_params: int
+    """Total parameters."""
+    n_params_nonembed: int
+    """Non-embedding parameters."""
+    flops_per_sample: int
+    """Training FLOPs per sample (forward + backward)."""
+    shape: dict = field(default_factory=dict, compare=False)
+    """d_model, n_layers, n_heads of the resolved config."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the sweep."""
+
+    key: str
+    """Stable key: hash of the resolved run config (12 hex digits)."""
+    phase: str
+    """``main`` (a point of the design), ``stable`` (a WSD stable phase), ``cooldown`` (a WSD branch)
+    or ``blind`` (the input-free baseline: largest N and D, images and instruction withheld)."""
+    size: str | float
+    """Model size as written in the spec."""
+    n_params: int
+    """Total parameters N."""
+    samples: int
+    """Training samples D."""
+    seed: int
+    """Run seed."""
+    flops: float
+    """Training compute of this run (FLOPs) = flops_per_sample * samples (cooldowns: their own part)."""
+    flops_per_sample: int
+    """Training FLOPs per sample."""
+    config: dict
+    """RunConfig fields except ``data`` and ``out`` (local to each machine)."""
+    budget: float | None = None
+    """IsoFLOP budget C this run belongs to (FLOPs), None for grid runs."""
+    depends_on: str | None = None
+    """Key of the run that must complete first (the WSD stable phase of a cooldown)."""
+    branch: dict | None = None
+    """WSD cooldown: ``{"from_key": stable run key, "checkpoint": checkpoint name}``."""
+    est_seconds: float | None = None
+    """Estimated wall time from the measured calibration (seconds)."""
+
+
+def run_key(config: dict, data_identity: Any) -> str:
+    """Stable key of a run: sha256 of its resolved config and data identity, 12 hex digits.
+
+    The code version is recorded beside the key (in the point and in ``result.json``), not in it, so
+    that a committed study's keys stay valid across commits (``sweep run --only KEY``); a sweep never
+    reuses a run of other code silently (``sweeps.generation``, and the worker moves such a run aside).
+    """
+    blob = json.dumps({"config": config, "data": data_identity}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def base_config(spec: SweepSpec, size: str | float, samples: int, seed: int, lrs: dict | None) -> dict:
+    """The RunConfig fields a point sets: the spec's training settings, its N, D, seed and lr."""
+    cfg = dict(spec.train_dict)
+    cfg.update(size=size, samples=int(samples), seed=int(seed), wandb_group=spec.name)
+    if lrs is not None and str(size) in lrs:
+        cfg["lr"] = float(lrs[str(size)])
+    return cfg

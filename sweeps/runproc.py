@@ -1,0 +1,62 @@
+"""One run as an OS process, at the bottom of the worker layer: its command, its tie to the worker, its result.
+
+Each run is ``python -m sweeps.cli train --config RUN_DIR/run.yaml`` in its own process. Tests may
+swap the command with the environment variable ``SWEEP_RUN_COMMAND`` (a command prefix; ``--config
+PATH`` is appended). Used by the sweep worker and by the learning-rate search alike.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+RUN_COMMAND_ENV = "SWEEP_RUN_COMMAND"
+
+
+def die_with_parent() -> None:
+    """In the child before exec: the run is killed if its worker dies (no two processes train into one folder)."""
+    # Linux prctl(PR_SET_PDEATHSIG, SIGKILL): the run is killed if its worker dies.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def run_command(config_path: Path) -> list[str]:
+    """The command that trains one run (``scaling train``, or the test override)."""
+    override = os.environ.get(RUN_COMMAND_ENV)
+    base = shlex.split(override) if override else [sys.executable, "-m", "sweeps.cli", "train"]
+    return [*base, "--config", str(config_path)]
+
+
+def finished_result(run_dir: Path) -> dict | None:
+    """``RUN_DIR/result.json`` of a run that ended completed or diverged, else None."""
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return result if result.get("status") in ("completed", "diverged") else None
+
+
+def flatten_result(result: dict) -> dict:
+    """A result.json dict as one flat row (model shape flattened, nested values as JSON strings)."""
+    row: dict[str, Any] = {}
+    for k, v in result.items():
+        if k == "model" and isinstance(v, dict):
+            for mk in ("d_model", "n_layers", "n_heads"):
+                if mk in v:
+                    row[mk] = v[mk]
+        elif k == "input_reliance" and isinstance(v, dict):  # one column per probed input
+            for ik, iv in v.items():
+                row[f"reliance_{ik}"] = iv
+        elif isinstance(v, (dict, list)):
+            row[k] = json.dumps(v, sort_keys=True)
+        else:
+            row[k] = v
+    return row
