@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
-PRECISIONS = ("bf16-mixed", "16-mixed", "32-true")
+PRECISIONS = ("bf16-mixed", "16-mixed", "32-true", "auto")
 SCHEDULES = ("cosine", "wsd")
 STRATEGIES = ("auto", "ddp", "fsdp")
 FSDP_SHARDING = ("full", "hybrid", "grad_op")
@@ -74,7 +74,8 @@ class RunConfig:
     micro_batch_size: int | None = None
     """Samples per device per forward pass (None = batch_size / world_size, no accumulation)."""
     precision: str = "bf16-mixed"
-    """Lightning precision: bf16-mixed | 16-mixed | 32-true."""
+    """Lightning precision: bf16-mixed | 16-mixed | 32-true | auto (the fastest for the device, measured once
+    per machine: `scaling.hardware.resolve_precision`; result.json records the precision that ran)."""
     devices: int = 1
     """Devices (processes) per node."""
     num_nodes: int = 1

@@ -66,7 +66,8 @@ class RunResult:
     samples_per_second: float | None
     """Training throughput from training steps only (samples/s, all devices)."""
     mfu: float | None
-    """Model FLOP utilisation: achieved FLOP/s / (peak FLOP/s x world_size); null if the peak is unknown."""
+    """Model FLOP utilisation: flops_per_sample x samples/s / (peak_flops x world_size), against the peak of
+    the fastest dtype the device offers (`scaling.hardware.mfu_peak`); null if the peak is unknown."""
     versions: dict
     """Versions: torch, lightning, python, package."""
     success_note: str | None = None
@@ -77,7 +78,9 @@ class RunResult:
     """Validation-loss increase (nats) with each input (image, instruction, proprio) shuffled across
     samples (`scaling.probe`): how much the policy uses it; 0 = ignored. Null when not measured."""
     peak_flops: float | None = None
-    """Peak FLOP/s per device that `mfu` divides by; null where unknown."""
+    """The per-device peak FLOP/s that `mfu` divides by (null if unknown)."""
+    peak_flops_source: str | None = None
+    """Where that peak comes from: "vendor table: <GPU> <dtype> dense", "measured: <probe> ...", "config"."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with non-finite floats turned into None (strict JSON)."""

@@ -211,7 +211,7 @@ def train(cfg: RunConfig) -> RunResult | None:
 
         reliance = input_reliance(state.eval_model, source, cfg.val_samples)
     sps = state.timed_steps * cfg.batch_size / state.train_seconds if state.timed_steps else None
-    peak = peak_flops_per_device(cfg, state.precision)
+    peak = peak_flops_per_device(cfg, state.precision)  # hardware.Peak(value, dtype, source)
     result = RunResult(
         run_id=cfg.name, status=status, n_params=n_params, n_params_nonembed=n_nonembed,
         model=describe(model_cfg), flops_per_sample=fps, flops=float(fps) * n_seen, n_samples=n_seen,
@@ -220,46 +220,21 @@ def train(cfg: RunConfig) -> RunResult | None:
         val_loss=state.val_loss, val_loss_best=state.val_loss_best, train_loss=state.train_loss,
         action_mse=state.action_mse, success_rate=success,
         wall_seconds=state.wall_before + time.time() - t_start, samples_per_second=sps,
-        mfu=(sps * fps / (peak * state.world_size)) if (sps and peak) else None, versions=_versions(),
+        mfu=(sps * fps / (peak.value * state.world_size)) if (sps and peak.value) else None, versions=_versions(),
         success_note=note, blind=cfg.blind, input_reliance=reliance,
-        peak_flops=peak)
+        peak_flops=peak.value, peak_flops_source=peak.source)
     result.save(cfg.run_dir / "result.json")
     return result
 
 
-def peak_flops_per_device(cfg: RunConfig, precision: str | None = None) -> float | None:
-    """Peak FLOP/s of one device that MFU divides by; None when unknown (MFU is then null).
+def peak_flops_per_device(cfg: RunConfig, precision: str | None = None):
+    """The MFU denominator of one device (`scaling.hardware.mfu_peak`): the peak FLOP/s of the fastest
+    dtype it offers (the run's own `peak_flops` first, then $SCALING_PEAK_FLOPS, the vendor table for
+    GPUs, a cached matmul probe at the run's thread count for CPUs). `precision` is not used: MFU
+    divides by the device's best, whatever the run chose (docs/throughput.md)."""
+    from scaling.hardware import mfu_peak
 
-    The run's own setting first, then $SCALING_PEAK_FLOPS, then the hardware probe
-    (`scaling.hardware.peak_flops`, when that module exists), then a table of known GPUs.
-    """
-    if cfg.peak_flops:
-        return float(cfg.peak_flops)
-    if os.environ.get("SCALING_PEAK_FLOPS"):
-        return float(os.environ["SCALING_PEAK_FLOPS"])
-    try:
-        from scaling import hardware  # the measured/tabled peak of issue 13, where present
-    except ImportError:
-        hardware = None
-    if hardware is not None and hasattr(hardware, "peak_flops"):
-        return hardware.peak_flops(cfg, precision)  # the seam: (run config, precision run) -> FLOP/s or None
-    return gpu_table_peak(cfg)
-
-
-def gpu_table_peak(cfg: RunConfig) -> float | None:
-    """Dense bf16 tensor-core peak of the first CUDA device from the vendors' data sheets, or None."""
-    import torch
-
-    if not torch.cuda.is_available() or cfg.accelerator == "cpu":
-        return None
-    name = torch.cuda.get_device_name(0).upper()
-    table = [("H200", 989e12), ("H100 PCIE", 756e12), ("H100", 989e12), ("GH200", 989e12),
-             ("A100", 312e12), ("A10G", 70e12), ("L40S", 362e12), ("L4", 121e12), ("A10", 125e12),
-             ("V100", 125e12), ("4090", 165e12), ("3090", 71e12)]
-    for key, value in table:
-        if key in name:
-            return value
-    return None
+    return mfu_peak(cfg.accelerator, cfg.threads, override=cfg.peak_flops)
 
 
 def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start) -> RunResult:

@@ -16,7 +16,8 @@ from scaling.result import RunResult, result_fields
 CONTRACT_FIELDS = ["run_id", "status", "n_params", "n_params_nonembed", "model", "flops_per_sample", "flops",
                    "n_samples", "n_unique_samples", "epochs", "lr", "global_batch_size", "precision", "world_size",
                    "val_loss", "val_loss_best", "train_loss", "action_mse", "success_rate", "wall_seconds",
-                   "samples_per_second", "mfu", "versions", "success_note", "blind", "input_reliance", "peak_flops"]
+                   "samples_per_second", "mfu", "versions", "success_note", "blind", "input_reliance", "peak_flops",
+                   "peak_flops_source"]
 
 
 def test_yaml_then_flags_override(tmp_path):
