@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,metaworld,postgres,slurm
 
-.PHONY: demo test test-fast venv bench clean
+.PHONY: demo test test-fast coverage venv bench clean
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ test: venv
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The whole suite under coverage (subprocesses included: see [tool.coverage.run] in pyproject.toml).
+coverage: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider --cov --cov-report=term-missing:skip-covered
 
 bench: venv
 	$(BIN)/python -m benchmarks.run_all

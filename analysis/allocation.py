@@ -13,6 +13,7 @@ import numpy as np
 
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
+from analysis.schema import validate
 
 
 def allocation(form, params: dict, flops, k: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +69,7 @@ def optimal(fit, flops: float, level: float = 0.95) -> dict:
             v = v[np.isfinite(v)]
             if v.size:
                 out["ci"][key] = [float(np.percentile(v, lo_q)), float(np.percentile(v, hi_q))]
+    validate("optimal", out)
     return out
 
 

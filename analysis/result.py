@@ -67,8 +67,12 @@ class FitResult:
         return _clean(asdict(self))
 
     def save(self, path) -> Path:
-        """Write fit.json atomically (temporary name, then rename)."""
-        return write_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        """Write fit.json atomically (temporary name, then rename), after checking it against its contract."""
+        from analysis.schema import validate
+
+        doc = self.to_dict()
+        validate("fit", doc)
+        return write_atomic(path, json.dumps(doc, indent=1) + "\n")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "fit") -> "FitResult":

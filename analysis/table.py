@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import BadInput
+from analysis.schema import FITTED_PHASES
 
 DEFAULT_COLUMNS = {"N": "n_params", "D": "n_samples", "loss": "val_loss", "C": "flops", "U": "n_unique_samples"}
 """Results-table column for each quantity (docs/contracts.md): parameters, samples, loss, FLOPs, unique samples."""
@@ -173,6 +174,12 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
                 counts = df.loc[~done, sc].astype(str).value_counts().to_dict()
                 notes.append(f"dropped {int((~done).sum())} of {len(df)} runs whose {sc} is not completed: {counts}")
                 df = df[done].reset_index(drop=True)
+    if "phase" in df.columns:  # a sweep's table: fit its design points only (analysis/schema.py)
+        fitted = df["phase"].isna() | df["phase"].astype(str).str.strip().str.lower().isin(FITTED_PHASES)
+        if (~fitted).any():
+            counts = df.loc[~fitted, "phase"].astype(str).value_counts().to_dict()
+            notes.append(f"left out {int((~fitted).sum())} runs that are not design points, by phase: {counts}")
+            df = df[fitted].reset_index(drop=True)
     given = {"N": n_col, "D": d_col, "loss": loss_col, "C": c_col, "U": u_col}
     flags = {"N": "--n-col", "D": "--d-col", "loss": "--loss-col", "C": "--c-col", "U": "--u-col"}
     names = {q: (given[q] or DEFAULT_COLUMNS[q]) for q in given}

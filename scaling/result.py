@@ -1,7 +1,7 @@
 """`RunResult`: what one training run reports (``RUN_DIR/result.json``), the seam to sweeps.
 
-The fields are exactly those of docs/contracts.md; sweeps flatten `model` into d_model, n_layers,
-n_heads for the results table.
+The fields are exactly those of the contract (analysis/schema.py, rendered in docs/contracts.md);
+sweeps flatten `model` into d_model, n_layers, n_heads for the results table.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from analysis import schema
 from analysis.atomic import write_atomic
 
 STATUSES = ("completed", "diverged", "failed")
@@ -87,8 +88,10 @@ class RunResult:
         return {k: _finite(v) for k, v in dataclasses.asdict(self).items()}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write result.json atomically (temporary name, then rename)."""
-        return write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write result.json atomically (temporary name, then rename), after checking it against its contract."""
+        doc = self.to_dict()
+        schema.validate("run_result", doc)
+        return write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RunResult":

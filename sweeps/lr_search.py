@@ -148,6 +148,10 @@ def chosen_lrs(sw: "Sweep") -> dict[str, float]:
     return out
 
 
+# A trial that ended without saying how (its worker was killed): Optuna's state in the table's words.
+_STATE = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+
+
 def lr_rows(sw_name: str, storage, models) -> list[dict]:
     """The lr-search trials as results-table rows (``phase = lr_search``)."""
     rows = []
@@ -160,7 +164,7 @@ def lr_rows(sw_name: str, storage, models) -> list[dict]:
             if not t.state.is_finished():
                 continue
             r = dict(t.user_attrs.get("result") or {})
-            r.update(sweep=sw_name, run_key=f"lr-{size}-{t.number}", state=t.user_attrs.get("state", t.state.name.lower()),
+            r.update(sweep=sw_name, run_key=f"lr-{size}-{t.number}", state=t.user_attrs.get("state", _STATE[t.state.name]),
                      phase="lr_search", size=str(size), lr=t.params.get("lr"))
             rows.append(r)
     return rows

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analysis import schema
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 from sweeps.runproc import flatten_result
@@ -25,15 +26,9 @@ if TYPE_CHECKING:  # pandas is imported lazily by the functions below
 
     from sweeps.store import Queue
 
-RESULT_FIELDS = (
-    "run_id", "status", "n_params", "n_params_nonembed", "d_model", "n_layers", "n_heads",
-    "flops_per_sample", "flops", "n_samples", "n_unique_samples", "epochs", "lr", "global_batch_size",
-    "precision", "world_size", "val_loss", "val_loss_best", "train_loss", "action_mse", "success_rate",
-    "wall_seconds", "samples_per_second", "mfu", "versions", "success_note",
-    "reliance_image", "reliance_instruction", "reliance_proprio",
-)
-SWEEP_FIELDS = ("sweep", "run_key", "seed", "state", "phase", "size", "budget", "reason", "attempts",
-                "spec_fingerprint", "generation", "code_version", "flops_6nd")
+# The columns are those of the contract (analysis/schema.py, rendered in docs/contracts.md).
+RESULT_FIELDS = tuple(f.name for f in schema.RESULT_COLUMNS)
+SWEEP_FIELDS = tuple(f.name for f in schema.SWEEP_COLUMNS)
 
 
 def rows(q: "Queue") -> list[dict]:
@@ -83,8 +78,9 @@ def check_out(out: str | Path) -> Path:
 
 
 def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
-    """Write the table as CSV or Parquet (by extension), atomically."""
+    """Write the table as CSV or Parquet (by extension), atomically, after checking it against its contract."""
     path = check_out(out)
+    schema.validate_table(df)
     if path.suffix == ".csv":
         return write_atomic(path, df.to_csv(index=False))
     buf = io.BytesIO()
@@ -95,4 +91,4 @@ def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
 def fit_table(df: "pd.DataFrame", include_diverged: bool = False) -> "pd.DataFrame":
     """The rows a scaling-law fit uses: design points that completed (diverged left out by default)."""
     keep = {"completed", "diverged"} if include_diverged else {"completed"}
-    return df[df["state"].isin(keep) & df["phase"].isin(["main", "cooldown"])].reset_index(drop=True)
+    return df[df["state"].isin(keep) & df["phase"].isin(schema.FITTED_PHASES)].reset_index(drop=True)

@@ -10,6 +10,7 @@ import pytest
 import sweeps.cli
 from scaling.data.store import write_dataset
 from scaling.data.testing import synthetic_episodes
+from tests.scaling.metaworld_skip import skip_without_metaworld
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def test_truncated_and_corrupt_shards(cli, synth):
 @pytest.mark.slow
 @pytest.mark.metaworld
 def test_generate_metaworld(cli, tmp_path):
-    pytest.importorskip("metaworld")
+    skip_without_metaworld()
     out = tmp_path / "mw"
     rc, stdout, err = cli("data", "generate", "metaworld", "--tasks", "reach-v3", "--episodes-per-task", 1,
                           "--image-size", 32, "--out", out)

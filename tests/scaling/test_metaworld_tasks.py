@@ -6,6 +6,7 @@ import pytest
 
 from scaling.data import metaworld_source as mw
 from scaling.errors import BadInput
+from tests.scaling.metaworld_skip import skip_without_metaworld
 
 
 def test_task_table():
@@ -18,14 +19,22 @@ def test_task_table():
 
 
 def test_task_table_matches_metaworld():
-    env_dict = pytest.importorskip("metaworld.env_dict")
+    skip_without_metaworld()
+    from metaworld import env_dict
+
     assert sorted(mw.TASKS) == sorted(env_dict.ALL_V3_ENVIRONMENTS)
 
 
 def test_episode_seeds_are_distinct_and_stable():
     seeds = {mw.episode_seed(s, t, i) for s in (0, 1) for t in mw.TASKS[:5] for i in range(10)}
     assert len(seeds) == 100
-    assert mw.episode_seed(0, "reach-v3", 3) == mw.episode_seed(0, "reach-v3", 3)
+    # Pinned, not compared with a second call: a change of seeding (here or in numpy's SeedSequence)
+    # silently changes every Meta-World dataset, so it must fail here. Regenerate, only on purpose, with
+    #   python -c "from scaling.data import metaworld_source as mw; print([mw.episode_seed(*a) for a in
+    #   [(0, 'reach-v3', 0), (0, 'reach-v3', 3), (1, 'push-v3', 7), (2**31, 'pick-place-v3', 999)]])"
+    got = [mw.episode_seed(*a) for a in [(0, "reach-v3", 0), (0, "reach-v3", 3), (1, "push-v3", 7),
+                                         (2**31, "pick-place-v3", 999)]]
+    assert got == [4135204600, 2295666705, 3561157160, 2954988468]
 
 
 @pytest.mark.parametrize(

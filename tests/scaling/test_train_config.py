@@ -9,15 +9,13 @@ import pytest
 import yaml
 
 from analysis.errors import BadInput
+from analysis.schema import field_names as field_names_of
+from analysis.schema import fields as contract_fields
 from scaling import schedules
 from scaling.config import RunConfig, field_docs, field_names, resolve
 from scaling.result import RunResult, result_fields
 
-CONTRACT_FIELDS = ["run_id", "status", "n_params", "n_params_nonembed", "model", "flops_per_sample", "flops",
-                   "n_samples", "n_unique_samples", "epochs", "lr", "global_batch_size", "precision", "world_size",
-                   "val_loss", "val_loss_best", "train_loss", "action_mse", "success_rate", "wall_seconds",
-                   "samples_per_second", "mfu", "versions", "success_note", "blind", "input_reliance", "peak_flops",
-                   "peak_flops_source"]
+CONTRACT_FIELDS = field_names_of("run_result")  # the contract, written once in analysis/schema.py
 
 
 def test_yaml_then_flags_override(tmp_path):
@@ -114,8 +112,9 @@ def test_wsd_schedule_stable_then_sqrt_cooldown():
 
 def test_result_has_exactly_the_contract_fields(tmp_path):
     assert result_fields() == CONTRACT_FIELDS
-    values = {name: 0 for name in CONTRACT_FIELDS}
-    values.update(run_id="r", status="completed", model={"d_model": 8}, versions={}, val_loss=float("nan"))
+    values = {f.name: 0 for f in contract_fields("run_result") if f.required}  # optional ones keep their defaults
+    values.update(run_id="r", status="completed", model={"d_model": 8}, versions={}, val_loss=float("nan"),
+                  global_batch_size=1, world_size=1, precision="32-true")
     path = RunResult(**values).save(tmp_path / "result.json")
     data = json.loads(path.read_text())
     assert list(data) == CONTRACT_FIELDS and data["val_loss"] is None

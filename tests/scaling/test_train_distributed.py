@@ -1,4 +1,4 @@
-"""Slow end-to-end checks of `scaling train`: DDP on CPU, resume after kill -9, accumulation,
+"""End-to-end checks of `scaling train` (slow, marked one by one): DDP on CPU, resume after kill -9, accumulation,
 W&B offline, WSD branching, closed-loop evaluation."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import torch
 
 from scaling.config import RunConfig
 
-pytestmark = pytest.mark.slow
-torch.set_num_threads(1)
+# One intra-op thread for the in-process runs (a shared machine), set and restored by a fixture: a
+# module-level torch.set_num_threads(1) would change every test that runs after this file.
+pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -50,6 +51,7 @@ def in_process(data, out, **changes):
     return train(RunConfig(**values))
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_match_one_process(tiny_dataset, tmp_path):
     one = subprocess.run(cli_args(tiny_dataset, tmp_path / "one", samples=64), env=env(), cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
@@ -69,6 +71,7 @@ def test_ddp_two_cpu_processes_match_one_process(tiny_dataset, tmp_path):
     assert result["action_mse"] == pytest.approx(ref["action_mse"], rel=1e-2)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_keeps_the_global_batch(tiny_dataset, tmp_path):
     full = in_process(tiny_dataset, tmp_path / "full")
     accum = in_process(tiny_dataset, tmp_path / "accum", micro_batch_size=2)
@@ -79,6 +82,7 @@ def test_gradient_accumulation_keeps_the_global_batch(tiny_dataset, tmp_path):
     assert accum.val_loss == pytest.approx(full.val_loss, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_finishes_the_same_budget(tiny_dataset, tmp_path):
     flags = dict(samples=1600, checkpoint_every=10)
     reference = subprocess.run(cli_args(tiny_dataset, tmp_path / "ref", **flags), env=env(), cwd=ROOT,
@@ -108,6 +112,7 @@ def test_resume_after_kill_9_finishes_the_same_budget(tiny_dataset, tmp_path):
     assert result["val_loss"] == pytest.approx(ref["val_loss"], rel=0.02)
 
 
+@pytest.mark.slow
 def test_wandb_offline_writes_under_the_run_dir(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "")
@@ -119,6 +124,7 @@ def test_wandb_offline_writes_under_the_run_dir(tiny_dataset, tmp_path, monkeypa
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
 
 
+@pytest.mark.slow
 def test_wsd_branch_from_stable_checkpoint(tiny_dataset, tmp_path):
     long = in_process(tiny_dataset, tmp_path / "long", samples=160, schedule="wsd", checkpoint_at=(64,))
     stable = tmp_path / "long" / "checkpoints" / "stable-64.ckpt"
@@ -130,6 +136,7 @@ def test_wsd_branch_from_stable_checkpoint(tiny_dataset, tmp_path):
     assert steps[0] == 9 and steps[-1] == 10  # continues after the branch point, cools down to step 10
 
 
+@pytest.mark.slow
 def test_closed_loop_success_rate(tiny_dataset, tmp_path):
     from scaling.data import open_source
     from scaling.evaluation import is_tabletop
@@ -140,6 +147,7 @@ def test_closed_loop_success_rate(tiny_dataset, tmp_path):
     assert result.success_rate is not None and 0.0 <= result.success_rate <= 1.0
 
 
+@pytest.mark.slow
 def test_mixture_spec_from_yaml_config(tiny_dataset, tmp_path):
     import yaml
 

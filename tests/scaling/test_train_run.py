@@ -12,7 +12,8 @@ import torch
 from analysis.errors import BadInput
 from scaling.config import RunConfig
 
-torch.set_num_threads(1)  # the test machine is shared; one thread per process is fastest there
+# The test machine is shared; one thread per process is fastest there (a fixture restores it afterwards).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_config(data, out, **changes) -> RunConfig:

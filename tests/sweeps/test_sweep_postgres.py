@@ -48,7 +48,6 @@ def postgres_url():
             user = pwd.getpwnam("nobody")
         os.chown(base, user.pw_uid, user.pw_gid)
         prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--"]
-    port = _free_port()
     data = base / "data"
     env = {**os.environ, "LC_ALL": "C"}
     run = lambda *c: subprocess.run([*prefix, *c], check=True, capture_output=True, env=env, timeout=120)  # noqa: E731
@@ -58,8 +57,17 @@ def postgres_url():
     # Password authentication, so the test proves the password reaches every worker (through the
     # environment, not a command line).
     run(initdb, "-D", str(data), "-A", "scram-sha-256", "-U", "sweep", f"--pwfile={pwfile}", "--no-sync")
-    run(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    # The port is free when picked but released before the server binds it, so another process may
+    # take it in between: the server then fails to start, and we try another port.
+    for attempt in range(5):
+        port = _free_port()
+        try:
+            run(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+            break
+        except subprocess.CalledProcessError:
+            if attempt == 4:
+                raise
     try:
         # The plain form the README documents: no driver named (SQLAlchemy 2.1 would pick psycopg 3).
         yield f"postgresql://sweep:{PASSWORD}@127.0.0.1:{port}/postgres"

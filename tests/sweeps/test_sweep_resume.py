@@ -16,13 +16,13 @@ import pytest
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_kill_whole_sweep_then_resume(tmp_path, spec_file, fake_env, runs_of):
+def test_kill_whole_sweep_then_resume(tmp_path, spec_file, fake_env, runs_of, replay_seed):
     spec = spec_file(seeds=[0, 1, 2])  # 12 points
     d = tmp_path / "d"
     fake_env.update(FAKE_STEPS="10", FAKE_STEP_S="0.3")  # 3 s per run: kills land mid-run
     cmd = [sys.executable, "-m", "sweeps.cli", "sweep", "run", str(spec), "--dir", str(d), "--workers", "3",
            "--no-progress"]
-    rng = random.Random(int(os.environ.get("SWEEP_KILL_SEED", time.time())))
+    rng = random.Random(replay_seed)  # the kill moments; printed, TEST_SEED replays them
     snapshots = []
     for _ in range(2):
         # Its own process group, so killpg takes the launcher, every worker and every run at once.

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pandas as pd
 import pytest
 import yaml
 
+from tests.proc import run_group
+
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_branched_losses_match_independent_cosine(tmp_path, tiny_dataset, monkeypatch):
     monkeypatch.delenv("SWEEP_RUN_COMMAND", raising=False)
     train = {"batch_size": 32, "lr": 1e-3, "precision": "32-true", "accelerator": "cpu", "val_samples": 128,
@@ -26,8 +27,8 @@ def test_branched_losses_match_independent_cosine(tmp_path, tiny_dataset, monkey
     for kind, spec in specs.items():
         path = tmp_path / f"{kind}.yaml"
         path.write_text(yaml.safe_dump(spec))
-        r = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(path), "--dir",
-                            str(tmp_path / kind), "--workers", "2", "--no-progress"], capture_output=True, text=True)
+        r = run_group([sys.executable, "-m", "sweeps.cli", "sweep", "run", str(path), "--dir", str(tmp_path / kind),
+                       "--workers", "2", "--no-progress"], timeout=420)  # ends workers and runs too
         assert r.returncode == 0, r.stderr[-2000:]
         df = pd.read_csv(tmp_path / kind / "results.csv")
         losses[kind] = dict(zip(df["n_samples"], df["val_loss"]))
