@@ -94,7 +94,8 @@ RUN_RESULT: tuple[Field, ...] = (
        nullable=True, minimum=0, maximum=1),
     _f("wall_seconds", "number", "Wall-clock seconds of the whole run.", minimum=0),
     _f("samples_per_second", "number", "Training throughput, all devices (samples/s).", nullable=True, minimum=0),
-    _f("mfu", "number", "Model FLOP utilisation against the peak of the devices; null where the peak is unknown.",
+    _f("mfu", "number", "Model FLOP utilisation: flops_per_sample x samples/s / (peak_flops x world_size); null "
+       "where the peak is unknown.",
        nullable=True, minimum=0),
     _f("versions", "object", "Software that made the run: torch, lightning, python, package (and the code "
        "version, `code`, where known)."),
@@ -105,6 +106,10 @@ RUN_RESULT: tuple[Field, ...] = (
     _f("input_reliance", "object", "Validation-loss increase (nats) with each input (image, instruction, "
        "proprio) shuffled across samples: how much the policy uses it; 0 = ignored. Null when not measured.",
        nullable=True, required=False, values="number|null"),
+    _f("peak_flops", "number", "Peak FLOP/s of one device that `mfu` divides by: the fastest dtype the device "
+       "offers (docs/throughput.md); null where unknown.", nullable=True, required=False, minimum=0),
+    _f("peak_flops_source", "string", "Where peak_flops comes from: vendor table, measured probe, config.",
+       nullable=True, required=False),
 )
 
 _MODEL_COLUMNS: tuple[Field, ...] = (

@@ -1,19 +1,30 @@
-"""Training throughput: `train()` against a bare PyTorch loop, MFU on this CPU, peak memory, the ladder.
+"""Training throughput on this CPU: precisions, MFU, `precision: auto`, `train()` against a bare loop.
 
-    python -m benchmarks.bench_train [--quick] [--sizes 30k,100k,...] [--steps 20]
+    python -m benchmarks.bench_train [--quick] [--sizes 1m,3m] [--steps 10] [--ladder] [--threads N]
 
-Prints a table and writes benchmarks/results/bench_train.json. Figures:
-- overhead: samples/s of `scaling.train.train` / samples/s of a bare loop (same model, batch,
-  precision, data path, optimizer, clipping and schedule); goal >= 0.95;
-- peak: this machine's measured dense matmul FLOP/s (bf16 and fp32), since Lightning has no CPU
-  peak table; MFU = flops_per_sample x samples/s / peak at the largest CPU preset (aim >= 30%);
-- ladder: samples/s and peak resident memory (one subprocess per size, so memory is per run);
-- start-up: process start to the first logged training step of `scaling train`.
+Prints a table and writes benchmarks/results/bench_train.json. Figures (ratios from one run, the
+variants interleaved repeat by repeat, best of `--repeats` each, since the machine may be shared):
+
+- peaks: this CPU's measured dense matmul FLOP/s per dtype at the run's thread count
+  (`scaling.hardware`, measured fresh here); MFU = flops_per_sample x samples/s / the FASTEST
+  dtype's peak, whatever precision ran;
+- per size (default 1m and 3m), samples/s and MFU of
+  - `train()` in 32-true and in bf16-mixed (the loop as it is),
+  - a bare PyTorch loop doing the same work (same model, batch, data path, optimizer, clipping and
+    schedule) in 32-true, in bf16 autocast as Lightning's Trainer runs it (weight cache off), with
+    the cache on (as Lightning Fabric runs it), and with the cache on and the math attention kernel
+    (the profiler's finding: on CPUs, bf16 flash-attention backward is the slowest op of the step);
+  - `precision: auto` (resolved by a fresh probe) against the better of train()'s two precisions
+    (goal: >= 0.95);
+  - train() / bare loop of the same precision (goal: >= 0.95);
+- with `--ladder`: samples/s and peak resident memory per CPU preset (one subprocess per size).
+Start-up from a sweep's claim to the first step: `python -m benchmarks.bench_sweep`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -24,23 +35,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BARE_VARIANTS = {
+    # name: (precision, autocast weight cache, force the math attention kernel)
+    "bare 32-true": ("32-true", True, False),
+    "bare bf16, cache off (Trainer)": ("bf16-mixed", False, False),
+    "bare bf16, cache on (Fabric)": ("bf16-mixed", True, False),
+    "bare bf16, cache on, math attention": ("bf16-mixed", True, True),
+}
 
 
-def matmul_peak(dtype_name: str, n: int = 2048, seconds: float = 2.0) -> float:
-    """Measured dense matmul FLOP/s for square n x n matrices in `dtype_name` (bfloat16 | float32)."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.matmul(a, b)  # warm-up (oneDNN kernel selection)
-    count, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        torch.matmul(a, b)
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - t0)
-
-
-def bare_loop(data: str, size: str, batch: int, steps: int, precision: str) -> float:
+def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cache: bool = True,
+              math_attention: bool = False) -> float:
     """samples/s of a plain PyTorch loop doing what one training step of `train` does."""
     import torch
 
@@ -59,11 +64,18 @@ def bare_loop(data: str, size: str, batch: int, steps: int, precision: str) -> f
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     idx = source.train_indices(cfg.samples, seed=cfg.seed)
     autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    if math_attention:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        kernel = lambda: sdpa_kernel(SDPBackend.MATH)  # noqa: E731
+    else:
+        kernel = contextlib.nullcontext
     elapsed, t_last = 0.0, None
     for step in range(cfg.steps):
         arrays = source.get_batch(idx[step * batch:(step + 1) * batch], chunk=cfg.chunk)
         b = {k: torch.from_numpy(v) for k, v in arrays.items()}
-        with torch.autocast("cpu", dtype=autocast or torch.float32, enabled=autocast is not None):
+        with kernel(), torch.autocast("cpu", dtype=autocast or torch.float32, enabled=autocast is not None,
+                                      cache_enabled=cache):
             loss, _ = model(b)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -108,34 +120,53 @@ def child(size: str, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def startup_seconds(data: str, tmp: str) -> float:
-    """Process start to the first logged training step of `scaling train` (debug size)."""
-    run = Path(tmp) / "startup"
-    cmd = [sys.executable, "-m", "sweeps.cli", "train", "--data", data, "--size", "debug", "--samples", "64",
-           "--batch-size", "8", "--out", str(run), "--log-every", "1", "--no-progress-bar"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = run / "metrics.csv"
-    while proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) > 1):
-        time.sleep(0.01)
-    elapsed = time.perf_counter() - t0
-    proc.wait()
-    return elapsed
+def precision_table(args, size: str, peak: float, tmp: str) -> dict:
+    """samples/s and MFU of every variant at `size`, the auto choice, and the overhead ratios."""
+    from scaling.config import RunConfig
+    from scaling.data import open_source
+    from scaling.hardware import resolve_precision
+    from scaling.model import count_params, flops_per_sample
+    from scaling.train import model_config
+
+    cfg = RunConfig(data=args.data, size=size, samples=args.batch * args.steps, batch_size=args.batch)
+    model_cfg = model_config(cfg, open_source(args.data))
+    fps = flops_per_sample(model_cfg)
+    best: dict[str, float] = {}
+    for rep in range(args.repeats):  # interleaved, best of each: the machine may be shared
+        for precision in ("32-true", "bf16-mixed"):
+            res = train_run(args.data, size, args.batch, args.steps, precision, f"{tmp}/{size}-{precision}-{rep}")
+            name = f"train() {precision}"
+            best[name] = max(best.get(name, 0.0), res["samples_per_second"])
+        for name, (precision, cache, math_attention) in BARE_VARIANTS.items():
+            sps = bare_loop(args.data, size, args.batch, args.steps, precision, cache, math_attention)
+            best[name] = max(best.get(name, 0.0), sps)
+    chosen, why = resolve_precision("auto", "cpu", None, model_cfg=model_cfg, batch_size=args.batch)
+    better = max(best["train() 32-true"], best["train() bf16-mixed"])
+    return {
+        "size": size, "n_params": count_params(model_cfg)[0], "flops_per_sample": fps,
+        "samples_per_second": best,
+        "mfu": {k: v * fps / peak for k, v in best.items()},
+        "auto": {"precision": chosen, "why": why,
+                 "ratio_to_better": best[f"train() {chosen}"] / better},
+        "train_over_bare": {"32-true": best["train() 32-true"] / best["bare 32-true"],
+                            "bf16-mixed": best["train() bf16-mixed"] / best["bare bf16, cache off (Trainer)"]},
+        "bf16_fixed_over_today": best["bare bf16, cache on, math attention"] / best["train() bf16-mixed"],
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="dataset (default: a tiny tabletop dataset in a temp dir)")
-    p.add_argument("--size", default="1m", help="size for the overhead comparison")
-    p.add_argument("--sizes", default=None, help="comma-separated ladder (default: the CPU ladder)")
-    p.add_argument("--batch", type=int, default=32, help="global batch of the overhead comparison")
-    p.add_argument("--steps", type=int, default=20, help="steps of the overhead comparison")
-    p.add_argument("--repeats", type=int, default=2, help="overhead: best of this many interleaved runs each")
+    p.add_argument("--sizes", default="1m,3m", help="comma-separated sizes of the precision table")
+    p.add_argument("--batch", type=int, default=32, help="global batch")
+    p.add_argument("--steps", type=int, default=10, help="steps per measurement (the first is not timed)")
+    p.add_argument("--repeats", type=int, default=2, help="best of this many interleaved runs each")
+    p.add_argument("--ladder", action="store_true", help="also the per-size ladder (one subprocess each)")
     p.add_argument("--ladder-batch", type=int, default=8)
     p.add_argument("--ladder-steps", type=int, default=6)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    p.add_argument("--precision", default="bf16-mixed")
-    p.add_argument("--quick", action="store_true", help="fewer steps, ladder up to 1m")
+    p.add_argument("--precision", default="bf16-mixed", help="precision of the ladder")
+    p.add_argument("--quick", action="store_true", help="1m only, fewer steps, one repeat")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.data is None:
@@ -146,49 +177,61 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # children and the start-up run
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # children
     if args.one:
         one(args)
         return 0
-    from scaling.model import CPU_LADDER
+    import torch
+
+    from scaling import hardware
 
     if args.quick:
-        args.steps = min(args.steps, 10)
-    sizes = args.sizes.split(",") if args.sizes else [s for s in CPU_LADDER
-                                                      if not args.quick or s in ("30k", "100k", "300k", "1m")]
-    report: dict = {"threads": __import__("torch").get_num_threads(), "precision": args.precision,
-                    "batch": args.batch, "steps": args.steps, "ladder_batch": args.ladder_batch,
-                    "ladder_steps": args.ladder_steps, "load_average": os.getloadavg()}
+        args.sizes, args.steps, args.repeats = "1m", min(args.steps, 6), 1
+    os.environ["SCALING_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-train-cache-")  # measure afresh
+    threads = torch.get_num_threads()
+    peaks, source = hardware.cpu_peaks(threads)
+    peak = hardware.mfu_peak("cpu", threads)
+    report: dict = {"threads": threads, "cpu": hardware.cpu_signature(threads), "batch": args.batch,
+                    "steps": args.steps, "repeats": args.repeats, "load_average_start": os.getloadavg(),
+                    "peak_flops": peaks, "peak_source": source, "mfu_peak": peak.value, "mfu_dtype": peak.dtype}
     with tempfile.TemporaryDirectory() as tmp:
-        report["startup_seconds"] = startup_seconds(args.data, tmp)
-        bare, ours = 0.0, 0.0
-        for i in range(args.repeats):  # interleaved, best of each: the machine may be shared
-            bare = max(bare, bare_loop(args.data, args.size, args.batch, args.steps, args.precision))
-            ours = max(ours, train_run(args.data, args.size, args.batch, args.steps, args.precision,
-                                       f"{tmp}/overhead{i}")["samples_per_second"])
-    report["overhead"] = {"size": args.size, "bare_samples_per_second": bare,
-                          "train_samples_per_second": ours, "ratio": ours / bare}
-    report["peak_flops"] = {"bfloat16": matmul_peak("bfloat16"), "float32": matmul_peak("float32")}
-    peak = report["peak_flops"]["bfloat16" if args.precision == "bf16-mixed" else "float32"]
-    ladder = [child(s, args) for s in sizes]
-    for row in ladder:
-        row["mfu"] = row["samples_per_second"] * row["flops_per_sample"] / peak
-    report["ladder"] = ladder
-    print(f"threads {report['threads']}, load average {report['load_average'][0]:.1f}")
-    print(f"start-up to first step: {report['startup_seconds']:.2f} s")
-    o = report["overhead"]
-    print(f"overhead at {o['size']}: bare {o['bare_samples_per_second']:.1f} samples/s, train() "
-          f"{o['train_samples_per_second']:.1f} samples/s, ratio {o['ratio']:.3f}")
-    print(f"measured matmul peak: bf16 {report['peak_flops']['bfloat16'] / 1e9:.1f} GFLOP/s, "
-          f"fp32 {report['peak_flops']['float32'] / 1e9:.1f} GFLOP/s")
-    print(f"{'size':>6} {'params':>10} {'samples/s':>10} {'MFU':>7} {'peak RSS':>9}")
-    for r in ladder:
-        print(f"{r['size']:>6} {r['n_params']:>10,} {r['samples_per_second']:>10.1f} {r['mfu']:>7.1%} "
-              f"{r['peak_rss_bytes'] / 2**20:>7.0f}MB")
+        report["sizes"] = [precision_table(args, size, peak.value, tmp) for size in args.sizes.split(",")]
+    if args.ladder:
+        from scaling.model import CPU_LADDER
+
+        report["ladder"] = [child(s, args) for s in CPU_LADDER]
+        for row in report["ladder"]:
+            row["mfu"] = row["samples_per_second"] * row["flops_per_sample"] / peak.value
+    report["load_average_end"] = os.getloadavg()
+    _print(report)
     out = ROOT / "benchmarks" / "results" / "bench_train.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _print(report: dict) -> None:
+    cpu = report["cpu"]
+    print(f"{cpu['cpu']}, flags {' '.join(cpu['flags'])}; {report['threads']} threads; load average "
+          f"{report['load_average_start'][0]:.1f} -> {report['load_average_end'][0]:.1f}")
+    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in report["peak_flops"].items())
+          + f"; MFU against {report['mfu_dtype']}")
+    for row in report["sizes"]:
+        print(f"\n{row['size']} ({row['n_params']:,} parameters, {row['flops_per_sample']:.3g} FLOPs/sample), "
+              f"batch {report['batch']}:")
+        for name, sps in row["samples_per_second"].items():
+            print(f"  {name:<38} {sps:>8.1f} samples/s  MFU {row['mfu'][name]:6.1%}")
+        a = row["auto"]
+        print(f"  precision auto -> {a['precision']}: {a['ratio_to_better']:.3f} of the better (goal >= 0.95)")
+        t = row["train_over_bare"]
+        print(f"  train() / bare loop: 32-true {t['32-true']:.3f}, bf16-mixed {t['bf16-mixed']:.3f} (goal >= 0.95)")
+        print(f"  bf16 fixed (cache on, math attention) / today's train() bf16: {row['bf16_fixed_over_today']:.2f}x "
+              f"(goal >= 2)")
+    if report.get("ladder"):
+        print(f"\n{'size':>6} {'params':>10} {'samples/s':>10} {'MFU':>7} {'peak RSS':>9}")
+        for r in report["ladder"]:
+            print(f"{r['size']:>6} {r['n_params']:>10,} {r['samples_per_second']:>10.1f} {r['mfu']:>7.1%} "
+                  f"{r['peak_rss_bytes'] / 2**20:>7.0f}MB")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
-"""One prepared GPU check (<= 5 minutes): mixed precision, FSDP and MFU of `scaling train` on CUDA.
+"""One prepared GPU check (<= 5 minutes on 1-8 GPUs): precision, DDP, FSDP, resume and MFU of `scaling train`.
 
-    python -m benchmarks.gpu_check [--out DIR] [--budget-steps 30]
+    python -m benchmarks.gpu_check [--out DIR] [--budget-steps 30] [--gpus N]
+    python -m benchmarks.gpu_check --dry-run          # print the plan (no GPU needed)
+    python -m benchmarks.gpu_check --cpu              # run the same plan on 2 CPU processes (gloo), tiny
 
-Runs on one CUDA device:
-1. `16-mixed` and `bf16-mixed` training steps of a mid-size preset (status, loss finite, samples/s);
-2. FSDP (single GPU) with bf16-mixed: trains, and its last.ckpt loads with torch.load(weights_only=True);
-3. MFU of bf16-mixed at a large preset against the GPU's dense bf16 peak (H200: 989 TFLOP/s), next to
-   the measured bf16 matmul peak of the device.
-Prints a table and writes gpu_check.json to --out (default: $OUT or ./gpu_check).
-Never part of CI.
+Every check is one `scaling train` process (multi-device runs start their own workers), so what is
+checked is exactly what users run. On one GPU:
+1. `16-mixed` and `bf16-mixed` at a mid-size preset: completes, finite loss, samples/s, MFU;
+2. MFU of bf16-mixed at a large preset against the device's dense bf16 peak (table) and the measured
+   bf16 matmul peak.
+With 2+ GPUs, also (N = all GPUs, one node):
+3. DDP x N and FSDP x N with bf16-mixed, and FSDP x N with 16-mixed: val_loss within 2% of the 1-GPU
+   bf16 run of the same config (same global batch and samples);
+4. the FSDP run's stable checkpoint loads with torch.load(weights_only=True) and resumes on 1 GPU to the
+   same val_loss (a different world size and strategy).
+Prints a table and writes gpu_check.json to --out (default: $OUT or ./gpu_check). Never part of CI.
 """
 
 from __future__ import annotations
@@ -17,14 +23,95 @@ import argparse
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARITY = 0.02  # the issue's bar: val_loss of DDP/FSDP within 2% of one device
+
+
+def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict]:
+    """The checks, in order: name, flags of `scaling train`, and what each is compared with."""
+    batch = 16 if cpu else 128
+    precisions = ("bf16-mixed",) if cpu else ("16-mixed", "bf16-mixed")  # fp16 autocast needs CUDA
+    base = dict(size=mid, batch_size=batch, samples=batch * steps, checkpoint_at=batch * (steps // 2),
+                val_samples=64 if cpu else 512, warmup=2, log_every=5, checkpoint_every=10**6)
+    checks = [dict(name=f"1x {p}", flags={**base, "precision": p, "devices": 1}) for p in precisions]
+    reference = f"1x bf16-mixed"
+    if n_devices >= 2:
+        n = n_devices
+        checks += [
+            dict(name=f"ddp{n} bf16", flags={**base, "precision": "bf16-mixed", "devices": n, "strategy": "ddp"},
+                 parity=reference),
+            dict(name=f"fsdp{n} bf16", flags={**base, "precision": "bf16-mixed", "devices": n,
+                                              "strategy": "fsdp", "eval_episodes": 2}, parity=reference),
+        ]
+        if not cpu:
+            checks.append(dict(name=f"fsdp{n} 16-mixed", flags={**base, "precision": "16-mixed", "devices": n,
+                                                              "strategy": "fsdp"}, parity=reference))
+        checks.append(dict(name=f"fsdp{n}->1 resume", flags={**base, "precision": "bf16-mixed", "devices": 1},
+                           resume_from=f"fsdp{n} bf16", parity=f"fsdp{n} bf16"))
+    if not cpu:
+        big_batch = 256
+        checks.append(dict(name="mfu bf16", flags=dict(size=big, batch_size=big_batch, samples=big_batch * steps,
+                                                       precision="bf16-mixed", devices=1, val_samples=256,
+                                                       warmup=2, log_every=5, checkpoint_every=10**6)))
+    return checks
+
+
+def command(data: str, out: Path, flags: dict, accelerator: str) -> list[str]:
+    args = [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar", "--data", data, "--out", str(out),
+            "--accelerator", accelerator]
+    for key, value in flags.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def run_check(check: dict, data: str, tmp: Path, accelerator: str, done: dict) -> dict:
+    """One `scaling train` process; returns its row (errors become a row too)."""
+    out = tmp / check["name"].replace(" ", "_").replace(">", "")
+    if "resume_from" in check:  # start from the other run's stable (mid-run) checkpoint
+        source = tmp / check["resume_from"].replace(" ", "_")
+        stable = next((source / "checkpoints").glob("stable-*.ckpt"), None)
+        if stable is not None:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            shutil.copy(stable, out / "checkpoints" / "last.ckpt")
+    t0 = time.perf_counter()
+    proc = subprocess.run(command(data, out, check["flags"], accelerator), cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    row = {"check": check["name"], "seconds": round(time.perf_counter() - t0, 1), **{
+        k: check["flags"].get(k) for k in ("size", "precision", "devices", "strategy")}}
+    if proc.returncode != 0 or not (out / "result.json").exists():
+        row.update(ok=False, error=proc.stderr.strip().splitlines()[-1][:300] if proc.stderr.strip() else "failed")
+        return row
+    res = json.loads((out / "result.json").read_text())
+    row.update({k: res[k] for k in ("status", "n_params", "precision", "world_size", "train_loss", "val_loss",
+                                    "samples_per_second", "mfu", "peak_flops", "success_rate")})
+    row["ok"] = res["status"] == "completed" and math.isfinite(res["val_loss"] or math.nan)
+    if "resume_from" in check:
+        row["resumed"] = "resuming from" in proc.stderr
+        row["ok"] = row["ok"] and row["resumed"]
+    if check["flags"].get("strategy") == "fsdp":
+        import torch
+
+        ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+        row["weights_only_load"] = "state_dict" in ckpt
+        row["ok"] = row["ok"] and row["weights_only_load"]
+        if check["flags"].get("eval_episodes"):
+            row["ok"] = row["ok"] and res["success_rate"] is not None
+    ref = done.get(check.get("parity", ""))
+    if ref and ref.get("val_loss") and row.get("val_loss"):
+        row["val_loss_vs_ref"] = row["val_loss"] / ref["val_loss"] - 1
+        row["ok"] = row["ok"] and abs(row["val_loss_vs_ref"]) <= PARITY
+    return row
 
 
 def measured_matmul_peak(n: int = 8192, iters: int = 50) -> float:
+    """Dense bf16 matmul FLOP/s on the first CUDA device."""
     import torch
 
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
@@ -39,86 +126,56 @@ def measured_matmul_peak(n: int = 8192, iters: int = 50) -> float:
     return 2 * n**3 * iters / (time.perf_counter() - t0)
 
 
-def run(name: str, data: str, tmp: str, **changes) -> dict:
-    """One train() run; returns the row for the table (errors become a row too)."""
-    import torch
-
-    from scaling.config import RunConfig
-    from scaling.train import train
-
-    values = dict(data=data, out=f"{tmp}/{name}", accelerator="gpu", devices=1, progress_bar=False,
-                  checkpoint_every=10**9, val_samples=256, log_every=5, warmup=2)
-    values.update(changes)
-    t0 = time.perf_counter()
-    try:
-        torch.cuda.reset_peak_memory_stats()
-        res = train(RunConfig(**values)).to_dict()
-        row = {"check": name, "ok": res["status"] == "completed" and math.isfinite(res["train_loss"] or math.nan),
-               "status": res["status"], "size": values["size"], "n_params": res["n_params"],
-               "precision": res["precision"], "strategy": values.get("strategy", "auto"),
-               "batch": res["global_batch_size"], "train_loss": res["train_loss"], "val_loss": res["val_loss"],
-               "samples_per_second": res["samples_per_second"], "mfu": res["mfu"],
-               "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30}
-        if values.get("strategy") == "fsdp":
-            ckpt = torch.load(Path(values["out"]) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
-            row["weights_only_load"] = "state_dict" in ckpt
-            row["ok"] = row["ok"] and row["weights_only_load"]
-    except Exception as exc:  # noqa: BLE001 - report every check, do not stop at the first failure
-        traceback.print_exc()
-        row = {"check": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    row["seconds"] = time.perf_counter() - t0
-    return row
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=os.environ.get("OUT", "gpu_check"))
+    p.add_argument("--out", default=os.environ.get("OUT", "gpu_check"), help="folder for gpu_check.json")
     p.add_argument("--budget-steps", type=int, default=30, help="optimizer steps per check")
-    p.add_argument("--mid-size", default="10m")
-    p.add_argument("--big-size", default="300m")
+    p.add_argument("--mid-size", default="10m", help="preset of the precision/strategy checks")
+    p.add_argument("--big-size", default="300m", help="preset of the MFU check")
+    p.add_argument("--gpus", type=int, default=None, help="devices for the DDP/FSDP checks (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit (no GPU needed)")
+    p.add_argument("--cpu", action="store_true", help="run the plan on 2 CPU processes over gloo (tiny sizes)")
     args = p.parse_args(argv)
     import torch
 
-    if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device here; run it on a GPU machine", file=sys.stderr)
+    cpu = args.cpu
+    n = 2 if cpu else (args.gpus or torch.cuda.device_count())
+    checks = plan(max(n, 2) if args.dry_run else n, args.budget_steps if not cpu else 8,
+                  "debug" if cpu else args.mid_size, args.big_size, cpu)
+    if args.dry_run:
+        for c in checks:
+            extra = f"  (resume from {c['resume_from']})" if "resume_from" in c else ""
+            extra += f"  (val_loss within {PARITY:.0%} of {c['parity']})" if "parity" in c else ""
+            print(f"{c['name']:<20} scaling train " + " ".join(f"--{k.replace('_', '-')} {v}"
+                                                           for k, v in c["flags"].items()) + extra)
+        return 0
+    if not cpu and not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here; run it on a GPU machine (or --cpu, --dry-run)", file=sys.stderr)
         return 2
     t_all = time.perf_counter()
-    from scaling.config import RunConfig
     from scaling.data.testing import make_tiny_dataset
-    from scaling.module import peak_flops_per_device
 
-    tmp = tempfile.mkdtemp(prefix="gpu_check-")
-    data = str(make_tiny_dataset(Path(tmp) / "data", episodes=32, image_size=64))
-    name = torch.cuda.get_device_name(0)
-    table_peak = peak_flops_per_device(RunConfig(data=data, accelerator="gpu"))
-    measured = measured_matmul_peak()
-    steps = args.budget_steps
-    rows = []
-    for precision in ("16-mixed", "bf16-mixed"):
-        rows.append(run(f"{precision}", data, tmp, size=args.mid_size, precision=precision,
-                        batch_size=128, samples=128 * steps))
-    rows.append(run("fsdp-bf16", data, tmp, size=args.mid_size, precision="bf16-mixed", strategy="fsdp",
-                    batch_size=128, samples=128 * steps, checkpoint_every=10))
-    rows.append(run("mfu-bf16", data, tmp, size=args.big_size, precision="bf16-mixed", batch_size=256,
-                    samples=256 * steps))
-    print(f"\ndevice: {name}; table bf16 peak {table_peak and table_peak / 1e12} TFLOP/s; "
-          f"measured bf16 matmul {measured / 1e12:.0f} TFLOP/s")
-    print(f"{'check':<12} {'ok':<5} {'size':>6} {'params':>12} {'samples/s':>10} {'MFU':>7} {'MFU(meas)':>9} "
-          f"{'mem GiB':>8} {'loss':>7} {'s':>6}")
-    for r in rows:
-        sps = r.get("samples_per_second")
-        fps_ratio = (r["mfu"] * table_peak / measured) if (r.get("mfu") and table_peak) else None
-        print(f"{r['check']:<12} {str(r['ok']):<5} {str(r.get('size', '')):>6} {r.get('n_params', 0):>12,} "
-              f"{(sps or 0):>10.0f} {(r.get('mfu') or 0):>7.1%} {(fps_ratio or 0):>9.1%} "
-              f"{r.get('peak_mem_gib', 0):>8.2f} {(r.get('train_loss') or math.nan):>7.3f} {r['seconds']:>6.1f}"
-              + (f"  {r['error']}" if "error" in r else ""))
+    tmp = Path(tempfile.mkdtemp(prefix="gpu_check-"))
+    data = str(make_tiny_dataset(tmp / "data", episodes=8 if cpu else 32, image_size=32 if cpu else 64))
+    name = "cpu (gloo)" if cpu else torch.cuda.get_device_name(0)
+    measured = None if cpu else measured_matmul_peak()
+    rows: dict[str, dict] = {}
+    for check in checks:
+        rows[check["name"]] = run_check(check, data, tmp, "cpu" if cpu else "gpu", rows)
+        r = rows[check["name"]]
+        print(f"{r['check']:<20} ok={r['ok']!s:<5} val_loss={r.get('val_loss') or math.nan:.4f} "
+              f"vs_ref={r.get('val_loss_vs_ref', math.nan):+.2%} samples/s={r.get('samples_per_second') or 0:.0f} "
+              f"mfu={r.get('mfu') or 0:.1%} {r['seconds']:.0f}s" + (f"  {r['error']}" if "error" in r else ""),
+              flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"device": name, "table_peak_flops": table_peak, "measured_bf16_peak_flops": measured,
-              "rows": rows, "total_seconds": time.perf_counter() - t_all}
+    report = {"device": name, "devices": n, "measured_bf16_peak_flops": measured, "rows": list(rows.values()),
+              "total_seconds": time.perf_counter() - t_all}
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
+    if measured:
+        print(f"device: {name} x{n}; measured bf16 matmul {measured / 1e12:.0f} TFLOP/s")
     print(f"total {report['total_seconds']:.0f} s -> {out / 'gpu_check.json'}")
-    return 0 if all(r["ok"] for r in rows) else 1
+    return 0 if all(r["ok"] for r in rows.values()) else 1
 
 
 if __name__ == "__main__":

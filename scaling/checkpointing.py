@@ -1,20 +1,28 @@
-"""`Checkpointer`: saves RUN_DIR/checkpoints/last.ckpt every N steps and at the end, and keeps
-stable-phase checkpoints (stable-<samples>.ckpt) at chosen sample counts for WSD branching.
+"""Checkpoints of a run: one strategy-neutral file format, written atomically, read with weights_only.
 
-Each file is written under a temporary name and renamed, so a kill -9 mid-save leaves the previous
-checkpoint intact. What is saved is plain tensors, dicts, lists, strings and numbers, so every
-checkpoint loads with ``torch.load(path, weights_only=True)``.
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts::
+
+    {"global_step": int,                      # optimizer steps done
+     "state_dict": {"model.<name>": Tensor},  # full (unsharded) weights, names as in `VLA`
+     "optimizer_states": [AdamW state],       # keyed by parameter name (see below)
+     "scaling": {...}}                        # the run's own state: losses, timings, configs
+
+Weights and optimizer state are gathered to full tensors whatever the strategy (one process, DDP,
+FSDP), and optimizer state is keyed by parameter *name*, so a checkpoint resumes under another
+strategy or world size. Files written by the Lightning Trainer of earlier versions (optimizer state
+keyed by position) load too. Each file is written under a temporary name and renamed, so a kill -9
+mid-save leaves the previous checkpoint intact; every file loads with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
+
+_PREFIX = "model."  # kept from the LightningModule layout, so older checkpoints load unchanged
 
 
 def checkpoint_step(path: str | os.PathLike) -> int:
@@ -24,67 +32,82 @@ def checkpoint_step(path: str | os.PathLike) -> int:
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The run's own metadata in a checkpoint: run/model config, losses (see VLAModule)."""
+    """The run's own metadata in a checkpoint: run/model config, losses (see `scaling.trainer`)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return {"global_step": int(ckpt.get("global_step", 0)), **ckpt.get("scaling", {})}
 
 
-class Checkpointer(pl.Callback):
-    """Atomic periodic, final and stable-phase checkpoints.
+def _options(module, **kw):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    # Offloading a CPU-sharded FSDP state dict "to CPU" aliases freed shards (a segfault on gloo).
+    on_gpu = any(p.device.type == "cuda" for p in module.parameters())
+    return StateDictOptions(full_state_dict=True, cpu_offload=on_gpu, **kw)
+
+
+def gather_weights(module: torch.nn.Module) -> dict:
+    """Full model state dict keyed by parameter name (collective under FSDP)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(module, options=_options(module))
+
+
+def gather_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Full model and optimizer state dicts, keyed by parameter name (collective under FSDP).
 
     Args:
-        dirpath: RUN_DIR/checkpoints.
-        every_steps: save last.ckpt every this many optimizer steps.
-        batch_size: global batch (samples per step), to turn steps into sample counts.
-        total_samples: D; the last step may be short.
-        keep_at: sample counts at which to save stable-<samples>.ckpt.
+        module: the model as trained (plain, DDP- or FSDP-wrapped; not Fabric's wrapper).
+        optimizer: its optimizer (not Fabric's wrapper).
     """
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    def __init__(self, dirpath: str | os.PathLike, every_steps: int, batch_size: int, total_samples: int,
-                 keep_at: tuple[int, ...] = ()) -> None:
-        self.dirpath = Path(dirpath)
-        self.every_steps = every_steps
-        self.batch_size = batch_size
-        self.total_samples = total_samples
-        self.keep_at = tuple(sorted(set(keep_at)))
-        self._seen_step = -1
+    opts = _options(module)
+    model_sd = get_model_state_dict(module, options=opts)
+    optim_sd = get_optimizer_state_dict(module, optimizer, options=opts)
+    return model_sd, optim_sd
 
-    @property
-    def last_path(self) -> Path:
-        return self.dirpath / "last.ckpt"
 
-    def save(self, trainer: "pl.Trainer", path: Path) -> None:
-        """Collective save (every rank calls it) to a temporary name; rank 0 renames it."""
-        t0 = time.perf_counter()
+def save_checkpoint(path: Path, module, optimizer, global_step: int, meta: dict, *, is_rank_zero: bool,
+                    barrier) -> None:
+    """Collective save (every rank calls it): gather, then rank 0 writes `path` atomically."""
+    model_sd, optim_sd = gather_state(module, optimizer)
+    if is_rank_zero:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # False = full state (optimizer, loops), not "weights only"
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
-        trainer.strategy.barrier("checkpoint")
-        module = trainer.lightning_module
-        if hasattr(module, "excluded_seconds"):
-            module.excluded_seconds += time.perf_counter() - t0  # not training time
+        torch.save({"global_step": int(global_step),
+                    "state_dict": {_PREFIX + k: v for k, v in model_sd.items()},
+                    "optimizer_states": [optim_sd], "scaling": meta}, tmp)
+        os.replace(tmp, path)
+    barrier()
 
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._seen_step = trainer.global_step
-        if trainer.is_global_zero:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step == self._seen_step:
-            return  # mid-accumulation
-        prev, self._seen_step = self._seen_step, step
-        samples, prev_samples = self._samples(step), self._samples(prev)
-        for at in self.keep_at:
-            if prev_samples < at <= samples:
-                self.save(trainer, self.dirpath / f"stable-{at}.ckpt")
-        if step % self.every_steps == 0 and samples < self.total_samples:
-            self.save(trainer, self.last_path)
+def load_checkpoint(path: str | os.PathLike, module, optimizer, names: list[str]) -> dict:
+    """Load weights and optimizer state into the (possibly wrapped) module; returns the checkpoint's meta.
 
-    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not getattr(pl_module, "diverged", False):
-            self.save(trainer, self.last_path)
+    Args:
+        names: parameter names in optimizer order, to read checkpoints whose optimizer state is keyed
+            by position (the Lightning Trainer's layout).
+    """
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-    def _samples(self, step: int) -> int:
-        return min(step * self.batch_size, self.total_samples)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model_sd = {k.removeprefix(_PREFIX): v for k, v in ckpt["state_dict"].items()}
+    opts = _options(module)
+    set_model_state_dict(module, model_sd, options=opts)
+    states = ckpt.get("optimizer_states") or []
+    if states:
+        set_optimizer_state_dict(module, optimizer, _by_name(states[0], names), options=opts)
+    return {"global_step": int(ckpt.get("global_step", 0)), **ckpt.get("scaling", {})}
+
+
+def _by_name(optim_sd: dict, names: list[str]) -> dict:
+    """Optimizer state keyed by parameter name (converts the positional layout of torch's state_dict)."""
+    groups = optim_sd["param_groups"]
+    if not groups or not groups[0]["params"] or isinstance(groups[0]["params"][0], str):
+        return optim_sd
+    position = {i: names[n] for n, i in enumerate(p for g in groups for p in g["params"])}
+    return {"state": {position[i]: s for i, s in optim_sd["state"].items()},
+            "param_groups": [{**g, "params": [position[i] for i in g["params"]]} for g in groups]}
+
+
+__all__ = ["checkpoint_step", "read_checkpoint_meta", "gather_weights", "gather_state", "save_checkpoint", "load_checkpoint"]

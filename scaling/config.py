@@ -1,6 +1,9 @@
 """`RunConfig`: everything one training run needs, as a frozen dataclass.
 
-Defaults < YAML file < command-line flags. Every run writes its fully resolved config to
+The settings come in sections (`SECTIONS`: dataset, model, optim, hardware, evaluation, logging,
+checkpointing); a YAML file may nest them (``optim: {lr: 1e-3}``) or give them flat (``lr: 1e-3``),
+and each field is also a flat command-line flag (``--lr``). Which settings may change when a run
+resumes follows from the sections (`RESUMABLE_SECTIONS`). Defaults < YAML file < command-line flags. Every run writes its fully resolved config to
 ``RUN_DIR/config.yaml``, which doubles as the command to resume or reproduce it
 (``scaling train --config RUN_DIR/config.yaml``).
 """
@@ -21,9 +24,10 @@ from typing import Any, Mapping
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
 
-PRECISIONS = ("bf16-mixed", "16-mixed", "32-true")
+PRECISIONS = ("bf16-mixed", "16-mixed", "32-true", "auto")
 SCHEDULES = ("cosine", "wsd")
 STRATEGIES = ("auto", "ddp", "fsdp")
+FSDP_SHARDING = ("full", "hybrid", "grad_op")
 ACCELERATORS = ("auto", "cpu", "gpu")
 LOGGERS = ("csv", "wandb")
 HEADS = ("discrete", "mse", "flow")
@@ -70,7 +74,8 @@ class RunConfig:
     micro_batch_size: int | None = None
     """Samples per device per forward pass (None = batch_size / world_size, no accumulation)."""
     precision: str = "bf16-mixed"
-    """Lightning precision: bf16-mixed | 16-mixed | 32-true."""
+    """Lightning precision: bf16-mixed | 16-mixed | 32-true | auto (the fastest for the device, measured once
+    per machine: `scaling.hardware.resolve_precision`; result.json records the precision that ran)."""
     devices: int = 1
     """Devices (processes) per node."""
     num_nodes: int = 1
@@ -85,6 +90,10 @@ class RunConfig:
     """CPU threads per training process for torch (None = torch's default; CPU DDP splits the cores)."""
     seed: int = 0
     """Seed for initialisation and the order of training samples."""
+    compile: bool = False
+    """torch.compile the model (compile time counts in the run's wall time; TORCHINDUCTOR_CACHE_DIR shares it)."""
+    fsdp_sharding: str = "full"
+    """FSDP only: full (shard everything) | hybrid (shard within a node, replicate across nodes) | grad_op."""
 
     chunk: int = 1
     """Action chunk: the model predicts the next `chunk` actions (steps)."""
@@ -125,6 +134,8 @@ class RunConfig:
 
     checkpoint_every: int = 200
     """Save RUN_DIR/checkpoints/last.ckpt every this many optimizer steps (and at the end)."""
+    checkpoint_minutes: float = 10.0
+    """Also save last.ckpt when this many minutes passed since the last save (0 = by steps only)."""
     checkpoint_at: tuple[int, ...] = ()
     """Sample counts at which to keep stable-phase checkpoints (stable-<samples>.ckpt) for WSD branching."""
     branch_from: str | None = None
@@ -148,7 +159,7 @@ class RunConfig:
                 raise BadInput(f"train: --{_flag(name)} must be a positive number, got {value!r}")
         # Seeds feed numpy's SeedSequence, which refuses negatives at run time: refuse them here.
         for name in ("val_every", "val_samples", "eval_episodes", "num_workers", "weight_decay", "grad_clip",
-                     "warmup", "seed", "eval_seed"):
+                     "warmup", "seed", "eval_seed", "checkpoint_minutes"):
             if getattr(self, name) < 0:
                 raise BadInput(f"train: --{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
         for name in ("micro_batch_size", "d_model", "n_layers", "n_heads", "mup_base_width", "peak_flops", "threads"):
@@ -160,7 +171,7 @@ class RunConfig:
         if not 0 < self.wsd_decay_frac <= 1:
             raise BadInput(f"train: --wsd-decay-frac must be in (0, 1], got {self.wsd_decay_frac}")
         choices = {"precision": PRECISIONS, "schedule": SCHEDULES, "strategy": STRATEGIES,
-                   "accelerator": ACCELERATORS, "logger": LOGGERS, "head": HEADS}
+                   "accelerator": ACCELERATORS, "logger": LOGGERS, "head": HEADS, "fsdp_sharding": FSDP_SHARDING}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise BadInput(f"train: --{_flag(name)} must be one of {'|'.join(allowed)}, "
@@ -210,6 +221,43 @@ class RunConfig:
         import yaml
 
         return write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+# The run's settings by section. `out` and `run_id` name the run and belong to none.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "dataset": ("data", "samples", "seed", "chunk", "blind", "val_every", "val_samples"),
+    "model": ("size", "head", "d_model", "n_layers", "n_heads", "mup_base_width"),
+    "optim": ("lr", "min_lr_ratio", "warmup", "schedule", "wsd_decay_frac", "weight_decay", "beta1", "beta2",
+              "grad_clip", "batch_size", "precision", "divergence_factor", "checkpoint_at", "branch_from"),
+    "hardware": ("devices", "num_nodes", "strategy", "accelerator", "micro_batch_size", "num_workers", "threads",
+                 "compile", "fsdp_sharding", "peak_flops"),
+    "evaluation": ("eval_episodes", "eval_seed"),
+    "logging": ("log_every", "logger", "wandb_project", "wandb_mode", "wandb_group", "wandb_job_type",
+                "progress_bar"),
+    "checkpointing": ("checkpoint_every", "checkpoint_minutes"),
+}
+# Sections that may change between the first start of a run and its resumption: they change how and
+# where it runs, never what it computes (same data, model, optimisation and precision).
+RESUMABLE_SECTIONS = ("hardware", "evaluation", "logging", "checkpointing")
+
+
+def resumable_fields() -> set[str]:
+    """Fields that may differ between a run's first start and its resumption."""
+    return {name for section in RESUMABLE_SECTIONS for name in SECTIONS[section]}
+
+
+def flatten_sections(values: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """Nested sections (``optim: {lr: ...}``) to flat fields; flat keys pass through."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            for inner, v in value.items():
+                if inner not in SECTIONS[key]:
+                    raise BadInput(f"{source}: unknown key {key}.{inner}{_hint(str(inner), SECTIONS[key])}")
+                flat[inner] = v
+        else:
+            flat[key] = value
+    return flat
 
 
 def _flag(name: str) -> str:
@@ -294,7 +342,9 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def from_mapping(values: Mapping[str, Any], *, source: str = "config") -> RunConfig:
-    """Build a RunConfig from a mapping; unknown keys raise BadInput with a did-you-mean."""
+    """Build a RunConfig from a mapping (flat, or nested by section); unknown keys raise BadInput
+    with a did-you-mean."""
+    values = flatten_sections(values, source)
     known = field_names()
     for key in values:
         if key not in known:
@@ -315,7 +365,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise BadInput(f"{path}: expected a mapping of RunConfig fields, got {type(values).__name__}")
-    return values
+    return flatten_sections(values, str(path))
 
 
 def resolve(config_path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -332,4 +382,4 @@ def resolve(config_path: str | os.PathLike | None = None, overrides: Mapping[str
     return from_mapping(values, source=source)
 
 
-__all__ = ["RunConfig", "resolve", "from_mapping", "load_yaml", "field_names", "field_docs"]
+__all__ = ["RunConfig", "SECTIONS", "RESUMABLE_SECTIONS", "resumable_fields", "flatten_sections", "resolve", "from_mapping", "load_yaml", "field_names", "field_docs"]

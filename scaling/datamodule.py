@@ -4,14 +4,14 @@ The run trains on exactly D = cfg.samples frames, ``source.train_indices(D, seed
 uses the global batch ``indices[s*B:(s+1)*B]`` (the last step may be short). Each global batch is
 cut into ``world_size * accumulate`` micro-batches; rank r takes micro-batches ``a*W + r`` for
 a = 0..accumulate-1, so ranks never overlap and the global batch is the same for any device count.
-The loader is `_Stateful` for Lightning: its state is the optimizer steps already done, and a resumed
-(or branched) run starts at that step of the same index sequence.
+A resumed (or branched) run starts at its checkpoint's step of the same index sequence
+(``TrainBatches(..., start_step=s)``), so the samples seen are exactly D whatever the interruptions.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -62,20 +62,17 @@ class TrainBatches(IterableDataset):
         accumulate: micro-batches per optimizer step on one rank.
         rank, world_size: this process and the number of processes.
         chunk: action chunk length passed to get_batch.
+        start_step: first optimizer step to yield (the steps a checkpoint already holds are skipped).
     """
 
     def __init__(self, source, indices: np.ndarray, *, batch_size: int, micro_batch_size: int, accumulate: int,
-                 rank: int, world_size: int, chunk: int) -> None:
+                 rank: int, world_size: int, chunk: int, start_step: int = 0) -> None:
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size, self.micro, self.accumulate = batch_size, micro_batch_size, accumulate
         self.rank, self.world_size, self.chunk = rank, world_size, chunk
         self.steps = math.ceil(len(self.indices) / batch_size)
-        self.start_step = 0
-
-    def __len__(self) -> int:
-        # Full-run length (not remaining): Lightning's restored batch progress counts from the start.
-        return self.steps * self.accumulate
+        self.start_step = start_step
 
     def micro_indices(self, step: int) -> list[np.ndarray]:
         """This rank's micro-batch indices for optimizer step `step` (accumulate arrays)."""
@@ -95,19 +92,10 @@ class TrainBatches(IterableDataset):
                 item += 1
 
 
-class ResumableLoader(DataLoader):
-    """DataLoader whose Lightning state is the optimizer steps done; loading it skips those steps."""
-
-    def __init__(self, dataset: TrainBatches, steps_done: Callable[[], int], num_workers: int = 0) -> None:
-        super().__init__(dataset, batch_size=None, num_workers=num_workers,
-                         persistent_workers=False, pin_memory=False)
-        self._steps_done = steps_done
-
-    def state_dict(self) -> dict[str, int]:
-        return {"steps_done": int(self._steps_done())}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.dataset.start_step = int(state.get("steps_done", 0))  # type: ignore[attr-defined]
+def loader(dataset: TrainBatches, num_workers: int = 0) -> DataLoader:
+    """Micro-batches in order; with workers, each builds every n-th one (batches arrive in order)."""
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, persistent_workers=False,
+                      pin_memory=False)
 
 
 def val_batches(source, max_samples: int, micro_batch_size: int, rank: int, world_size: int,

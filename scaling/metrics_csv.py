@@ -1,4 +1,4 @@
-"""`MetricsCSV`: the run's per-step metrics as RUN_DIR/metrics.csv, a Lightning logger.
+"""`MetricsCSV`: the run's per-step metrics as RUN_DIR/metrics.csv (written by global rank 0 only).
 
 One row per logged step; fixed leading columns, metrics the run has not logged yet are empty.
 Rows are appended and flushed as they come (a killed run keeps what it logged); a resumed run
@@ -14,16 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers.logger import Logger
-from lightning.pytorch.utilities import rank_zero_only
-
 from analysis.atomic import write_atomic
 
 COLUMNS = ("step", "samples", "train_loss", "lr", "grad_norm", "val_loss", "action_mse",
            "samples_per_second", "wall_seconds")
 
 
-class MetricsCSV(Logger):
+class MetricsCSV:
     """Append-only CSV of metrics with fixed columns (extra keys are ignored).
 
     Args:
@@ -32,23 +29,10 @@ class MetricsCSV(Logger):
     """
 
     def __init__(self, path: str | os.PathLike, resume_step: int | None = None) -> None:
-        super().__init__()
         self.path = Path(path)
         self._t0 = time.time()
         self._resume_step = resume_step
         self._ready = False
-
-    @property
-    def name(self) -> str:
-        return "metrics_csv"
-
-    @property
-    def version(self) -> str:
-        return "0"
-
-    @property
-    def save_dir(self) -> str:
-        return str(self.path.parent)
 
     def _prepare(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,17 +48,13 @@ class MetricsCSV(Logger):
         write_atomic(self.path, buf.getvalue())
         self._ready = True
 
-    @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Append one row (the first call also trims rows a resumed run will write again)."""
         if not self._ready:
             self._prepare()
         row = {"step": step, "wall_seconds": round(time.time() - self._t0, 3), **metrics}
         with self.path.open("a", newline="") as fh:
             csv.writer(fh).writerow(["" if row.get(c) is None else row[c] for c in COLUMNS])
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass  # the resolved config is RUN_DIR/config.yaml
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -49,7 +49,7 @@ class RunResult:
     global_batch_size: int
     """Samples per optimizer step."""
     precision: str
-    """Lightning precision (bf16-mixed | 16-mixed | 32-true)."""
+    """Precision that actually ran (bf16-mixed | 16-mixed | 32-true; 16-mixed asked on a CPU runs bf16-mixed)."""
     world_size: int
     """Processes (devices x nodes) that trained."""
     val_loss: float | None
@@ -67,7 +67,8 @@ class RunResult:
     samples_per_second: float | None
     """Training throughput from training steps only (samples/s, all devices)."""
     mfu: float | None
-    """Model FLOP utilisation: achieved FLOP/s / (peak FLOP/s x world_size); null if the peak is unknown."""
+    """Model FLOP utilisation: flops_per_sample x samples/s / (peak_flops x world_size), against the peak of
+    the fastest dtype the device offers (`scaling.hardware.mfu_peak`); null if the peak is unknown."""
     versions: dict
     """Versions: torch, lightning, python, package."""
     success_note: str | None = None
@@ -77,6 +78,10 @@ class RunResult:
     input_reliance: dict | None = None
     """Validation-loss increase (nats) with each input (image, instruction, proprio) shuffled across
     samples (`scaling.probe`): how much the policy uses it; 0 = ignored. Null when not measured."""
+    peak_flops: float | None = None
+    """The per-device peak FLOP/s that `mfu` divides by (null if unknown)."""
+    peak_flops_source: str | None = None
+    """Where that peak comes from: "vendor table: <GPU> <dtype> dense", "measured: <probe> ...", "config"."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with non-finite floats turned into None (strict JSON)."""

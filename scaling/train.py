@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from analysis.errors import BadInput
-from scaling.config import RunConfig, from_mapping, load_yaml
+from scaling.config import RunConfig, from_mapping, load_yaml, resumable_fields
 from scaling.result import RunResult
 
-# Fields that may change between the first start of a run and its resumption.
-_RESUMABLE_CHANGES = {"progress_bar", "num_workers", "threads", "log_every", "checkpoint_every", "logger",
-                      "wandb_project", "wandb_mode", "wandb_group", "wandb_job_type", "devices", "num_nodes",
-                      "strategy", "accelerator", "micro_batch_size", "eval_episodes", "eval_seed", "peak_flops"}
+# Fields that may change between the first start of a run and its resumption (by section).
+_RESUMABLE_CHANGES = resumable_fields()
 # Fields a branched run must share with the run whose stable-phase checkpoint it starts from.
 _BRANCH_SAME = ("data", "size", "batch_size", "seed", "lr", "chunk", "head", "d_model", "n_layers", "n_heads",
                 "mup_base_width", "weight_decay", "beta1", "beta2", "precision")
@@ -159,11 +157,10 @@ def train(cfg: RunConfig) -> RunResult | None:
         from scaling.data.blind import BlindSource
         source = BlindSource(source)
     model_cfg = model_config(cfg, source)
-    if cfg.strategy == "fsdp":
-        import torch
-
-        if cfg.accelerator == "cpu" or not torch.cuda.is_available():
-            raise BadInput("train: --strategy fsdp needs a CUDA GPU (use --strategy ddp on CPUs)")
+    if cfg.fsdp_sharding == "hybrid" and cfg.strategy == "fsdp" and cfg.num_nodes < 2:
+        _say("--fsdp-sharding hybrid on one node shards within it and replicates nothing (same as full)")
+    if cfg.compile and cfg.strategy == "fsdp":
+        raise BadInput("train: --compile is not supported with --strategy fsdp yet (use ddp, or no compile)")
     n_params, n_nonembed = count_params(model_cfg)
     fps = flops_per_sample(model_cfg)
     world_size = cfg.devices * cfg.num_nodes
@@ -197,40 +194,47 @@ def train(cfg: RunConfig) -> RunResult | None:
         raise
     if outcome is None:
         return None
-    module, trainer = outcome
-    status = "diverged" if module.diverged else "completed"
-    n_seen = min(trainer.global_step * cfg.batch_size, cfg.samples)
+    state = outcome
+    status = "diverged" if state.diverged else "completed"
+    n_seen = min(state.step * cfg.batch_size, cfg.samples)
     from scaling.evaluation import not_evaluated_reason, success_rate
 
     success, note = None, not_evaluated_reason(source, cfg.eval_episodes)
     if status != "completed":
         note = f"not evaluated: the run {status}"
-    elif cfg.strategy == "fsdp":
-        note = "not evaluated: closed-loop evaluation does not run under FSDP yet"
     elif note is None:
-        success = success_rate(module.model, source, cfg.eval_episodes, seed=cfg.eval_seed,
-                               precision=cfg.precision)
+        success = success_rate(state.eval_model, source, cfg.eval_episodes, seed=cfg.eval_seed,
+                               precision=state.precision)
     reliance = None
-    if status == "completed" and cfg.strategy != "fsdp" and cfg.val_samples > 0:
+    if status == "completed" and cfg.val_samples > 0 and state.eval_model is not None:
         from scaling.probe import input_reliance
 
-        reliance = input_reliance(module.model, source, cfg.val_samples)
-    sps = module.timed_steps * cfg.batch_size / module.train_seconds if module.timed_steps else None
-    from scaling.module import peak_flops_per_device
-
-    peak = peak_flops_per_device(cfg)
+        reliance = input_reliance(state.eval_model, source, cfg.val_samples)
+    sps = state.timed_steps * cfg.batch_size / state.train_seconds if state.timed_steps else None
+    peak = peak_flops_per_device(cfg, state.precision)  # hardware.Peak(value, dtype, source)
     result = RunResult(
         run_id=cfg.name, status=status, n_params=n_params, n_params_nonembed=n_nonembed,
         model=describe(model_cfg), flops_per_sample=fps, flops=float(fps) * n_seen, n_samples=n_seen,
         n_unique_samples=int(np.unique(indices[:n_seen]).size), epochs=n_seen / max(n_train_frames, 1),
-        lr=cfg.lr, global_batch_size=cfg.batch_size, precision=cfg.precision, world_size=trainer.world_size,
-        val_loss=module.val_loss, val_loss_best=module.val_loss_best, train_loss=module.train_loss,
-        action_mse=module.action_mse, success_rate=success,
-        wall_seconds=module.wall_before + time.time() - t_start, samples_per_second=sps,
-        mfu=(sps * fps / (peak * trainer.world_size)) if (sps and peak) else None, versions=_versions(),
-        success_note=note, blind=cfg.blind, input_reliance=reliance)
+        lr=cfg.lr, global_batch_size=cfg.batch_size, precision=state.precision, world_size=state.world_size,
+        val_loss=state.val_loss, val_loss_best=state.val_loss_best, train_loss=state.train_loss,
+        action_mse=state.action_mse, success_rate=success,
+        wall_seconds=state.wall_before + time.time() - t_start, samples_per_second=sps,
+        mfu=(sps * fps / (peak.value * state.world_size)) if (sps and peak.value) else None, versions=_versions(),
+        success_note=note, blind=cfg.blind, input_reliance=reliance,
+        peak_flops=peak.value, peak_flops_source=peak.source)
     result.save(cfg.run_dir / "result.json")
     return result
+
+
+def peak_flops_per_device(cfg: RunConfig, precision: str | None = None):
+    """The MFU denominator of one device (`scaling.hardware.mfu_peak`): the peak FLOP/s of the fastest
+    dtype it offers (the run's own `peak_flops` first, then $SCALING_PEAK_FLOPS, the vendor table for
+    GPUs, a cached matmul probe at the run's thread count for CPUs). `precision` is not used: MFU
+    divides by the device's best, whatever the run chose (docs/throughput.md)."""
+    from scaling.hardware import mfu_peak
+
+    return mfu_peak(cfg.accelerator, cfg.threads, override=cfg.peak_flops)
 
 
 def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start) -> RunResult:
@@ -246,7 +250,7 @@ def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_star
         epochs=0.0, lr=cfg.lr, global_batch_size=cfg.batch_size, precision=cfg.precision,
         world_size=world_size, val_loss=None, val_loss_best=None, train_loss=None, action_mse=None,
         success_rate=None, wall_seconds=time.time() - t_start, samples_per_second=None, mfu=None,
-        versions=versions)
+        versions=versions, peak_flops=None)
 
 
-__all__ = ["train", "model_config"]
+__all__ = ["train", "model_config", "peak_flops_per_device"]

@@ -46,6 +46,8 @@ def _handle(args: argparse.Namespace) -> int:
 
     overrides = {name: getattr(args, name) for name in field_names()}
     cfg = resolve(args.config, overrides)
+    if cfg.precision == "auto":
+        cfg = resolve_auto_precision(cfg)
     from scaling.train import train  # lazy: torch + lightning load for this command only
 
     result = train(cfg)
@@ -55,6 +57,26 @@ def _handle(args: argparse.Namespace) -> int:
         f"{result.status}: {result.run_id} val_loss={_fmt(result.val_loss)} train_loss={_fmt(result.train_loss)} "
         f"n_samples={result.n_samples} samples/s={_fmt(result.samples_per_second)} -> {cfg.out}/result.json\n")
     return 0 if result.status in ("completed", "diverged") else 1
+
+
+def resolve_auto_precision(cfg):
+    """`cfg` with precision "auto" replaced by the fastest precision for this device, measured on the
+    run's own model shape, micro-batch and thread count (`scaling.hardware.resolve_precision`, cached
+    per machine). The resolved config is what config.yaml and result.json record."""
+    import os
+
+    from scaling.data import open_source
+    from scaling.hardware import resolve_precision
+    from scaling.train import model_config
+
+    model_cfg = model_config(cfg, open_source(cfg.data))
+    world = cfg.devices * cfg.num_nodes
+    micro = cfg.micro_batch_size or max(1, cfg.batch_size // world)
+    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // cfg.devices) if cfg.devices > 1 else None)
+    precision, why = resolve_precision("auto", cfg.accelerator, threads, model_cfg=model_cfg,
+                                       batch_size=min(micro, 32))
+    sys.stderr.write(f"scaling train: precision {precision}: {why}\n")
+    return cfg.replace(precision=precision)
 
 
 def _fmt(value) -> str:

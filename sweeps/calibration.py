@@ -65,7 +65,7 @@ def _time_steps(model_cfg, source: Any, batch_size: int, val_samples: int, steps
 def _startup_seconds() -> float:
     """Wall time of a process that imports what a run imports (interpreter, torch, Lightning, trainer)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, lightning, scaling.train, scaling.module"],
+    subprocess.run([sys.executable, "-c", "import torch, lightning.fabric, scaling.train, scaling.trainer"],
                    capture_output=True, check=False)
     return time.perf_counter() - t0
 

@@ -1,7 +1,9 @@
 """A sweep worker: take the next waiting point, run it as its own OS process, record the outcome.
 
-Each run is ``python -m sweeps.cli train --config RUN_DIR/run.yaml`` in its own process (DDP
-relaunches its script, and W&B wants one run per process). The run folder is
+Each run is ``scaling train --config RUN_DIR/run.yaml`` in its own process (DDP relaunches its
+script, and W&B wants one run per process), started as a fresh ``python -m sweeps.cli train``
+process or, with ``SWEEP_FORKSERVER=1``, forked from the worker's warm fork server
+(`sweeps.forkserver`: torch and Lightning imported once per worker). The run folder is
 ``SWEEP_DIR/runs/<run_key>``, so a re-queued point finds its own checkpoints and resumes from them.
 The run is tied to its worker (``PR_SET_PDEATHSIG``): if the worker is killed the run dies too, and
 two processes never train into one folder.
@@ -15,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ import yaml
 from optuna.trial import TrialState
 
 from analysis.atomic import write_atomic
+from sweeps import forkserver
 from sweeps.runproc import RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command
 from sweeps.store import HEARTBEAT_S, Claim, Queue
 
@@ -50,6 +55,20 @@ class WorkerSettings:
     """Only take points of these model sizes, as ``str(size)`` (a SLURM array sized for them); None: all."""
 
 
+_SERVER: forkserver.ForkServer | None = None
+_SERVER_BROKEN = False  # it died during its imports: runs start as fresh processes instead
+
+
+def _fork_server() -> forkserver.ForkServer | None:
+    """This worker's fork server (started on first use), or None when runs start as fresh processes."""
+    global _SERVER
+    if os.environ.get(RUN_COMMAND_ENV) or not forkserver.enabled() or _SERVER_BROKEN:
+        return None
+    if _SERVER is None:
+        _SERVER = forkserver.ForkServer()
+    return _SERVER.start()
+
+
 def _last_line(log: Path) -> str:
     try:
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
@@ -71,14 +90,22 @@ def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
 
 def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> int:
     """One attempt: the run as its own process, heartbeats while it lives; returns its exit status."""
+    server = _fork_server()
     with open(run_dir / "train.log", "ab") as log:
-        proc = subprocess.Popen(run_command(cfg_path), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=die_with_parent)
-        while True:
-            try:
-                return proc.wait(timeout=HEARTBEAT_S)
-            except subprocess.TimeoutExpired:
-                q.heartbeat(claim.trial_id)
+        try:
+            if server is not None:
+                proc = server.run(["train", "--config", str(cfg_path)], run_dir / "train.log", env=env)
+            else:
+                proc = subprocess.Popen(run_command(cfg_path), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=die_with_parent)
+            while True:
+                try:
+                    return proc.wait(timeout=HEARTBEAT_S)
+                except subprocess.TimeoutExpired:
+                    q.heartbeat(claim.trial_id)
+        except forkserver.ForkServerDied as exc:  # the run died with it: a failed attempt, retried
+            log.write(f"sweep worker: {exc}\n".encode())
+            return -signal.SIGKILL
 
 
 def _set_aside_other_code(run_dir: Path, code: str | None) -> None:
@@ -159,9 +186,24 @@ def _fail_orphans(q: Queue, states: dict) -> None:
                 q.finish(c.trial_id, TrialState.FAIL, {"state": "failed", "reason": f"stable phase {dep} {states[dep][0]}"})
 
 
+def _warm_up() -> None:
+    """Wait for the fork server's imports before the first claim: a point claimed meanwhile would sit
+    idle while another worker (maybe on another machine) could have run it."""
+    global _SERVER_BROKEN
+    server = _fork_server()
+    if server is None:
+        return
+    try:
+        server.wait_ready()
+    except forkserver.ForkServerDied as exc:
+        sys.stderr.write(f"sweep worker: {exc} during its imports; starting runs as fresh processes\n")
+        _SERVER_BROKEN = True
+
+
 def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
     """Run points until none is left (or ``max_runs``); returns how many this worker ran."""
     done = 0
+    _warm_up()
     while max_runs is None or done < max_runs:
         q.requeue_stale()
         states = q.point_states()

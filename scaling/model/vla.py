@@ -152,9 +152,10 @@ class VLA(nn.Module):
         """(scalar loss, metrics); discrete: mean cross-entropy in nats per action dimension."""
         return self.head.loss(self.encode(batch), batch)
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Same as `loss` (so DDP/FSDP wrappers that hook `forward` see the training pass)."""
-        return self.loss(batch)
+    def forward(self, batch: dict, predict: bool = False):
+        """`loss(batch)`, or `predict(batch)` when `predict`: every pass goes through `forward`, so
+        DDP/FSDP wrappers (which gather sharded weights in their `forward`) see validation too."""
+        return self.predict(batch) if predict else self.loss(batch)
 
     @torch.no_grad()
     def predict(self, batch: dict) -> torch.Tensor:

@@ -65,6 +65,10 @@ def test_ddp_two_cpu_processes_match_one_process(tiny_dataset, tmp_path):
     assert sorted(a) == sorted(b) == list(range(1, 9))
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=2e-4, abs=2e-4), step
+    # Validation is sharded over the ranks and reduced: the held-out loss must agree too.
+    ref = json.loads((tmp_path / "one" / "result.json").read_text())
+    assert result["val_loss"] == pytest.approx(ref["val_loss"], rel=2e-3)
+    assert result["action_mse"] == pytest.approx(ref["action_mse"], rel=1e-2)
 
 
 @pytest.mark.slow
@@ -165,10 +169,11 @@ def test_mixture_spec_from_yaml_config(tiny_dataset, tmp_path):
 
 def test_mup_scales_hidden_learning_rates(tiny_dataset, tmp_path):
     from scaling.data import open_source
-    from scaling.module import VLAModule
+    from scaling.model import VLA
     from scaling.train import model_config
+    from scaling.trainer import group_plan, optimizer_groups
 
     cfg = RunConfig(data=str(tiny_dataset), size="debug", d_model=64, n_heads=2, mup_base_width=32, lr=1e-3)
-    module = VLAModule(model_config(cfg, open_source(str(tiny_dataset))), cfg)
-    groups = {g["name"]: g["peak_lr"] for g in module.configure_optimizers().param_groups}
+    model = VLA(model_config(cfg, open_source(str(tiny_dataset))))
+    groups = {g["name"]: g["peak_lr"] for g in optimizer_groups(group_plan(model, cfg), model)}
     assert groups["hidden"] == pytest.approx(1e-3 * 32 / 64) and groups["input"] == pytest.approx(1e-3)

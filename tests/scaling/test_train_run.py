@@ -50,6 +50,7 @@ def test_train_writes_result_metrics_and_weights_only_checkpoint(tiny_dataset, t
     from scaling.versions import code_version
 
     assert data["versions"]["code"] == code_version()  # what sweeps compare before reusing a run
+    assert data["peak_flops"] == 1e11  # the peak MFU divided by
     assert result.val_loss == data["val_loss"]
     with open(tmp_path / "run" / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -84,7 +85,7 @@ def test_huge_lr_ends_as_diverged_not_a_crash(tiny_dataset, tmp_path):
     ({"size": 10}, "size"),
     ({"devices": 3}, "not divisible by the world size"),
     ({"micro_batch_size": 3}, "does not divide"),
-    ({"strategy": "fsdp"}, "needs a CUDA GPU"),
+    ({"strategy": "fsdp", "compile": True}, "--compile is not supported with --strategy fsdp"),
 ])
 def test_bad_input_is_rejected_before_training(tiny_dataset, tmp_path, changes, message):
     from scaling.train import train
@@ -102,7 +103,7 @@ def test_micro_batches_shard_each_step_without_overlap():
     assert (micro, accumulate) == (4, 2)
     shards = [TrainBatches(None, indices, batch_size=16, micro_batch_size=micro, accumulate=accumulate, rank=r,
                            world_size=2, chunk=1) for r in range(2)]
-    assert len(shards[0]) == 7 * 2  # ceil(100 / 16) steps x 2 micro-batches
+    assert shards[0].steps == 7  # ceil(100 / 16)
     for step in range(7):
         parts = [p for s in shards for p in s.micro_indices(step)]
         joined = np.sort(np.concatenate(parts))
@@ -111,16 +112,14 @@ def test_micro_batches_shard_each_step_without_overlap():
     assert all(len(p) == 1 for s in shards for p in s.micro_indices(6))
 
 
-def test_loader_state_skips_done_steps(tiny_dataset):
+def test_loader_from_a_checkpoint_step_skips_done_steps(tiny_dataset):
     from scaling.data import open_source
-    from scaling.datamodule import ResumableLoader, TrainBatches
+    from scaling.datamodule import TrainBatches, loader
 
     source = open_source(str(tiny_dataset))
     idx = source.train_indices(40)
-    ds = TrainBatches(source, idx, batch_size=8, micro_batch_size=8, accumulate=1, rank=0, world_size=1, chunk=1)
-    loader = ResumableLoader(ds, lambda: 3)
-    assert loader.state_dict() == {"steps_done": 3}
-    loader.load_state_dict({"steps_done": 3})
-    batches = list(loader)
+    ds = TrainBatches(source, idx, batch_size=8, micro_batch_size=8, accumulate=1, rank=0, world_size=1, chunk=1,
+                      start_step=3)
+    batches = list(loader(ds))
     assert len(batches) == 2
     np.testing.assert_array_equal(batches[0]["image"].numpy(), source.get_batch(idx[24:32])["image"])

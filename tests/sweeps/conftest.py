@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from specfiles import REPO, write_spec  # noqa: F401  (re-exported for the fixtures below)
 FAKE_TRAIN = Path(__file__).resolve().parent / "fake_train.py"
 
 
@@ -47,23 +46,6 @@ def spec_file(tmp_path, sweep_dataset):
 def runs_of():
     """``runs_of(sweep_dir)``: the fake trainer's invocation lines."""
     return invocations
-
-
-def write_spec(path: Path, data: Path, **overrides) -> Path:
-    """Write a small grid spec (4 points) with ``overrides`` merged at the top level."""
-    spec = {
-        "name": "t",
-        "data": str(data),
-        "models": [1e5, 2e5],
-        "samples": [64, 128],
-        "seeds": [0],
-        "train": {"batch_size": 16, "lr": 1e-3},
-        "retries": 1,
-        "blind_baseline": False,  # engine tests count runs; the baseline has tests of its own
-    }
-    spec.update(overrides)
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def invocations(sweep_dir: Path) -> list[list[str]]:

@@ -12,7 +12,7 @@ import yaml
 
 from sweeps.cli import main
 
-from conftest import REPO, write_spec
+from specfiles import REPO, write_spec
 
 
 def _bad(capsys, argv: list[str]) -> str:

@@ -10,7 +10,7 @@ import pytest
 from sweeps.cli import main
 from sweeps.sweep import Sweep
 
-from conftest import write_spec
+from specfiles import write_spec
 
 
 def _run(spec, d, *flags) -> int:

@@ -1,0 +1,409 @@
+"""What the device can do: peak FLOP/s per dtype (MFU's denominator) and the fastest correct precision.
+
+MFU, as this project reports it everywhere:
+
+    MFU = achieved model FLOP/s / peak FLOP/s of the FASTEST dtype the device offers
+        = flops_per_sample (exact, `scaling.model.flops_per_sample`) x samples/s / (peak x devices)
+
+The peak is that of the fastest dtype whatever precision the run used, so a run that trains in
+fp32 on a bf16-capable device is charged for the bf16 it left unused; MFU then compares runs and
+precisions on one scale.
+
+Where the peaks come from:
+
+- GPUs: the vendor's data-sheet dense (no sparsity) figure per dtype, `GPU_PEAKS`.
+- CPUs: no vendor number fits (it depends on cores used, clocks, AMX/AVX-512 and the BLAS), so we
+  measure: square matmuls of `PROBE_N` x `PROBE_N` at the run's own thread count, the best of
+  `PROBE_TRIALS` timed trials (best-of, because other processes can only slow a trial down). The
+  figure is cached per machine in ``$SCALING_CACHE_DIR`` (default ``~/.cache/vla-scaling``,
+  honouring ``$XDG_CACHE_HOME``) keyed by CPU model, its matmul-relevant flags, the thread count and
+  the torch version; the cache entry records the load average at measurement time.
+
+`resolve_precision("auto", ...)` picks the fastest correct training precision for the device: on
+GPUs, bf16-mixed where the GPU supports bf16, else 16-mixed; on CPUs a short measured probe of the
+model's real training step (forward, backward, clipping, AdamW) in 32-true and in bf16-mixed
+(``torch.autocast`` with its weight cache on, as Lightning Fabric runs it), cached like the peaks.
+
+torch is imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis.atomic import write_atomic
+from analysis.errors import BadInput
+
+DTYPES = ("bfloat16", "float16", "float32")
+"""Dtype names the peaks are given for (torch's spelling)."""
+
+PRECISION_DTYPE = {"bf16-mixed": "bfloat16", "bf16-true": "bfloat16", "16-mixed": "float16",
+                   "16-true": "float16", "32-true": "float32", "32": "float32"}
+"""Lightning precision -> the dtype its matmuls run in."""
+
+# Dense (no structured sparsity) peak FLOP/s per device from the vendors' data sheets. "float32" is
+# the plain FP32 (CUDA-core) figure; TF32 tensor-core matmuls (torch's "high" matmul precision) sit in
+# between but are never the fastest dtype, so MFU never needs them. Order matters: the first
+# substring of the device name that matches wins, so specific names precede their prefixes.
+GPU_PEAKS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("GH200", {"bfloat16": 989.4e12, "float16": 989.4e12, "float32": 66.9e12}),
+    ("H200 NVL", {"bfloat16": 835.5e12, "float16": 835.5e12, "float32": 60.0e12}),
+    ("H200", {"bfloat16": 989.4e12, "float16": 989.4e12, "float32": 66.9e12}),
+    ("H100 NVL", {"bfloat16": 835.5e12, "float16": 835.5e12, "float32": 60.0e12}),
+    ("H100 PCIE", {"bfloat16": 756.5e12, "float16": 756.5e12, "float32": 51.2e12}),
+    ("H100", {"bfloat16": 989.4e12, "float16": 989.4e12, "float32": 66.9e12}),
+    ("A100", {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12}),
+    ("A10G", {"bfloat16": 70e12, "float16": 70e12, "float32": 31.2e12}),
+    ("A10", {"bfloat16": 125e12, "float16": 125e12, "float32": 31.2e12}),
+    ("L40S", {"bfloat16": 362.05e12, "float16": 362.05e12, "float32": 91.6e12}),
+    ("L40", {"bfloat16": 181.05e12, "float16": 181.05e12, "float32": 90.5e12}),
+    ("L4", {"bfloat16": 121e12, "float16": 121e12, "float32": 30.3e12}),
+    ("V100", {"float16": 125e12, "float32": 15.7e12}),
+    ("T4", {"float16": 65e12, "float32": 8.1e12}),
+    ("4090", {"bfloat16": 165.2e12, "float16": 165.2e12, "float32": 82.6e12}),
+    ("3090", {"bfloat16": 71e12, "float16": 71e12, "float32": 35.6e12}),
+)
+
+# CPU flags that decide matmul speed per dtype (the cache key keeps only these, so an unrelated
+# kernel flag does not invalidate it).
+_MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile",
+                 "amx_bf16", "amx_fp16", "avx_vnni", "asimd", "sve", "bf16")
+PROBE_N = 2048
+"""Side of the square matrices of the CPU peak probe (large enough to saturate AMX and AVX-512)."""
+PROBE_TRIALS = 5
+"""Timed trials per dtype; the best one is the peak."""
+PROBE_TRIAL_S = 0.1
+"""Minimum seconds per trial (at least one matmul)."""
+PRECISION_PROBE_STEPS = 3
+"""Timed training steps per precision in the `resolve_precision` probe (after one warm-up each)."""
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A device's peak FLOP/s for MFU: the fastest dtype it offers."""
+
+    value: float | None
+    """Peak FLOP/s of one device (None when unknown)."""
+    dtype: str | None
+    """The dtype of that peak (bfloat16 | float16 | float32)."""
+    source: str
+    """Where it came from: "vendor table: ...", "measured: ...", "config", "$SCALING_PEAK_FLOPS", "unknown"."""
+
+
+# ---- the device -----------------------------------------------------------------------------------
+def _cuda_wanted(accelerator: str) -> bool:
+    if accelerator == "cpu":
+        return False
+    import torch
+
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise BadInput(f"accelerator {accelerator}: no CUDA device is available")
+    return torch.cuda.is_available()
+
+
+def _threads(threads: int | None) -> int:
+    import torch
+
+    return int(threads) if threads else torch.get_num_threads()
+
+
+def cpu_signature(threads: int | None = None) -> dict:
+    """What a CPU measurement depends on: model, matmul flags, thread count, torch version."""
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu": model, "flags": sorted(flags & set(_MATMUL_FLAGS)), "threads": _threads(threads),
+            "torch": torch.__version__.split("+")[0]}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX-BF16), not by emulation."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_signature(1)["flags"]))
+
+
+def _signature_key(sig: dict) -> str:
+    return f"{sig['cpu']}|{','.join(sig['flags'])}|threads={sig['threads']}|torch={sig['torch']}"
+
+
+# ---- the per-machine cache ------------------------------------------------------------------------
+def cache_path() -> Path:
+    """The JSON file holding this machine's measured peaks and precision choices."""
+    root = os.environ.get("SCALING_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(base) / "vla-scaling")
+    return Path(root) / "hardware.json"
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def _cache_lock():
+    """Exclusive lock over measure-and-store, so two workers of a sweep never probe at once (each
+    would halve the other's figure) and the second one reads the first one's result."""
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except ImportError:  # not POSIX: no lock, at worst a duplicated probe
+            pass
+        yield
+
+
+def _cached(section: str, key: str, measure) -> tuple[dict, bool]:
+    """(entry, was_cached): the cached entry for `key`, else `measure()` stored under it."""
+    entry = _read_cache().get(section, {}).get(key)
+    if entry is not None:
+        return entry, True
+    with _cache_lock():
+        data = _read_cache()  # another process may have measured while we waited
+        entry = data.get(section, {}).get(key)
+        if entry is not None:
+            return entry, True
+        entry = measure()
+        entry["measured_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        entry["load_average"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+        data.setdefault(section, {})[key] = entry
+        write_atomic(cache_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return entry, False
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- peaks ----------------------------------------------------------------------------------------
+def measure_matmul_flops(dtype: str, threads: int | None = None, n: int = PROBE_N, trials: int = PROBE_TRIALS,
+                         trial_s: float = PROBE_TRIAL_S) -> float:
+    """Best-of-`trials` dense matmul FLOP/s of (n, n) @ (n, n) in `dtype` on the CPU at `threads` threads.
+
+    Each trial runs at least one matmul and at least `trial_s` seconds; a matmul is 2 n^3 FLOPs.
+    """
+    import torch
+
+    with _torch_threads(_threads(threads)), torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
+        b = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
+        torch.mm(a, b)  # warm-up: oneDNN picks and JITs its kernel on the first call
+        best = 0.0
+        for _ in range(trials):
+            count, t0 = 0, time.perf_counter()
+            while count == 0 or time.perf_counter() - t0 < trial_s:
+                torch.mm(a, b)
+                count += 1
+            best = max(best, 2.0 * n**3 * count / (time.perf_counter() - t0))
+    return best
+
+
+def _cpu_dtypes(sig: dict) -> tuple[str, ...]:
+    # fp16 matmuls are emulated (and very slow) on CPUs without AVX512-FP16/AMX-FP16: not probed there.
+    fp16 = {"avx512_fp16", "amx_fp16"} & set(sig["flags"])
+    return ("bfloat16", "float16", "float32") if fp16 else ("bfloat16", "float32")
+
+
+def cpu_peaks(threads: int | None = None) -> tuple[dict[str, float], str]:
+    """({dtype: FLOP/s}, source) for this CPU at `threads` threads: measured once, then cached."""
+    sig = cpu_signature(threads)
+
+    def measure() -> dict:
+        return {"peaks": {d: measure_matmul_flops(d, sig["threads"]) for d in _cpu_dtypes(sig)},
+                "probe": f"{PROBE_N}x{PROBE_N} matmul, best of {PROBE_TRIALS}", **sig}
+
+    entry, was_cached = _cached("cpu_peaks", _signature_key(sig), measure)
+    how = "cached" if was_cached else "just measured"
+    source = (f"measured: {entry.get('probe', 'matmul probe')} at {sig['threads']} thread(s) on {sig['cpu']} "
+              f"({how} {entry.get('measured_at', '?')}, load average {entry.get('load_average')})")
+    return {k: float(v) for k, v in entry["peaks"].items()}, source
+
+
+def gpu_peaks(name: str) -> dict[str, float]:
+    """Vendor dense peaks {dtype: FLOP/s} for a CUDA device name ({} when the name is not in the table)."""
+    upper = name.upper()
+    for key, peaks in GPU_PEAKS:
+        if key in upper:
+            return dict(peaks)
+    return {}
+
+
+def peak_flops(accelerator: str, dtype: str, threads: int | None = None) -> tuple[float | None, str]:
+    """Peak FLOP/s of one device for matmuls in `dtype`, and where the figure comes from.
+
+    Args:
+        accelerator: cpu | gpu | cuda | auto (auto: the GPU when CUDA is available).
+        dtype: bfloat16 | float16 | float32, or a Lightning precision (bf16-mixed, 32-true, ...).
+        threads: CPU threads (None: torch's current setting); ignored on GPUs.
+
+    Returns:
+        (FLOP/s or None when unknown, source); CPUs are measured (first call) or read from the cache.
+    """
+    dtype = PRECISION_DTYPE.get(dtype, dtype)
+    if dtype not in DTYPES:
+        raise BadInput(f"peak_flops: dtype must be one of {'|'.join(DTYPES)} or a precision, got {dtype!r}")
+    if _cuda_wanted(accelerator):
+        import torch
+
+        name = torch.cuda.get_device_name(0)
+        value = gpu_peaks(name).get(dtype)
+        return value, (f"vendor table: {name} {dtype} dense" if value else f"unknown: {name} not in the table")
+    peaks, source = cpu_peaks(threads)
+    if dtype in peaks:
+        return peaks[dtype], source
+    return None, f"unknown: {dtype} not probed on this CPU (emulated)"
+
+
+def mfu_peak(accelerator: str, threads: int | None = None, override: float | None = None) -> Peak:
+    """The MFU denominator: peak FLOP/s of the FASTEST dtype the device offers.
+
+    Args:
+        accelerator: cpu | gpu | cuda | auto.
+        threads: CPU threads of the run (None: torch's current setting).
+        override: a peak given by the user (RunConfig.peak_flops); $SCALING_PEAK_FLOPS comes next.
+    """
+    if override:
+        return Peak(float(override), None, "config")
+    if os.environ.get("SCALING_PEAK_FLOPS"):
+        return Peak(float(os.environ["SCALING_PEAK_FLOPS"]), None, "$SCALING_PEAK_FLOPS")
+    if _cuda_wanted(accelerator):
+        import torch
+
+        name = torch.cuda.get_device_name(0)
+        peaks = gpu_peaks(name)
+        if not peaks:
+            return Peak(None, None, f"unknown: {name} not in the table (set peak_flops)")
+        dtype = max(peaks, key=peaks.get)
+        return Peak(peaks[dtype], dtype, f"vendor table: {name} {dtype} dense")
+    peaks, source = cpu_peaks(threads)
+    dtype = max(peaks, key=peaks.get)
+    return Peak(peaks[dtype], dtype, source)
+
+
+def mfu(flops_per_sample: float, samples_per_second: float | None, peak: float | None,
+        world_size: int = 1) -> float | None:
+    """Model FLOP utilisation: flops_per_sample x samples/s / (peak x world_size); None if unknown."""
+    if not samples_per_second or not peak:
+        return None
+    return float(flops_per_sample) * samples_per_second / (peak * world_size)
+
+
+# ---- precision ------------------------------------------------------------------------------------
+def _probe_model_config(model_cfg):
+    if model_cfg is not None:
+        return model_cfg
+    from scaling.model.testing import tiny_config
+
+    return tiny_config("1m", image_size=64, max_instr_len=16, proprio_dim=8, action_dim=7)
+
+
+def measure_step_seconds(model_cfg, batch_size: int, precisions: tuple[str, ...] = ("32-true", "bf16-mixed"),
+                         steps: int = PRECISION_PROBE_STEPS, threads: int | None = None) -> dict[str, float]:
+    """Best seconds per training step of `model_cfg` at `batch_size` on the CPU, per precision.
+
+    One step is what the training loop does: forward under autocast (bf16-mixed: bf16 autocast with
+    its weight cache on), backward, global-norm clipping, AdamW. Precisions are interleaved step by
+    step after one warm-up each, so a load change hits them alike; the best step counts.
+    """
+    import torch
+
+    from scaling.model.testing import random_batch
+    from scaling.model.vla import VLA
+
+    with _torch_threads(_threads(threads)):
+        torch.manual_seed(0)
+        model = VLA(model_cfg).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        batch = random_batch(model_cfg, batch_size)
+
+        def step(precision: str) -> float:
+            t0 = time.perf_counter()
+            dtype = PRECISION_DTYPE[precision]
+            with torch.autocast("cpu", dtype=getattr(torch, dtype), enabled=precision.endswith("-mixed")):
+                loss, _ = model(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return time.perf_counter() - t0
+
+        for p in precisions:
+            step(p)
+        best = {p: float("inf") for p in precisions}
+        for _ in range(steps):
+            for p in precisions:
+                best[p] = min(best[p], step(p))
+    return best
+
+
+def resolve_precision(precision: str, accelerator: str = "auto", threads: int | None = None, *,
+                      model_cfg=None, batch_size: int = 32) -> tuple[str, str]:
+    """The precision a run should use, and why.
+
+    Anything but "auto" is returned as given. "auto": on GPUs bf16-mixed where supported, else
+    16-mixed; on CPUs the faster of 32-true and bf16-mixed in a measured probe of the training step
+    (`measure_step_seconds`) of `model_cfg` (default: a 1m-parameter VLA on 64 px images) at
+    `batch_size` samples per device, cached per machine, thread count, model shape and batch.
+
+    Returns:
+        (a Lightning precision, a one-line reason).
+    """
+    if precision != "auto":
+        if precision not in PRECISION_DTYPE:
+            raise BadInput(f"precision must be auto or one of {'|'.join(PRECISION_DTYPE)}, got {precision!r}")
+        return precision, "as configured"
+    if _cuda_wanted(accelerator):
+        import torch
+
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", "auto: the GPU supports bf16"
+        return "16-mixed", "auto: the GPU lacks bf16"
+    sig = cpu_signature(threads)
+    mcfg = _probe_model_config(model_cfg)
+    shape = f"d{mcfg.d_model}xL{mcfg.n_layers}xT{mcfg.seq_len}xff{mcfg.d_ff}|{mcfg.head}|batch={batch_size}"
+
+    def measure() -> dict:
+        seconds = measure_step_seconds(mcfg, batch_size, threads=sig["threads"])
+        return {"seconds_per_step": seconds, "precision": min(seconds, key=seconds.get), **sig}
+
+    entry, was_cached = _cached("precision", f"{_signature_key(sig)}|{shape}", measure)
+    sec = entry["seconds_per_step"]
+    speeds = ", ".join(f"{p} {batch_size / s:.1f} samples/s" for p, s in sec.items())
+    return entry["precision"], f"auto ({'cached' if was_cached else 'measured'} probe, {shape}: {speeds})"
+
+
+__all__ = ["DTYPES", "GPU_PEAKS", "Peak", "cache_path", "cpu_has_native_bf16", "cpu_peaks", "cpu_signature",
+           "gpu_peaks", "measure_matmul_flops", "measure_step_seconds", "mfu", "mfu_peak", "peak_flops",
+           "resolve_precision"]
