@@ -21,7 +21,8 @@ import pytest
 
 from tests.scaling.test_train_distributed import ROOT, cli_args, env, train_losses
 
-pytestmark = pytest.mark.slow
+# Every test here trains (subprocesses over gloo): each is marked slow on its own, so that a fast
+# test added to this file is not hidden (tests/test_suite_hygiene.py).
 
 
 def _run(args, what: str) -> subprocess.CompletedProcess:
@@ -45,6 +46,7 @@ def runs(tiny_dataset, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_fsdp_and_ddp_match_one_process_on_val_loss(runs):
     one, ddp, fsdp = (_result(runs / name) for name in ("one", "ddp", "fsdp"))
     assert ddp["world_size"] == fsdp["world_size"] == 2 and one["world_size"] == 1
@@ -61,6 +63,7 @@ def test_fsdp_and_ddp_match_one_process_on_val_loss(runs):
         assert b[step] == pytest.approx(a[step], rel=2e-4) and c[step] == pytest.approx(a[step], rel=2e-4)
 
 
+@pytest.mark.slow
 def test_fsdp_runs_closed_loop_evaluation_and_saves_weights_only(runs, tiny_dataset):
     import torch
 
@@ -78,6 +81,7 @@ def test_fsdp_runs_closed_loop_evaluation_and_saves_weights_only(runs, tiny_data
     assert set(ckpt["optimizer_states"][0]["state"]) == set(one["optimizer_states"][0]["state"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, strategy", [("fsdp", "ddp"), ("one", "fsdp")])
 def test_checkpoint_resumes_across_strategies(runs, tiny_dataset, tmp_path, source, strategy):
     """A run interrupted at step 4 under one strategy finishes under another with the same result."""
@@ -94,6 +98,7 @@ def test_checkpoint_resumes_across_strategies(runs, tiny_dataset, tmp_path, sour
     assert sorted(train_losses(run_dir)) == list(range(5, 9))  # a fresh folder: the steps it trained
 
 
+@pytest.mark.slow
 def test_fsdp_keeps_parameter_groups_and_reduces_in_float32(tiny_dataset, tmp_path):
     """Weight decay and muP rates by name, not by FSDP's flattened shapes; gradients all-reduced in fp32."""
     out = tmp_path / "worker"
@@ -109,6 +114,7 @@ def test_fsdp_keeps_parameter_groups_and_reduces_in_float32(tiny_dataset, tmp_pa
         assert report["reduce_dtype"] == report["param_dtype"] == "torch.float32"
 
 
+@pytest.mark.slow
 def test_sixteen_bit_on_cpu_records_what_ran(tiny_dataset, tmp_path):
     from tests.scaling.test_train_distributed import in_process
 
@@ -117,6 +123,7 @@ def test_sixteen_bit_on_cpu_records_what_ran(tiny_dataset, tmp_path):
     assert _result(tmp_path / "fp16")["precision"] == "bf16-mixed"
 
 
+@pytest.mark.slow
 def test_time_based_checkpoint_survives_a_kill_before_the_step_interval(tiny_dataset, tmp_path):
     """With checkpoint_every far away, last.ckpt still appears after checkpoint_minutes, and resumes."""
     run_dir = tmp_path / "timed"
