@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
               f"withheld): val_loss {b['val_loss']:.3f}")
         print(f"Best run (N={int(best['n_params']):,}, D={int(best['n_samples']):,}): val_loss {best['val_loss']:.3f}, "
               f"{b['val_loss'] - best['val_loss']:.3f} nats below the blind floor"
-              + (f", closed-loop success {best['success_rate']:.0%}" if best.get("success_rate") == best.get("success_rate")
-                 and best.get("success_rate") is not None else ""))
+              + (f", closed-loop success {best['success_rate']:.0%}" if pd.notna(best.get("success_rate")) else ""))
     print(
         f"Fitted law ({fit['n_points']} runs): L(N, D) = {p['E']:.3f} + {p['A']:.4g}/N^{p['alpha']:.3f}"
         f" + {p['B']:.4g}/D^{p['beta']:.3f}"

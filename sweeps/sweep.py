@@ -200,6 +200,8 @@ class Sweep:
     def finalize(self, fit: bool = True) -> dict:
         """Write ``results.csv``; when every point is finished (and ``fit``), fit and write ``fit.json``
         and the report."""
+        import pandas as pd
+
         from sweeps.results import fit_table, write_table
 
         df = self.table()
@@ -212,7 +214,7 @@ class Sweep:
             # The report also draws the blind baseline (a reference line, the success floor); analysis
             # never fits phase == blind rows.
             blind = df[(df["state"] == "completed") & (df["phase"] == "blind")]
-            self._fit_and_report(fitted, pd_concat(fitted, blind))
+            self._fit_and_report(fitted, fitted if blind.empty else pd.concat([fitted, blind], ignore_index=True))
         return counts
 
     def wsd_savings(self) -> dict:
@@ -247,13 +249,6 @@ class Sweep:
         fit.save(self.dir / "fit.json")
         analysis.write_report(report_df, self.dir, fit=fit)  # report.html + figures beside results.csv
         note.unlink(missing_ok=True)
-
-
-def pd_concat(a, b):
-    """Rows of ``a`` then ``b`` (pandas imported lazily by the caller's table)."""
-    import pandas as pd
-
-    return pd.concat([a, b], ignore_index=True) if len(b) else a
 
 
 def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:

@@ -37,6 +37,18 @@ def env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
+def kill_at_first_checkpoint(args: list[str], run_dir) -> None:
+    """Start `scaling train args`, SIGKILL it as soon as last.ckpt exists, and check it was cut short."""
+    proc = subprocess.Popen(args, env=env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (Path(run_dir) / "result.json").exists(), "the run ended before it could be killed"
+
+
 def train_losses(run_dir) -> dict[int, float]:
     with open(Path(run_dir) / "metrics.csv") as fh:
         return {int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(fh) if r["train_loss"]}
@@ -90,15 +102,8 @@ def test_resume_after_kill_9_finishes_the_same_budget(tiny_dataset, tmp_path):
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(cli_args(tiny_dataset, run_dir, **flags), env=env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_at_first_checkpoint(cli_args(tiny_dataset, run_dir, **flags), run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert last.exists() and not (run_dir / "result.json").exists(), "the run ended before it could be killed"
 
     again = subprocess.run(cli_args(tiny_dataset, run_dir, **flags), env=env(), cwd=ROOT,
                            capture_output=True, text=True, timeout=600)

@@ -9,17 +9,14 @@ checkpoint did not exist.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.scaling.test_train_distributed import ROOT, cli_args, env, train_losses
+from tests.scaling.test_train_distributed import ROOT, cli_args, env, kill_at_first_checkpoint, train_losses
 
 # Every test here trains (subprocesses over gloo): each is marked slow on its own, so that a fast
 # test added to this file is not hidden (tests/test_suite_hygiene.py).
@@ -128,15 +125,7 @@ def test_time_based_checkpoint_survives_a_kill_before_the_step_interval(tiny_dat
     """With checkpoint_every far away, last.ckpt still appears after checkpoint_minutes, and resumes."""
     run_dir = tmp_path / "timed"
     flags = dict(samples=800, checkpoint_every=10**6, checkpoint_minutes=0.002)  # ~0.1 s
-    proc = subprocess.Popen(cli_args(tiny_dataset, run_dir, **flags), env=env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert last.exists() and not (run_dir / "result.json").exists(), "the run ended before it could be killed"
+    kill_at_first_checkpoint(cli_args(tiny_dataset, run_dir, **flags), run_dir)
     again = _run(cli_args(tiny_dataset, run_dir, **flags), "resume")
     assert "resuming from" in again.stderr and "/100)" in again.stderr
     assert _result(run_dir)["n_samples"] == 800
