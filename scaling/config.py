@@ -99,6 +99,9 @@ class RunConfig:
     """Action chunk: the model predicts the next `chunk` actions (steps)."""
     head: str = "discrete"
     """Action head: discrete (256-bin cross-entropy) | mse | flow."""
+    keypoints: int = 0
+    """Spatial-softmax keypoint tokens from a small conv stem (0 = none; `ModelConfig.keypoints`).
+    A property of the model family: the same at every size of a sweep."""
     blind: bool = False
     """Withhold the image and the instruction (the input-free baseline: proprioception only)."""
     d_model: int | None = None

@@ -36,6 +36,17 @@ def tabletop_families(source) -> tuple[str, ...] | None:
     return tuple(sorted(fams)) or None
 
 
+def tabletop_objects(source) -> str | None:
+    """The objects-per-scene range the data was generated with ("LO-HI"; the widest over a
+    mixture's members); None = the generator's default."""
+    from scaling.data.tabletop.tasks import DEFAULT_OBJECTS, check_objects
+
+    desc = source.describe()
+    ranges = [check_objects(m.get("objects")) for m in desc.get("mixture", [desc])]
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    return None if (lo, hi) == DEFAULT_OBJECTS else f"{lo}-{hi}"
+
+
 def not_evaluated_reason(source, n_episodes: int) -> str | None:
     """Why a run has no closed-loop success rate (None when it can be measured)."""
     if n_episodes <= 0:
@@ -95,8 +106,8 @@ class VLAPolicy:
 
 
 def success_rate(model, source, n_episodes: int, *, seed: int = 0, precision: str = "32-true") -> float | None:
-    """Closed-loop tabletop success over `n_episodes` seeded episodes, on the families the data was
-    generated from; None when 0 or not tabletop (`not_evaluated_reason` says why)."""
+    """Closed-loop tabletop success over `n_episodes` seeded episodes, on the families (and objects
+    per scene) the data was generated from; None when 0 or not tabletop (`not_evaluated_reason` says why)."""
     if not_evaluated_reason(source, n_episodes) is not None:
         return None
     from scaling.data.tabletop import evaluate_policy
@@ -108,7 +119,7 @@ def success_rate(model, source, n_episodes: int, *, seed: int = 0, precision: st
     policy = VLAPolicy(model, source, autocast_dtype=dtype)
     try:
         out = evaluate_policy(policy, int(n_episodes), seed=seed, image_size=source.image_size,
-                              families=tabletop_families(source))
+                              families=tabletop_families(source), objects=tabletop_objects(source))
     finally:
         model.train(was_training)
     return float(out["success_rate"])

@@ -49,7 +49,8 @@ def model_config(cfg: RunConfig, source):
     model_cfg = ModelConfig.from_size(
         cfg.size_value, image_size=source.image_size, vocab_size=source.tokenizer.vocab_size,
         max_instr_len=source.tokenizer.max_len, proprio_dim=source.proprio_dim,
-        action_dim=source.action_dim, chunk=cfg.chunk, head=cfg.head, mup_base_width=cfg.mup_base_width)
+        action_dim=source.action_dim, chunk=cfg.chunk, head=cfg.head, mup_base_width=cfg.mup_base_width,
+        keypoints=cfg.keypoints)
     shape = {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads") if getattr(cfg, k) is not None}
     if shape:
         if "d_model" in shape and "n_heads" not in shape:  # keep the preset's head width

@@ -71,9 +71,13 @@ def _generate_tabletop(args: argparse.Namespace) -> int:
         kwargs["noise"] = args.noise
     if args.families:
         kwargs["families"] = tuple(f.strip() for f in args.families.split(",") if f.strip())
+    if args.objects is not None:
+        kwargs["objects"] = args.objects
     if "workers" in pyinspect.signature(gen).parameters:
         kwargs["workers"] = args.workers
     meta = {"image_size": args.image_size, "noise": args.noise, "families": args.families}
+    if args.objects is not None:  # only when given: manifests of default generations stay as they were
+        meta["objects"] = args.objects
     if hasattr(tabletop, "ACTION_LOW") and hasattr(tabletop, "ACTION_HIGH"):
         meta["action_bounds"] = [float(tabletop.ACTION_LOW), float(tabletop.ACTION_HIGH)]
     episodes = gen(args.episodes, **kwargs)
@@ -173,6 +177,9 @@ def register(subparsers) -> None:
     tt.add_argument("--noise", type=_nonneg_float, default=None, help="expert noise level (generator default)")
     tt.add_argument("--families", default=None,
                     help="comma-separated task families to draw from (default: all 12), e.g. touch,reach_zone")
+    tt.add_argument("--objects", default=None, metavar="LO-HI",
+                    help="objects per scene, each count equally likely (default: 3-5), e.g. 1-5; "
+                         "families that need more objects get at least what they need")
     mw = gsub.add_parser("metaworld", help="Meta-World scripted experts (needs the [metaworld] extra)")
     mw.add_argument("--tasks", required=True, help="comma-separated task names, e.g. reach-v3,push-v3")
     mw.add_argument("--episodes-per-task", type=_positive_int, default=20, help="episodes per task")

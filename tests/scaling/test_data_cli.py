@@ -147,3 +147,21 @@ def test_generate_tabletop_task_families(cli, tmp_path):
     _one_line_error(*cli("data", "generate", "tabletop", "--episodes", 2, "--families", "touch,fly",
                          "--out", tmp_path / "bad")[::2], "fly")
     assert not (tmp_path / "bad").exists()
+
+
+def test_generate_tabletop_objects_range(cli, tmp_path):
+    pytest.importorskip("scaling.data.tabletop")
+    out = tmp_path / "objs"
+    rc, _, _ = cli("data", "generate", "tabletop", "--episodes", 8, "--image-size", 16, "--workers", 2,
+                   "--families", "touch", "--objects", "1-2", "--out", out)
+    assert rc == 0
+    from scaling.data import open_source
+    from scaling.evaluation import tabletop_objects
+
+    src = open_source(out)
+    assert src.describe()["objects"] == "1-2" and tabletop_objects(src) == "1-2"
+    sizes = {len(src.episode(i).meta["objects"]) for i in range(src.n_episodes)}
+    assert sizes <= {1, 2}
+    _one_line_error(*cli("data", "generate", "tabletop", "--episodes", 2, "--objects", "0-9",
+                         "--out", tmp_path / "bad")[::2], "tabletop objects")
+    assert not (tmp_path / "bad").exists()

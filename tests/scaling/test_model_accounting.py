@@ -99,3 +99,26 @@ def test_accounting_imports_no_torch():
             + ", ".join(f"{k}={v!r}" for k, v in DATA_DIMS.items())
             + ")); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("size, head", [("debug", "discrete"), ("1m", "discrete"), ("1m", "flow")])
+def test_keypoint_stem_counts_exact(size, head):
+    # The conv stem and its soft-argmax tokens: parameters from the module, FLOPs from torch's counter
+    # (its convolutions, backward included, are counted; the elementwise soft-argmax is not).
+    cfg = tiny_config(size, head=head, keypoints=8)
+    model, batch = meta_model_and_batch(cfg)
+    total, nonembed = count_params(cfg)
+    assert total == sum(p.numel() for p in model.parameters())
+    assert nonembed == count_params(tiny_config(size, head=head))[1]  # the stem is an input map
+    assert flops_per_sample(cfg) == counted_training_flops(model, batch)
+    assert cfg.seq_len == tiny_config(size, head=head).seq_len + 8
+
+
+def test_keypoint_real_run_counts_and_is_differentiable():
+    cfg = tiny_config("debug", keypoints=4)
+    model = VLA(cfg)
+    batch = random_batch(cfg, 3)
+    assert counted_training_flops(model, batch) == flops_per_sample(cfg)
+    assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("embed.stem."))
+    points = model.embed.keypoints(batch["image"]).detach()
+    assert points.shape == (3, 4, 2) and float(points.abs().max()) <= 1.0

@@ -159,3 +159,23 @@ def test_env_step_api_and_step_limit():
     while not done:
         _, success, done = env.step(env.expert_action())
     assert success and env.steps <= env.max_steps
+
+
+def test_objects_range_is_drawn_validated_and_default_unchanged():
+    import numpy as np
+
+    from analysis.errors import BadInput
+    from scaling.data.tabletop.tasks import check_objects, sample_task
+
+    counts = {sample_task(np.random.default_rng(i), ("touch",), (1, 2))[0].n for i in range(60)}
+    assert counts == {1, 2}
+    # A family that needs more objects than the range allows gets what it needs.
+    assert sample_task(np.random.default_rng(0), ("between",), (1, 1))[0].n == 3
+    # The default range draws exactly what earlier generations drew (the same random stream).
+    for i in range(20):
+        a, b = sample_task(np.random.default_rng(i)), sample_task(np.random.default_rng(i), objects=(3, 5))
+        assert a[1].instruction == b[1].instruction and np.array_equal(a[0].pos, b[0].pos)
+    assert check_objects("1-5") == (1, 5) and check_objects("2") == (2, 2) and check_objects(None) == (3, 5)
+    for bad in ("0-3", "5-2", "1-7", "x", "1-2-3", 2.5, True):
+        with pytest.raises(BadInput, match="tabletop objects"):
+            check_objects(bad)

@@ -15,7 +15,7 @@ from analysis.errors import BadInput
 from scaling.data.tabletop.expert import ScriptedExpert
 from scaling.data.tabletop.render import Renderer
 from scaling.data.tabletop.scene import COLOUR_NAMES, CORNER_ZONES, Scene
-from scaling.data.tabletop.tasks import FAMILY_NAMES, Task, is_success, sample_task
+from scaling.data.tabletop.tasks import FAMILY_NAMES, Task, check_objects, is_success, sample_task
 
 TRAIN_BRANCH = 0  # SeedSequence spawn-key branch of generated (training) episodes
 EVAL_BRANCH = 1  # ... of closed-loop evaluation episodes (held out from generation)
@@ -54,9 +54,11 @@ class TabletopEnv:
         image_size: rendered image side (pixels), 16..512.
         max_steps: episode step limit.
         families: task families to sample (None = all of them).
+        objects: objects per scene, "LO-HI" or (LO, HI) (None = 3-5; see `tasks.check_objects`).
     """
 
-    def __init__(self, image_size: int = 64, max_steps: int = DEFAULT_MAX_STEPS, families=None) -> None:
+    def __init__(self, image_size: int = 64, max_steps: int = DEFAULT_MAX_STEPS, families=None,
+                 objects=None) -> None:
         if not 16 <= int(image_size) <= 512:
             raise BadInput(f"tabletop image_size: {image_size} is outside 16..512 pixels")
         if int(max_steps) < 1:
@@ -64,6 +66,7 @@ class TabletopEnv:
         self.image_size = int(image_size)
         self.max_steps = int(max_steps)
         self.families = check_families(families)
+        self.objects = check_objects(objects)
         self.renderer = get_renderer(self.image_size)
         self.scene: Scene | None = None
         self.task: Task | None = None
@@ -87,7 +90,7 @@ class TabletopEnv:
         # One stream: the scene and task draws come first, the expert's noise draws after them,
         # so the scene never depends on the noise level.
         rng = np.random.default_rng(ss)
-        self.scene, self.task = sample_task(rng, self.families)
+        self.scene, self.task = sample_task(rng, self.families, self.objects)
         self._expert_rng = rng
         self._expert = None
         self.initial_objects = self.scene.describe()

@@ -73,6 +73,7 @@ def evaluate_policy(
     max_steps: int = DEFAULT_MAX_STEPS,
     batch_size: int = 64,
     families=None,
+    objects=None,
 ) -> dict:
     """Success rate of ``policy`` over ``n_episodes`` held-out episodes.
 
@@ -84,6 +85,7 @@ def evaluate_policy(
         max_steps: step limit per episode.
         batch_size: episodes run in lockstep per policy call (bounds memory).
         families: task families (None = all).
+        objects: objects per scene, "LO-HI" (None = the generator's default, 3-5).
 
     Returns:
         {"success_rate": float, "n_episodes": int, "per_task": {family: success rate},
@@ -97,7 +99,7 @@ def evaluate_policy(
     successes: dict[str, list[bool]] = defaultdict(list)
     steps: list[int] = []
     for lo in range(0, int(n_episodes), int(batch_size)):
-        envs = [TabletopEnv(image_size, max_steps, fams) for _ in range(lo, min(lo + batch_size, n_episodes))]
+        envs = [TabletopEnv(image_size, max_steps, fams, objects) for _ in range(lo, min(lo + batch_size, n_episodes))]
         for k, env in enumerate(envs):
             env.start(episode_seed(seed, lo + k, EVAL_BRANCH))
         active = list(envs)

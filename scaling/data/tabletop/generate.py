@@ -74,8 +74,8 @@ def _check(n_episodes: int, seed: int, image_size: int, noise: float, start: int
 
 def _chunk(args: tuple) -> list[Episode]:
     """Worker: episodes [lo, hi) (top-level so the spawn start method can pickle it)."""
-    lo, hi, seed, image_size, noise, max_steps, families = args
-    env = TabletopEnv(image_size, max_steps, families)
+    lo, hi, seed, image_size, noise, max_steps, families, objects = args
+    env = TabletopEnv(image_size, max_steps, families, objects)
     return [generate_episode(env, seed, i, noise=noise) for i in range(lo, hi)]
 
 
@@ -89,6 +89,7 @@ def generate_episodes(
     workers: int = 1,
     max_steps: int = DEFAULT_MAX_STEPS,
     families=None,
+    objects=None,
 ) -> Iterator[Episode]:
     """Yield episodes ``start .. start + n_episodes - 1`` of generation ``seed``, in order.
 
@@ -101,6 +102,7 @@ def generate_episodes(
         workers: processes; > 1 uses a spawn pool and still yields in index order.
         max_steps: episode step limit.
         families: task families to draw from (None = all); part of the episode's identity.
+        objects: objects per scene, "LO-HI" or (LO, HI) (None = 3-5); part of the episode's identity.
 
     Raises:
         BadInput: for a non-positive count, negative seed/start, noise outside [0, 1], bad size,
@@ -108,21 +110,21 @@ def generate_episodes(
     """
     _check(n_episodes, seed, image_size, noise, start, workers)
     fams = check_families(families)
-    TabletopEnv(image_size, max_steps, fams)  # validates max_steps too
+    objs = TabletopEnv(image_size, max_steps, fams, objects).objects  # validates max_steps, objects too
     return _iterate(int(start), int(start) + int(n_episodes), int(seed), int(image_size), float(noise),
-                    int(workers), int(max_steps), fams)
+                    int(workers), int(max_steps), fams, objs)
 
 
 def _iterate(lo: int, hi: int, seed: int, image_size: int, noise: float, workers: int, max_steps: int,
-             fams: tuple[str, ...]) -> Iterator[Episode]:
+             fams: tuple[str, ...], objs: tuple[int, int]) -> Iterator[Episode]:
     if workers == 1:
-        env = TabletopEnv(image_size, max_steps, fams)
+        env = TabletopEnv(image_size, max_steps, fams, objs)
         for i in range(lo, hi):
             yield generate_episode(env, seed, i, noise=noise)
         return
     # Chunks amortise pickling; small enough that every worker gets several (load balance).
     size = max(1, min(32, (hi - lo) // (4 * workers)))
-    jobs = [(a, min(a + size, hi), seed, image_size, noise, max_steps, fams) for a in range(lo, hi, size)]
+    jobs = [(a, min(a + size, hi), seed, image_size, noise, max_steps, fams, objs) for a in range(lo, hi, size)]
     # spawn, not fork: the parent may hold torch/threads, which fork does not copy safely.
     with mp.get_context("spawn").Pool(processes=min(workers, len(jobs))) as pool:
         for episodes in pool.imap(_chunk, jobs):

@@ -218,7 +218,7 @@ def sample_scene(rng: np.random.Generator, *, n_objects: int, pair_colour: int |
 
     Args:
         rng: the episode's generator.
-        n_objects: how many objects (3..6).
+        n_objects: how many objects (1..6).
         pair_colour: if given, exactly two objects have this colour (for "all <colour>" tasks).
 
     Returns:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from analysis.errors import BadInput
 from scaling.data.tabletop import instructions as words
 from scaling.data.tabletop.scene import ZONES, Scene, sample_scene
 
@@ -315,27 +316,64 @@ FAMILIES: dict[str, tuple[Callable, Callable]] = {
 }
 FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
 
+DEFAULT_OBJECTS: tuple[int, int] = (3, 5)
+"""Objects per scene, (fewest, most), drawn uniformly per episode unless a generation says otherwise."""
+MAX_OBJECTS = 6
+# Fewest objects a family's scenes need (a relation needs two objects, 'between' three, a
+# nearest-object question two candidates besides the reference); a smaller range is raised to it.
+MIN_OBJECTS: dict[str, int] = {"next_to": 2, "stack": 2, "relative": 2, "all_in_zone": 2,
+                               "pick_nearest": 3, "between": 3}
+
+
+def check_objects(objects) -> tuple[int, int]:
+    """(fewest, most) objects per scene from None (the default 3-5), "LO-HI", "N" or a pair.
+
+    Raises:
+        BadInput: anything but 1 <= LO <= HI <= 6.
+    """
+    if objects is None:
+        return DEFAULT_OBJECTS
+    try:
+        if isinstance(objects, str):
+            parts = [int(p) for p in objects.strip().split("-")]
+        elif isinstance(objects, int) and not isinstance(objects, bool):
+            parts = [objects]
+        else:
+            parts = [int(p) for p in objects]
+        lo, hi = (parts[0], parts[0]) if len(parts) == 1 else parts
+        if isinstance(lo, bool) or not 1 <= lo <= hi <= MAX_OBJECTS:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise BadInput(f"tabletop objects: {objects!r} is not LO-HI with 1 <= LO <= HI <= {MAX_OBJECTS}, "
+                       f"e.g. 1-5") from None
+    return int(lo), int(hi)
+
 
 def is_success(task: Task, scene: Scene) -> bool:
     """Whether ``scene`` satisfies ``task``."""
     return bool(FAMILIES[task.family][1](task, scene))
 
 
-def sample_task(rng: np.random.Generator, families: tuple[str, ...] = FAMILY_NAMES) -> tuple[Scene, Task]:
+def sample_task(rng: np.random.Generator, families: tuple[str, ...] = FAMILY_NAMES,
+                objects: tuple[int, int] = DEFAULT_OBJECTS) -> tuple[Scene, Task]:
     """Draw a family, then scenes until one suits it and does not already satisfy the task.
 
     Args:
         rng: the episode's generator (everything here is a function of its state).
         families: the families to draw from, uniformly.
+        objects: (fewest, most) objects per scene, each count equally likely (raised to what the
+            family needs, `MIN_OBJECTS`); the default draws exactly as generator versions before it.
 
     Returns:
         (scene, task).
     """
     family = families[int(rng.integers(len(families)))]
     sampler = FAMILIES[family][0]
+    need = MIN_OBJECTS.get(family, 1)
+    lo, hi = max(objects[0], need), max(objects[1], need)
     for _ in range(1000):
         pair = int(rng.integers(len(words.COLOUR_NAMES))) if family == "all_in_zone" else None
-        scene = sample_scene(rng, n_objects=int(rng.integers(3, 6)), pair_colour=pair)
+        scene = sample_scene(rng, n_objects=int(rng.integers(lo, hi + 1)), pair_colour=pair)
         if scene is None:
             continue
         # A scene is costlier to draw than a task: try a few tasks (and agent starts) per scene.
