@@ -99,6 +99,9 @@ class RunConfig:
     """Action chunk: the model predicts the next `chunk` actions (steps)."""
     head: str = "discrete"
     """Action head: discrete (256-bin cross-entropy) | mse | flow."""
+    patch_size: int | None = None
+    """Image patch side (pixels; must divide the image size); None picks about an 8x8 patch grid.
+    Like `keypoints`, a property of the model family: the size solver fits N around it."""
     keypoints: int = 0
     """Spatial-softmax keypoint tokens from a small conv stem (0 = none; `ModelConfig.keypoints`).
     A property of the model family: the same at every size of a sweep."""
@@ -229,7 +232,7 @@ class RunConfig:
 # The run's settings by section. `out` and `run_id` name the run and belong to none.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "dataset": ("data", "samples", "seed", "chunk", "blind", "val_every", "val_samples"),
-    "model": ("size", "head", "d_model", "n_layers", "n_heads", "mup_base_width"),
+    "model": ("size", "head", "d_model", "n_layers", "n_heads", "patch_size", "keypoints", "mup_base_width"),
     "optim": ("lr", "min_lr_ratio", "warmup", "schedule", "wsd_decay_frac", "weight_decay", "beta1", "beta2",
               "grad_clip", "batch_size", "precision", "divergence_factor", "checkpoint_at", "branch_from"),
     "hardware": ("devices", "num_nodes", "strategy", "accelerator", "micro_batch_size", "num_workers", "threads",
