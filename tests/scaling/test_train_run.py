@@ -86,6 +86,8 @@ def test_huge_lr_ends_as_diverged_not_a_crash(tiny_dataset, tmp_path):
     ({"devices": 3}, "not divisible by the world size"),
     ({"micro_batch_size": 3}, "does not divide"),
     ({"strategy": "fsdp", "compile": True}, "--compile is not supported with --strategy fsdp"),
+    ({"patch_size": 5}, "does not divide"),
+    ({"keypoints": -1}, "keypoints"),
 ])
 def test_bad_input_is_rejected_before_training(tiny_dataset, tmp_path, changes, message):
     from scaling.train import train
@@ -123,3 +125,21 @@ def test_loader_from_a_checkpoint_step_skips_done_steps(tiny_dataset):
     batches = list(loader(ds))
     assert len(batches) == 2
     np.testing.assert_array_equal(batches[0]["image"].numpy(), source.get_batch(idx[24:32])["image"])
+
+
+def test_patch_size_and_keypoints_reach_the_model(tiny_dataset, tmp_path):
+    # The model-family settings a spec sets (sweeps/cpu_study.yaml) build the model they name, and
+    # the planner counts the same parameters and FLOPs as the built model.
+    from scaling.data import open_source
+    from scaling.model import count_params, flops_per_sample
+    from scaling.model.vla import VLA
+    from scaling.train import model_config
+
+    cfg = run_config(tiny_dataset, tmp_path / "kp", patch_size=8, keypoints=4)
+    mcfg = model_config(cfg, open_source(str(tiny_dataset)))
+    assert mcfg.patch_size == 8 and mcfg.keypoints == 4
+    model = VLA(mcfg)
+    assert count_params(mcfg)[0] == sum(p.numel() for p in model.parameters())
+    plain = model_config(run_config(tiny_dataset, tmp_path / "p"), open_source(str(tiny_dataset)))
+    assert mcfg.seq_len == plain.seq_len - plain.n_patches + mcfg.n_patches + 4
+    assert flops_per_sample(mcfg) != flops_per_sample(plain)
