@@ -6,7 +6,8 @@
 
 Every check is one `scaling train` process (multi-device runs start their own workers), so what is
 checked is exactly what users run. On one GPU:
-1. `16-mixed` and `bf16-mixed` at a mid-size preset: completes, finite loss, samples/s, MFU;
+1. `16-mixed` and `bf16-mixed` at a mid-size preset: completes, finite loss, samples/s, MFU; and
+   bf16-mixed with the keypoint stem (`--keypoints 16`, the CPU specs' vision path);
 2. MFU of bf16-mixed at a large preset against the device's dense bf16 peak (table) and the measured
    bf16 matmul peak.
 With 2+ GPUs, also (N = all GPUs, one node):
@@ -41,6 +42,9 @@ def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict
     base = dict(size=mid, batch_size=batch, samples=batch * steps, checkpoint_at=batch * (steps // 2),
                 val_samples=64 if cpu else 512, warmup=2, log_every=5, checkpoint_every=10**6)
     checks = [dict(name=f"1x {p}", flags={**base, "precision": p, "devices": 1}) for p in precisions]
+    # The keypoint stem (conv + soft-argmax tokens) of the shipped CPU specs, on the device's bf16 path.
+    checks.append(dict(name="1x bf16 keypoints", flags={**base, "precision": "bf16-mixed", "devices": 1,
+                                                          "keypoints": 16}))
     reference = f"1x bf16-mixed"
     if n_devices >= 2:
         n = n_devices
