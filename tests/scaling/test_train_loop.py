@@ -131,3 +131,32 @@ def test_compile_trains_the_same_model(tiny_dataset, tmp_path, one_thread):
     assert compiled.status == "completed" and compiled.n_samples == 32
     assert compiled.val_loss == pytest.approx(eager.val_loss, rel=1e-3)
     assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
+
+
+def test_wandb_logger_prints_no_setting_warnings_or_colour_codes(tmp_path):
+    """W&B as the loop starts it (offline, into a file as in a sweep's train.log): no warning about the
+    deprecated "anonymous" setting (Lightning's WandbLogger passed anonymous=None), no ANSI codes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("wandb")
+    code = ("from scaling.config import RunConfig\n"
+            "from scaling.trainer import _Loggers\n"
+            f"cfg = RunConfig(data='d', out={str(tmp_path / 'run')!r}, logger='wandb', wandb_group='g')\n"
+            "loggers = _Loggers(cfg, None)\n"
+            "loggers.log({'train_loss': 1.0}, step=1)\n"
+            "loggers.close()\n")
+    (tmp_path / "run").mkdir()
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"), WANDB_API_KEY="", PYTHONPATH=str(root),
+               WANDB_BASE_URL="http://127.0.0.1:9")  # the user's own W&B settings stay out; no network
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout + done.stderr
+    assert "anonymous" not in out.lower() and "WARNING" not in out, out
+    assert "\x1b[" not in out, out  # a file gets no colour codes
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # offline by default, under the run
