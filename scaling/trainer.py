@@ -359,6 +359,10 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
                 save(ckpt_dir / "last.ckpt")
                 t_saved = time.time()
         if bar is not None:
+            if loss_count and time.time() - bar.last_print_t >= bar.mininterval:
+                # The bar redraws now: show the mean loss since the last log step (this rank's), not the
+                # last logged one. One host sync per redraw (at most every mininterval), not per step.
+                bar.set_postfix(loss=f"{float(loss_sum) / loss_count:.4f}", refresh=False)
             bar.update(1)
         t_last = time.perf_counter()  # validation and checkpoint time fall outside every timed interval
         if state.diverged:

@@ -107,15 +107,29 @@ def test_precision_that_runs_is_resolved_per_device():
 
 
 @pytest.mark.slow
-def test_progress_bar_counts_steps_and_shows_the_loss(tiny_dataset, tmp_path, capfd, one_thread):
+def test_progress_bar_counts_steps_and_shows_the_loss(tiny_dataset, tmp_path, capfd, one_thread, monkeypatch):
+    import re
+
+    import scaling.trainer
     from scaling.train import train
 
+    made = scaling.trainer._progress
+
+    def redraw_every_step(*args):  # as a bar does when steps are slower than its redraw interval
+        bar = made(*args)
+        bar.mininterval = 0
+        return bar
+
+    monkeypatch.setattr(scaling.trainer, "_progress", redraw_every_step)
+    # Logged at steps 1 and 6 only: the bar's loss still moves in between (not frozen at the last log).
     cfg = RunConfig(data=str(tiny_dataset), size="debug", samples=48, batch_size=8, out=str(tmp_path / "bar"),
-                    precision="32-true", accelerator="cpu", progress_bar=True, log_every=1, val_samples=16)
+                    precision="32-true", accelerator="cpu", progress_bar=True, log_every=100, val_samples=16)
     train(cfg)
     err = capfd.readouterr().err
     assert "6/6" in err and "loss=" in err
     assert "0/?" not in err and "v_num" not in err and err.count("Training") == 0
+    shown = [m.groups() for seg in re.split(r"[\r\n]", err) if (m := re.search(r"(\d)/6 .*loss=([0-9.]+)", seg))]
+    assert len({loss for step, loss in shown if step in "2345"}) >= 3, shown
 
 
 @pytest.mark.slow
