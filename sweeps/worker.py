@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from analysis.atomic import write_atomic
 from sweeps import forkserver
-from sweeps.runproc import RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command
+from sweeps.runproc import RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command, run_env
 from sweeps.store import HEARTBEAT_S, Claim, Queue
 
 __all__ = ["WorkerSettings", "work", "run_point", "run_command", "RUN_COMMAND_ENV"]
@@ -135,10 +135,7 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "run.yaml"
     write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
-    env = dict(os.environ)
-    env.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
-    env.setdefault("WANDB_SILENT", "true")  # train.log is a file: no banners, no ANSI colour codes
-    env.update(WANDB_RUN_GROUP=s.sweep, WANDB_JOB_TYPE="train", WANDB_DIR=str(run_dir))
+    env = run_env(run_dir, group=s.sweep, job_type="train")
     reason = ""
     t0 = time.time()
     process_s = 0.0  # wall time inside run processes (the rest is the sweep's own overhead)
