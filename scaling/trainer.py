@@ -186,10 +186,10 @@ def optimizer_groups(plan: list[dict], wrapped: torch.nn.Module) -> list[dict]:
 class _Loggers:
     """metrics.csv always; W&B (offline unless told otherwise) when cfg.logger == "wandb". Rank 0 only."""
 
-    def __init__(self, cfg: RunConfig, resume_step: int | None) -> None:
+    def __init__(self, cfg: RunConfig, resume_step: int | None, t_start: float | None = None) -> None:
         from scaling.metrics_csv import MetricsCSV
 
-        self.csv = MetricsCSV(cfg.run_dir / "metrics.csv", resume_step=resume_step)
+        self.csv = MetricsCSV(cfg.run_dir / "metrics.csv", resume_step=resume_step, t0=t_start)
         self.wandb = None
         if cfg.logger == "wandb":
             import wandb
@@ -277,7 +277,7 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
     val_every = max(1, every)
     ckpt_dir = cfg.run_dir / "checkpoints"
     keep_at = tuple(sorted(set(cfg.checkpoint_at)))
-    loggers = _Loggers(cfg, start_step if ckpt_path else None) if zero else None
+    loggers = _Loggers(cfg, start_step if ckpt_path else None, t_start) if zero else None
     bar = _progress(cfg, steps, start_step) if zero else None
 
     def lr_at(step: int) -> float:

@@ -2,7 +2,7 @@
 
 Each run is ``scaling train --config RUN_DIR/run.yaml`` in its own process (DDP relaunches its
 script, and W&B wants one run per process), started as a fresh ``python -m sweeps.cli train``
-process or, with ``SWEEP_FORKSERVER=1``, forked from the worker's warm fork server
+process or, with ``SWEEP_FORKSERVER=1`` (the default of local sweeps), forked from the worker's warm fork server
 (`sweeps.forkserver`: torch and Lightning imported once per worker). The run folder is
 ``SWEEP_DIR/runs/<run_key>``, so a re-queued point finds its own checkpoints and resumes from them.
 The run is tied to its worker (``PR_SET_PDEATHSIG``): if the worker is killed the run dies too, and
