@@ -88,7 +88,8 @@ def _resume_point(cfg: RunConfig, accumulate: int) -> tuple[str | None, int]:
         if cfg.schedule != "wsd":
             raise BadInput("train: --branch-from needs --schedule wsd (a cooldown from a stable phase)")
         meta = read_checkpoint_meta(path)
-        old = meta.get("run_config", {})
+        # A checkpoint from before a field existed ran with that field's default.
+        old = {**RunConfig().to_dict(), **meta.get("run_config", {})}
         _check_same(old, cfg.to_dict(), _BRANCH_SAME, f"--branch-from {path}")
         _check_accumulation(meta, accumulate, str(path))
         from scaling.schedules import wsd_decay_start
