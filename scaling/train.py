@@ -6,6 +6,7 @@ model shape, the batch split, a resume/branch mismatch) runs before Lightning is
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -89,7 +90,8 @@ def _resume_point(cfg: RunConfig, accumulate: int) -> tuple[str | None, int]:
             raise BadInput("train: --branch-from needs --schedule wsd (a cooldown from a stable phase)")
         meta = read_checkpoint_meta(path)
         # A checkpoint from before a field existed ran with that field's default.
-        old = {**RunConfig().to_dict(), **meta.get("run_config", {})}
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        old = {**defaults, **meta.get("run_config", {})}
         _check_same(old, cfg.to_dict(), _BRANCH_SAME, f"--branch-from {path}")
         _check_accumulation(meta, accumulate, str(path))
         from scaling.schedules import wsd_decay_start
