@@ -6,12 +6,16 @@ Runs the spec (real ``scaling train`` runs) in a temporary folder, with each wor
 (``sweeps.forkserver``) and then, for comparison, with a fresh process per run (``SWEEP_FORKSERVER=0``),
 and reports for each:
 
-- ``share_in_runs``: sum over runs of the run processes' wall time / (sweep wall time x workers).
-  The rest is the sweep's own overhead: planning, data generation, queue, waiting, fit and report.
+- ``runs_phase_s``: from the start to the writing of results.csv (when the last worker is done);
+  ``finalize_s``: the rest (the fit, with its bootstrap, and the report). The finalize is CPU-bound
+  and single-process: on a machine loaded by others its wall time swings widely (10 s to 150 s seen
+  for the same fit), which is what once made one variant's total look 3.3x longer.
+- ``share_in_runs``: sum over runs of the run processes' wall time / (runs phase x workers).
+  The rest is the sweep's own overhead: planning, data generation, queue and waiting.
 - ``share_in_training``: the same with the time ``train()`` itself reports (result ``wall_seconds``).
 - ``startup_s`` per run: from the worker's claim of the point to the end of the run's first training
   step (goal: median <= 1 s): the worker's time on the point - train()'s wall time + the first step's
-  time from ``metrics.csv``. An upper bound: it also counts the run process's exit and the worker's
+  time from ``metrics.csv`` (seconds since train() started, as result.json's ``wall_seconds``). An upper bound: it also counts the run process's exit and the worker's
   reading of result.json.
 """
 
@@ -58,6 +62,8 @@ def bench(spec: Path, workers: int, forkserver: bool = True) -> dict:
                                "--workers", str(workers), "--no-progress"], capture_output=True, text=True,
                               env=env)
         wall = time.time() - t0
+        results_csv = d / "results.csv"
+        runs_phase = results_csv.stat().st_mtime - t0 if results_csv.exists() else wall
         if proc.returncode not in (0, 1):
             raise SystemExit(f"bench_sweep: sweep failed: {proc.stderr.strip()[-500:]}")
         q = Sweep.open(spec, d).existing_queue()  # the study of this spec and code (<name>@<id>)
@@ -75,9 +81,9 @@ def bench(spec: Path, workers: int, forkserver: bool = True) -> dict:
     return {
         "spec": str(spec), "workers": workers, "forkserver": forkserver,
         "load_average": round(os.getloadavg()[0], 2), "runs": counts["total"], "completed": counts["completed"],
-        "sweep_wall_s": round(wall, 2),
-        "share_in_runs": round(sum(process) / (wall * workers), 3),
-        "share_in_training": round(sum(training) / (wall * workers), 3),
+        "sweep_wall_s": round(wall, 2), "runs_phase_s": round(runs_phase, 2), "finalize_s": round(wall - runs_phase, 2),
+        "share_in_runs": round(sum(process) / (runs_phase * workers), 3),
+        "share_in_training": round(sum(training) / (runs_phase * workers), 3),
         "startup_s_median": round(statistics.median(startup), 2) if startup else None,
         "startup_s_max": round(max(startup), 2) if startup else None,
         "startup_goal_s": 1.0,

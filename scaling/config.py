@@ -5,7 +5,11 @@ checkpointing); a YAML file may nest them (``optim: {lr: 1e-3}``) or give them f
 and each field is also a flat command-line flag (``--lr``). Which settings may change when a run
 resumes follows from the sections (`RESUMABLE_SECTIONS`). Defaults < YAML file < command-line flags. Every run writes its fully resolved config to
 ``RUN_DIR/config.yaml``, which doubles as the command to resume or reproduce it
-(``scaling train --config RUN_DIR/config.yaml``).
+(``scaling train --config RUN_DIR/config.yaml``). Resolved means that nothing in it is left to the
+machine, the environment or the size solver of the day: the model's exact parameter count and shape
+(``size``, ``d_model``, ``n_layers``, ``n_heads``), the accelerator, the torch threads and the precision
+that ran. What was asked instead, where it differs, is kept under ``requested`` (skipped when the file
+is loaded). Values that follow from the file alone (a warmup fraction, ``val_every: 0``) stay as given.
 """
 
 from __future__ import annotations
@@ -222,11 +226,20 @@ class RunConfig:
         """A copy with some fields changed (validated again)."""
         return from_mapping({**self.to_dict(), **changes})
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the fully resolved config as YAML (atomically)."""
+    def save(self, path: str | os.PathLike, requested: Mapping[str, Any] | None = None) -> Path:
+        """Write the config as YAML (atomically); `requested` (field -> the value asked for, where the run
+        resolved it to another) goes under the key ``requested``, which readers of the file skip."""
         import yaml
 
-        return write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        doc = self.to_dict()
+        if requested:
+            doc[REQUESTED] = {k: list(v) if isinstance(v, tuple) else v for k, v in requested.items()}
+        return write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+
+
+# In a run's config.yaml: the values the user asked for where the run resolved them (size 30k -> its
+# exact parameter count and shape, accelerator auto -> cpu, ...). Informational: loading the file skips it.
+REQUESTED = "requested"
 
 
 # The run's settings by section. `out` and `run_id` name the run and belong to none.
@@ -371,7 +384,21 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise BadInput(f"{path}: expected a mapping of RunConfig fields, got {type(values).__name__}")
+    values.pop(REQUESTED, None)  # a run's record of what was asked, beside the resolved values
     return flatten_sections(values, str(path))
+
+
+def load_run_config(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's config.yaml as (resolved, requested): the values the run used, and the values as asked
+    (the resolved ones with the file's ``requested`` entries put back). Both as `RunConfig.to_dict`."""
+    import yaml
+
+    resolved = from_mapping(load_yaml(path), source=str(path)).to_dict()
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    asked = raw.get(REQUESTED) if isinstance(raw, dict) else None
+    if not isinstance(asked, dict) or not asked:
+        return resolved, dict(resolved)
+    return resolved, from_mapping({**resolved, **asked}, source=str(path)).to_dict()
 
 
 def resolve(config_path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
@@ -388,4 +415,4 @@ def resolve(config_path: str | os.PathLike | None = None, overrides: Mapping[str
     return from_mapping(values, source=source)
 
 
-__all__ = ["RunConfig", "SECTIONS", "RESUMABLE_SECTIONS", "resumable_fields", "flatten_sections", "resolve", "from_mapping", "load_yaml", "field_names", "field_docs"]
+__all__ = ["RunConfig", "REQUESTED", "load_run_config", "SECTIONS", "RESUMABLE_SECTIONS", "resumable_fields", "flatten_sections", "resolve", "from_mapping", "load_yaml", "field_names", "field_docs"]

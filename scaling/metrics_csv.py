@@ -26,11 +26,13 @@ class MetricsCSV:
     Args:
         path: RUN_DIR/metrics.csv.
         resume_step: keep only existing rows with step <= this (None = start a new file).
+        t0: the `time.time()` that `wall_seconds` counts from (the trainer passes train()'s start, so
+            a row's wall_seconds includes the run's set-up: imports, data, model); default: now.
     """
 
-    def __init__(self, path: str | os.PathLike, resume_step: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, resume_step: int | None = None, t0: float | None = None) -> None:
         self.path = Path(path)
-        self._t0 = time.time()
+        self._t0 = time.time() if t0 is None else t0
         self._resume_step = resume_step
         self._ready = False
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.errors import BadInput
-from scaling.config import RunConfig, from_mapping, load_yaml, resumable_fields
+from scaling.config import RunConfig, load_run_config, resumable_fields
 from scaling.result import RunResult
 
 # Fields that may change between the first start of a run and its resumption (by section).
@@ -46,14 +46,17 @@ def model_config(cfg: RunConfig, source):
     """The ModelConfig for this run's size and data dimensions (BadInput on impossible shapes)."""
     import dataclasses
 
-    from scaling.model import ModelConfig
+    from scaling.model import ModelConfig, parse_size
 
-    model_cfg = ModelConfig.from_size(
-        cfg.size_value, image_size=source.image_size, vocab_size=source.tokenizer.vocab_size,
-        max_instr_len=source.tokenizer.max_len, proprio_dim=source.proprio_dim,
-        action_dim=source.action_dim, chunk=cfg.chunk, head=cfg.head, mup_base_width=cfg.mup_base_width,
-        keypoints=cfg.keypoints, patch_size=cfg.patch_size)
+    data = dict(image_size=source.image_size, vocab_size=source.tokenizer.vocab_size,
+                max_instr_len=source.tokenizer.max_len, proprio_dim=source.proprio_dim,
+                action_dim=source.action_dim, chunk=cfg.chunk, head=cfg.head, mup_base_width=cfg.mup_base_width,
+                keypoints=cfg.keypoints, patch_size=cfg.patch_size)
     shape = {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads") if getattr(cfg, k) is not None}
+    if len(shape) == 3:  # the whole shape given (a resolved config.yaml pins it): no size solver
+        parse_size(cfg.size_value)  # still a valid size (a typo is reported, not ignored)
+        return ModelConfig.from_shape(**shape, **data)
+    model_cfg = ModelConfig.from_size(cfg.size_value, **data)
     if shape:
         if "d_model" in shape and "n_heads" not in shape:  # keep the preset's head width
             shape["n_heads"] = max(1, shape["d_model"] // model_cfg.head_dim)
@@ -109,16 +112,48 @@ def _check_accumulation(meta: dict, accumulate: int, where: str) -> None:
                        f"keep --devices x --micro-batch-size the same to resume")
 
 
+def _same_run(saved: tuple[dict, dict], cfg: RunConfig) -> bool:
+    """Whether `cfg` asks for the run a config.yaml records: the same values as it resolved them (a rerun
+    of config.yaml itself) or as they were asked (a rerun of the first command), hardware aside."""
+    new = cfg.to_dict()
+    return any(all(view.get(k) == new.get(k) for k in new if k not in _RESUMABLE_CHANGES) for view in saved)
+
+
 def _finished(cfg: RunConfig) -> RunResult | None:
     path = cfg.run_dir / "result.json"
     if path.exists() and (cfg.run_dir / "config.yaml").exists():
-        old = load_yaml(cfg.run_dir / "config.yaml")
-        new = cfg.to_dict()
-        if all(old.get(k) == new.get(k) for k in new if k not in _RESUMABLE_CHANGES):
+        try:
+            saved = load_run_config(cfg.run_dir / "config.yaml")
+        except BadInput:  # another version's file: the resume check below says what differs
+            return None
+        if _same_run(saved, cfg):
             result = RunResult.load(path)
             if result.status in ("completed", "diverged"):
                 return result
     return None
+
+
+def resolved_config(cfg: RunConfig, model_cfg, saved: tuple[dict, dict] | None = None) -> tuple[RunConfig, dict]:
+    """(`cfg` as this run resolves it, {field: value asked} where they differ): what config.yaml records.
+
+    Resolved: the exact parameter count as `size` and the shape that count is (`d_model`, `n_layers`,
+    `n_heads`; the solver is never asked again), the accelerator, the torch threads and the precision that
+    run here (`scaling.trainer.resolved_hardware`). `saved`, the config.yaml of an earlier start, keeps
+    what that start was asked where this one asks for what it resolved (a rerun of config.yaml itself).
+    """
+    from scaling.model import count_params
+    from scaling.trainer import resolved_hardware
+
+    resolved = cfg.replace(size=count_params(model_cfg)[0], d_model=model_cfg.d_model,
+                           n_layers=model_cfg.n_layers, n_heads=model_cfg.n_heads, **resolved_hardware(cfg))
+    new, asked = resolved.to_dict(), cfg.to_dict()
+    requested = {k: v for k, v in asked.items() if new[k] != v}
+    if saved is not None:
+        old_resolved, old_asked = saved
+        for key, value in old_asked.items():
+            if key not in requested and value != old_resolved.get(key) and asked.get(key) == old_resolved.get(key):
+                requested[key] = value
+    return resolved, requested
 
 
 def _versions() -> dict:
@@ -171,12 +206,18 @@ def train(cfg: RunConfig) -> RunResult | None:
     world_size = cfg.devices * cfg.num_nodes
     micro, accumulate = plan_accumulation(cfg.batch_size, world_size, cfg.micro_batch_size)
     cfg_path = cfg.run_dir / "config.yaml"
-    if cfg_path.exists() and (cfg.run_dir / "checkpoints" / "last.ckpt").exists():
-        old = from_mapping(load_yaml(cfg_path)).to_dict()
+    saved = load_run_config(cfg_path) if cfg_path.exists() else None
+    if saved is not None and (cfg.run_dir / "checkpoints" / "last.ckpt").exists() and not _same_run(saved, cfg):
+        old = saved[1]  # as asked: the message names what the user changed
         _check_same(old, cfg.to_dict(), [k for k in old if k not in _RESUMABLE_CHANGES], str(cfg_path))
     ckpt_path, start_step = _resume_point(cfg, accumulate)
+    if saved is not None and ckpt_path is None:
+        every = f"{cfg.checkpoint_every} steps" + (f" and every {cfg.checkpoint_minutes:g} minutes"
+                                                   if cfg.checkpoint_minutes else "")
+        _say(f"no checkpoint in {cfg.run_dir / 'checkpoints'} yet: starting from step 0 (one is saved every {every})")
     if _env_rank() == 0:
-        cfg.save(cfg_path)
+        resolved, requested = resolved_config(cfg, model_cfg, saved)
+        resolved.save(cfg_path, requested=requested)
 
     indices = source.train_indices(cfg.samples, seed=cfg.seed)  # (D,) nested subset, epochs repeat
     if len(indices) != cfg.samples:
@@ -258,4 +299,4 @@ def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_star
         versions=versions, peak_flops=None)
 
 
-__all__ = ["train", "model_config", "peak_flops_per_device"]
+__all__ = ["train", "model_config", "resolved_config", "peak_flops_per_device"]

@@ -70,6 +70,24 @@ def _accelerator(cfg: RunConfig) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def _run_threads(cfg: RunConfig, accelerator: str) -> int | None:
+    """The torch thread count the run sets: --threads, else the cores split between CPU processes, else
+    None (torch's default stays)."""
+    if cfg.threads:
+        return cfg.threads
+    if accelerator == "cpu" and cfg.devices > 1:  # CPU processes share the cores: no oversubscription
+        return max(1, (os.cpu_count() or 1) // cfg.devices)
+    return None
+
+
+def resolved_hardware(cfg: RunConfig) -> dict[str, Any]:
+    """What this machine makes of the run's hardware settings: the accelerator "auto" picks, the torch
+    threads of each training process, the precision that runs (`resolved_precision`)."""
+    accelerator = _accelerator(cfg)
+    return {"accelerator": accelerator, "threads": _run_threads(cfg, accelerator) or torch.get_num_threads(),
+            "precision": resolved_precision(cfg, accelerator)}
+
+
 def _precision_plugin(precision: str, accelerator: str, fsdp: bool):
     """Fabric's precision plugins, with the run's inputs left as they are (float targets stay float32)
     and, under FSDP, float32 parameters and gradient reductions (compute still runs under autocast)."""
@@ -168,10 +186,10 @@ def optimizer_groups(plan: list[dict], wrapped: torch.nn.Module) -> list[dict]:
 class _Loggers:
     """metrics.csv always; W&B (offline unless told otherwise) when cfg.logger == "wandb". Rank 0 only."""
 
-    def __init__(self, cfg: RunConfig, resume_step: int | None) -> None:
+    def __init__(self, cfg: RunConfig, resume_step: int | None, t_start: float | None = None) -> None:
         from scaling.metrics_csv import MetricsCSV
 
-        self.csv = MetricsCSV(cfg.run_dir / "metrics.csv", resume_step=resume_step)
+        self.csv = MetricsCSV(cfg.run_dir / "metrics.csv", resume_step=resume_step, t0=t_start)
         self.wandb = None
         if cfg.logger == "wandb":
             import wandb
@@ -223,10 +241,9 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
         raise RuntimeError(f"world size {fabric.world_size} != devices x nodes {cfg.devices * cfg.num_nodes}")
     if accelerator == "gpu":
         torch.set_float32_matmul_precision("high")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    elif accelerator == "cpu" and cfg.devices > 1:  # CPU processes share the cores: no oversubscription
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.devices))
+    threads = _run_threads(cfg, accelerator)
+    if threads:
+        torch.set_num_threads(threads)
     seed_everything(cfg.seed, workers=True, verbose=False)
     rank, world, zero = fabric.global_rank, fabric.world_size, fabric.is_global_zero
     if zero and precision != cfg.precision:
@@ -260,7 +277,7 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
     val_every = max(1, every)
     ckpt_dir = cfg.run_dir / "checkpoints"
     keep_at = tuple(sorted(set(cfg.checkpoint_at)))
-    loggers = _Loggers(cfg, start_step if ckpt_path else None) if zero else None
+    loggers = _Loggers(cfg, start_step if ckpt_path else None, t_start) if zero else None
     bar = _progress(cfg, steps, start_step) if zero else None
 
     def lr_at(step: int) -> float:
@@ -342,6 +359,10 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
                 save(ckpt_dir / "last.ckpt")
                 t_saved = time.time()
         if bar is not None:
+            if loss_count and time.time() - bar.last_print_t >= bar.mininterval:
+                # The bar redraws now: show the mean loss since the last log step (this rank's), not the
+                # last logged one. One host sync per redraw (at most every mininterval), not per step.
+                bar.set_postfix(loss=f"{float(loss_sum) / loss_count:.4f}", refresh=False)
             bar.update(1)
         t_last = time.perf_counter()  # validation and checkpoint time fall outside every timed interval
         if state.diverged:

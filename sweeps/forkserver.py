@@ -48,8 +48,8 @@ PRELOAD = (
 ENTRY = "sweeps.cli:main"
 """What a run calls: ``module:function`` taking the argv list and returning the exit status."""
 DISABLE_ENV = "SWEEP_FORKSERVER"
-"""Set to 1 to start runs through the fork server (opt-in until a sweep-wall-time gap seen in
-`benchmarks.bench_sweep` is explained); otherwise each run is a fresh ``python -m sweeps.cli train``."""
+"""1: start runs through the fork server; otherwise each run is a fresh ``python -m sweeps.cli train``.
+Local sweeps set it to 1 unless it is set (`sweeps.launcher.local_worker_env`); SLURM workers opt in."""
 
 
 def die_with_parent() -> None:
@@ -182,6 +182,7 @@ def _child(req: dict, server_pid: int, protocol_fd: int) -> None:
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
+        _match_threads()
         module, _, func = req["entry"].partition(":")
         # Look like `python -m <module> ARGV`: Lightning's DDP launcher relaunches the script from
         # __main__.__spec__ and sys.argv, so a CPU DDP run started here spawns its other ranks as
@@ -208,6 +209,15 @@ def _child(req: dict, server_pid: int, protocol_fd: int) -> None:
             except Exception:  # noqa: BLE001
                 pass
         os._exit(rc & 0xFF)
+
+
+def _match_threads() -> None:
+    """Give the run the torch thread count a fresh process with its environment would have: torch read
+    ``OMP_NUM_THREADS`` when the server imported it, with the server's environment, not the run's."""
+    torch = sys.modules.get("torch")
+    want = os.environ.get("OMP_NUM_THREADS", "")
+    if torch is not None and want.isdigit() and int(want) > 0 and torch.get_num_threads() != int(want):
+        torch.set_num_threads(int(want))
 
 
 def serve(preload: list[str]) -> int:

@@ -48,6 +48,20 @@ def worker_env(sweep: "Sweep", base: dict | None = None) -> dict:
     return env
 
 
+FORKSERVER_ENV = "SWEEP_FORKSERVER"
+"""Local workers start their runs through a warm fork server (`sweeps.forkserver`) unless this is 0."""
+
+
+def local_worker_env(sweep: "Sweep", cuda_devices: str | None = None, base: dict | None = None) -> dict:
+    """`worker_env` for a worker on this machine: its GPU slice, and the fork server on by default
+    (``SWEEP_FORKSERVER=0`` in the environment turns it off; measured in docs/throughput.md)."""
+    env = worker_env(sweep, base)
+    if cuda_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = cuda_devices
+    env.setdefault(FORKSERVER_ENV, "1")
+    return env
+
+
 def preflight(kind: str) -> None:
     """Refuse a launcher this machine cannot use, before anything is planned or written.
 
@@ -120,9 +134,7 @@ def _launch_local(sweep: "Sweep", workers: int, progress: bool) -> None:
     cmd = worker_command(sweep)
     procs = []
     for i in range(workers):
-        env = worker_env(sweep)
-        if slices[i] is not None:
-            env["CUDA_VISIBLE_DEVICES"] = slices[i]
+        env = local_worker_env(sweep, slices[i])
         log = open(logs / f"worker-{os.getpid()}-{i}.log", "ab")
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
     bar = Progress(sweep.queue, enabled=progress)

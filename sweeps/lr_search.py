@@ -23,7 +23,7 @@ import yaml
 from optuna.trial import TrialState
 
 from analysis.errors import BadInput
-from sweeps.runproc import die_with_parent, finished_result, flatten_result, run_command
+from sweeps.runproc import die_with_parent, finished_result, flatten_result, run_command, run_env
 from sweeps.store import HOST, process_start
 
 if TYPE_CHECKING:
@@ -63,8 +63,7 @@ def _objective(sw: "Sweep", size, data):
         cfg = {**sw.spec.train_dict, "size": size, "samples": ls.samples, "seed": sw.spec.seeds[0], "lr": lr,
                "data": data, "out": str(run_dir), "wandb_group": sw.spec.name}
         (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg))
-        env = {**os.environ, "WANDB_RUN_GROUP": sw.spec.name, "WANDB_JOB_TYPE": "lr_search"}
-        env.setdefault("WANDB_MODE", "offline")
+        env = run_env(run_dir, group=sw.spec.name, job_type="lr_search")
         reported: set[int] = set()
         with open(run_dir / "train.log", "ab") as log:
             proc = subprocess.Popen(run_command(run_dir / "run.yaml"), stdout=log, stderr=subprocess.STDOUT,

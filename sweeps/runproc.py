@@ -35,6 +35,19 @@ def run_command(config_path: Path) -> list[str]:
     return [*base, "--config", str(config_path)]
 
 
+def run_env(run_dir: Path, *, group: str, job_type: str) -> dict[str, str]:
+    """The environment of one run process: the worker's, with W&B offline unless ``WANDB_MODE`` says
+    otherwise (no account, no network; ``wandb sync`` later), quiet unless ``WANDB_SILENT`` says
+    otherwise (the run's output goes to train.log: no banners, no colour codes), its files in the run's
+    folder and filed under the sweep. An empty variable counts as unset (W&B refuses an empty one)."""
+    env = dict(os.environ)
+    for key, default in (("WANDB_MODE", "offline"), ("WANDB_SILENT", "true")):
+        if not env.get(key, "").strip():
+            env[key] = default
+    env.update(WANDB_RUN_GROUP=group, WANDB_JOB_TYPE=job_type, WANDB_DIR=str(run_dir))
+    return env
+
+
 def finished_result(run_dir: Path) -> dict | None:
     """``RUN_DIR/result.json`` of a run that ended completed or diverged, else None."""
     try:

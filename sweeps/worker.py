@@ -2,7 +2,7 @@
 
 Each run is ``scaling train --config RUN_DIR/run.yaml`` in its own process (DDP relaunches its
 script, and W&B wants one run per process), started as a fresh ``python -m sweeps.cli train``
-process or, with ``SWEEP_FORKSERVER=1``, forked from the worker's warm fork server
+process or, with ``SWEEP_FORKSERVER=1`` (the default of local sweeps), forked from the worker's warm fork server
 (`sweeps.forkserver`: torch and Lightning imported once per worker). The run folder is
 ``SWEEP_DIR/runs/<run_key>``, so a re-queued point finds its own checkpoints and resumes from them.
 The run is tied to its worker (``PR_SET_PDEATHSIG``): if the worker is killed the run dies too, and
@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from analysis.atomic import write_atomic
 from sweeps import forkserver
-from sweeps.runproc import RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command
+from sweeps.runproc import RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command, run_env
 from sweeps.store import HEARTBEAT_S, Claim, Queue
 
 __all__ = ["WorkerSettings", "work", "run_point", "run_command", "RUN_COMMAND_ENV"]
@@ -135,10 +135,7 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "run.yaml"
     write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
-    env = dict(os.environ)
-    env.setdefault("WANDB_MODE", "offline")  # no account, no network; `wandb sync` later
-    env.setdefault("WANDB_SILENT", "true")  # train.log is a file: no banners, no ANSI colour codes
-    env.update(WANDB_RUN_GROUP=s.sweep, WANDB_JOB_TYPE="train", WANDB_DIR=str(run_dir))
+    env = run_env(run_dir, group=s.sweep, job_type="train")
     reason = ""
     t0 = time.time()
     process_s = 0.0  # wall time inside run processes (the rest is the sweep's own overhead)

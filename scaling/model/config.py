@@ -172,13 +172,29 @@ class ModelConfig:
         Raises:
             BadInput: unknown preset, non-positive size, or a size too small to build.
         """
-        if patch_size is None:
-            patch_size = default_patch_size(image_size)
-        data = dict(image_size=image_size, vocab_size=vocab_size, max_instr_len=max_instr_len,
-                    proprio_dim=proprio_dim, action_dim=action_dim, chunk=chunk, head=head,
-                    patch_size=patch_size, **overrides)
+        data = _data_fields(image_size=image_size, vocab_size=vocab_size, max_instr_len=max_instr_len,
+                            proprio_dim=proprio_dim, action_dim=action_dim, chunk=chunk, head=head,
+                            patch_size=patch_size, **overrides)
         shape = resolve_size(size, cls, **data)
         return cls(**shape, **data)
+
+    @classmethod
+    def from_shape(cls, d_model: int, n_layers: int, n_heads: int, *, image_size: int, vocab_size: int,
+                   max_instr_len: int, proprio_dim: int, action_dim: int, chunk: int = 1,
+                   head: str = "discrete", patch_size: int | None = None, **overrides) -> ModelConfig:
+        """As `from_size`, for a shape given outright (no size solver): what a run's resolved
+        config.yaml pins, so the same file builds the same model whatever the solver of the day does."""
+        data = _data_fields(image_size=image_size, vocab_size=vocab_size, max_instr_len=max_instr_len,
+                            proprio_dim=proprio_dim, action_dim=action_dim, chunk=chunk, head=head,
+                            patch_size=patch_size, **overrides)
+        return cls(d_model=d_model, n_layers=n_layers, n_heads=n_heads, **data)
+
+
+def _data_fields(*, image_size: int, patch_size: int | None, **rest) -> dict:
+    """The data-side fields of `from_size` / `from_shape`; None patch_size picks `default_patch_size`."""
+    if patch_size is None:
+        patch_size = default_patch_size(image_size)
+    return dict(image_size=image_size, patch_size=patch_size, **rest)
 
 
 def image_normalisation(stats: dict | None) -> dict[str, tuple[float, ...]]:

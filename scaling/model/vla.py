@@ -21,6 +21,34 @@ from scaling.model.heads import HEAD_CLASSES
 
 INIT_STD = 0.02
 """Standard deviation of weight init at the base width (GPT-2 / nanoGPT)."""
+ATTENTION = "auto"
+"""Attention kernel: "sdpa" (`F.scaled_dot_product_attention`), "math" (`math_attention`: explicit
+matmuls and a float32 softmax), or "auto": "math" on CPUs under reduced-precision autocast, where torch's
+fused CPU kernel (flash attention; its bf16 backward was the slowest op of a training step) measured
+slower (docs/throughput.md), else "sdpa". Both compute the same function (tests/scaling/test_attention.py)."""
+
+
+def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor,
+                   scale: float | None = None, dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T * scale, keys where `keep`) v as plain matmuls; q, k, v (B, nh, T, hd), keep (B, T).
+
+    Same function as `F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :],
+    scale=scale)`: the logits and softmax in float32 (under autocast the matmuls run in its dtype)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits = torch.matmul(q, k.transpose(-2, -1)).float() * scale  # (B, nh, T, T)
+    logits = logits.masked_fill(~keep[:, None, None, :], float("-inf"))
+    att = logits.softmax(dim=-1)
+    if dropout_p:
+        att = F.dropout(att, dropout_p)
+    return torch.matmul(att.to(v.dtype), v)  # (B, nh, T, hd)
+
+
+def use_math_attention(x: torch.Tensor) -> bool:
+    """Whether `SelfAttention` takes `math_attention` for input `x` (see `ATTENTION`)."""
+    if ATTENTION != "auto":
+        return ATTENTION == "math"
+    return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") in (torch.bfloat16, torch.float16))
 
 
 class Embedding(nn.Module):
@@ -100,9 +128,13 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, d)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
                    for t in (q, k, v))  # (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=keep[:, None, None, :],  # (B, 1, 1, T) broadcast over heads/queries
-            dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
+        dropout = self.dropout if self.training else 0.0
+        if use_math_attention(x):
+            y = math_attention(q, k, v, keep, self.scale, dropout)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=keep[:, None, None, :],  # (B, 1, 1, T) broadcast over heads/queries
+                dropout_p=dropout, scale=self.scale)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, nh, T, hd) -> (B, T, d)
 
 

@@ -169,7 +169,11 @@ def test_mixture_spec_from_yaml_config(tiny_dataset, tmp_path):
     cfg = resolve(path, {"out": str(tmp_path / "mix")})
     result = train(cfg)
     assert result.status == "completed" and result.n_samples == 16
-    assert resolve(tmp_path / "mix" / "config.yaml") == cfg  # the resolved config reproduces the run
+    from scaling.config import load_run_config
+
+    path = tmp_path / "mix" / "config.yaml"
+    assert load_run_config(path)[1] == cfg.to_dict()  # what was asked, on record beside the resolved values
+    assert train(resolve(path)).to_dict() == result.to_dict()  # the resolved file is the same run: nothing to do
 
 
 def test_mup_scales_hidden_learning_rates(tiny_dataset, tmp_path):

@@ -107,15 +107,29 @@ def test_precision_that_runs_is_resolved_per_device():
 
 
 @pytest.mark.slow
-def test_progress_bar_counts_steps_and_shows_the_loss(tiny_dataset, tmp_path, capfd, one_thread):
+def test_progress_bar_counts_steps_and_shows_the_loss(tiny_dataset, tmp_path, capfd, one_thread, monkeypatch):
+    import re
+
+    import scaling.trainer
     from scaling.train import train
 
+    made = scaling.trainer._progress
+
+    def redraw_every_step(*args):  # as a bar does when steps are slower than its redraw interval
+        bar = made(*args)
+        bar.mininterval = 0
+        return bar
+
+    monkeypatch.setattr(scaling.trainer, "_progress", redraw_every_step)
+    # Logged at steps 1 and 6 only: the bar's loss still moves in between (not frozen at the last log).
     cfg = RunConfig(data=str(tiny_dataset), size="debug", samples=48, batch_size=8, out=str(tmp_path / "bar"),
-                    precision="32-true", accelerator="cpu", progress_bar=True, log_every=1, val_samples=16)
+                    precision="32-true", accelerator="cpu", progress_bar=True, log_every=100, val_samples=16)
     train(cfg)
     err = capfd.readouterr().err
     assert "6/6" in err and "loss=" in err
     assert "0/?" not in err and "v_num" not in err and err.count("Training") == 0
+    shown = [m.groups() for seg in re.split(r"[\r\n]", err) if (m := re.search(r"(\d)/6 .*loss=([0-9.]+)", seg))]
+    assert len({loss for step, loss in shown if step in "2345"}) >= 3, shown
 
 
 @pytest.mark.slow
@@ -131,3 +145,32 @@ def test_compile_trains_the_same_model(tiny_dataset, tmp_path, one_thread):
     assert compiled.status == "completed" and compiled.n_samples == 32
     assert compiled.val_loss == pytest.approx(eager.val_loss, rel=1e-3)
     assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
+
+
+def test_wandb_logger_prints_no_setting_warnings_or_colour_codes(tmp_path):
+    """W&B as the loop starts it (offline, into a file as in a sweep's train.log): no warning about the
+    deprecated "anonymous" setting (Lightning's WandbLogger passed anonymous=None), no ANSI codes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("wandb")
+    code = ("from scaling.config import RunConfig\n"
+            "from scaling.trainer import _Loggers\n"
+            f"cfg = RunConfig(data='d', out={str(tmp_path / 'run')!r}, logger='wandb', wandb_group='g')\n"
+            "loggers = _Loggers(cfg, None)\n"
+            "loggers.log({'train_loss': 1.0}, step=1)\n"
+            "loggers.close()\n")
+    (tmp_path / "run").mkdir()
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"), WANDB_API_KEY="", PYTHONPATH=str(root),
+               WANDB_BASE_URL="http://127.0.0.1:9")  # the user's own W&B settings stay out; no network
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout + done.stderr
+    assert "anonymous" not in out.lower() and "WARNING" not in out, out
+    assert "\x1b[" not in out, out  # a file gets no colour codes
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # offline by default, under the run

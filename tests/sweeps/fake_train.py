@@ -33,6 +33,8 @@ def main() -> int:
     out = Path(cfg["out"])
     sweep_dir = out.parent.parent
     key = out.name
+    out.mkdir(parents=True, exist_ok=True)  # the W&B settings this run was given, for the tests to read
+    (out / "env.json").write_text(json.dumps({k: v for k, v in os.environ.items() if k.startswith("WANDB_")}))
     ckpt = out / "checkpoints" / "last.json"
     step = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
     _log(sweep_dir, f"{'resume' if step else 'start'} {key} {os.getpid()} {step}")

@@ -30,3 +30,14 @@ def sleep(argv):
 
 def crash(argv):
     raise RuntimeError("boom " + argv[0])
+
+
+def threads(argv):
+    """Print torch's intra-op thread count and the matmul time of a small product (the pool works)."""
+    import torch
+
+    a = torch.randn(256, 256)
+    t = time.perf_counter()
+    (a @ a).sum().item()
+    print("threads", torch.get_num_threads(), "matmul_s", time.perf_counter() - t)
+    return 0

@@ -59,6 +59,14 @@ def test_a_run_relaunches_like_python_dash_m_its_entry_module(server, tmp_path):
     assert f"'-m', '{T}', 'train', '--config', 'x.yaml']" in log.read_text()
 
 
+def test_a_run_gets_the_thread_count_of_its_own_environment(server, tmp_path):
+    # torch read OMP_NUM_THREADS when the server imported it; the run's environment decides instead.
+    log = tmp_path / "log"
+    for n in ("1", "2"):
+        assert server.run([], log, env={**os.environ, "OMP_NUM_THREADS": n}, entry=f"{T}:threads").wait(timeout=60) == 0
+    assert [ln.split()[1] for ln in log.read_text().splitlines() if ln.startswith("threads")] == ["1", "2"]
+
+
 def test_wait_times_out_like_popen(server, tmp_path):
     run = server.run([str(tmp_path / "pid"), "1"], tmp_path / "log", entry=f"{T}:sleep")
     with pytest.raises(subprocess.TimeoutExpired):
@@ -112,8 +120,19 @@ def test_worker_uses_the_fork_server_unless_told_not_to(monkeypatch):
     monkeypatch.setattr(forkserver, "ForkServer", Dummy)
     monkeypatch.delenv("SWEEP_RUN_COMMAND", raising=False)
     monkeypatch.delenv("SWEEP_FORKSERVER", raising=False)
-    assert worker._fork_server() is None  # opt-in for now
+    assert worker._fork_server() is None  # a worker started by hand (SLURM) opts in
     monkeypatch.setenv("SWEEP_FORKSERVER", "1")
     assert isinstance(worker._fork_server(), Dummy)
     monkeypatch.setenv("SWEEP_RUN_COMMAND", "python fake.py")  # the tests' stand-in trainer runs as a process
     assert worker._fork_server() is None
+
+
+def test_local_sweeps_use_the_fork_server_by_default_and_zero_turns_it_off(tmp_path):
+    from types import SimpleNamespace
+
+    from sweeps.launcher import local_worker_env
+
+    sweep = SimpleNamespace(storage=None, dir=tmp_path)
+    assert local_worker_env(sweep, base={})["SWEEP_FORKSERVER"] == "1"
+    assert local_worker_env(sweep, base={"SWEEP_FORKSERVER": "0"})["SWEEP_FORKSERVER"] == "0"
+    assert local_worker_env(sweep, "2,3", base={})["CUDA_VISIBLE_DEVICES"] == "2,3"

@@ -37,6 +37,12 @@ def test_run_three_workers_each_point_once(tmp_path, spec_file, fake_env, runs_o
     df = pd.read_csv(d / "results.csv")
     assert len(df) == 8 and set(df["state"]) == {"completed"} and df["run_key"].is_unique
     assert {"sweep", "run_key", "seed", "state", "val_loss", "n_params", "d_model"} <= set(df.columns)
+    # Kaplan's 6ND beside the exact FLOPs (6 x non-embedding N x D), as the README says.
+    assert (df["flops_6nd"] == 6.0 * df["n_params_nonembed"] * df["n_samples"]).all()
+    # Each run's W&B is quiet (train.log is a file: no banners, no colour codes); WANDB_MODE stays the user's.
+    for key in df["run_key"]:
+        env = json.loads((d / "runs" / key / "env.json").read_text())
+        assert env["WANDB_SILENT"] == "true" and env["WANDB_MODE"] == "disabled" and env["WANDB_JOB_TYPE"] == "train"
     # A second run is a no-op: nothing is trained again.
     r = _cli("sweep", "run", str(spec), "--dir", str(d), "--workers", "2", "--no-progress", env=fake_env)
     assert r.returncode == 0 and len(runs_of(d)) == 16
@@ -102,6 +108,23 @@ def test_lr_search_picks_best_lr_and_is_recorded(tmp_path, spec_file, fake_env):
     assert len(search) == 5 and len(main_rows) == 2
     best = search[search["state"] == "completed"].sort_values("val_loss").iloc[0]["lr"]
     assert main_rows["lr"].tolist() == pytest.approx([best] * 2)
+    trials = sorted((d / "lr_search").glob("*/trial-*/env.json"))
+    assert trials and all(json.loads(t.read_text())["WANDB_SILENT"] == "true" for t in trials)  # quiet logs too
+
+
+@pytest.mark.parametrize("given, mode, silent", [({}, "offline", "true"), ({"WANDB_SILENT": ""}, "offline", "true"),
+                                                 ({"WANDB_MODE": "online", "WANDB_SILENT": "false"}, "online", "false")])
+def test_run_env_keeps_wandb_offline_and_quiet_unless_told(given, mode, silent, monkeypatch, tmp_path):
+    """Runs of the worker and of the lr search share it: train.log gets no W&B banners or colour codes."""
+    from sweeps.runproc import run_env
+
+    for key in ("WANDB_MODE", "WANDB_SILENT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in given.items():
+        monkeypatch.setenv(key, value)
+    env = run_env(tmp_path, group="s", job_type="lr_search")
+    assert (env["WANDB_MODE"], env["WANDB_SILENT"]) == (mode, silent)
+    assert (env["WANDB_RUN_GROUP"], env["WANDB_JOB_TYPE"], env["WANDB_DIR"]) == ("s", "lr_search", str(tmp_path))
 
 
 @pytest.mark.slow
