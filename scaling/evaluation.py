@@ -13,11 +13,15 @@ import torch
 _STD_FLOOR = 1e-6
 
 
+def _members(source) -> list[dict]:
+    """`describe()` of each part of the data: a mixture's members, else the one dataset."""
+    desc = source.describe()
+    return desc.get("mixture", [desc])
+
+
 def is_tabletop(source) -> bool:
     """Whether every part of the data came from the built-in tabletop generator."""
-    desc = source.describe()
-    members = desc.get("mixture", [desc])
-    return all(m.get("generator") == "tabletop" for m in members)
+    return all(m.get("generator") == "tabletop" for m in _members(source))
 
 
 def tabletop_families(source) -> tuple[str, ...] | None:
@@ -26,9 +30,8 @@ def tabletop_families(source) -> tuple[str, ...] | None:
     A model is evaluated on the task distribution it was trained on: one trained on
     ``touch,reach_zone`` is not scored on the ten families it never saw.
     """
-    desc = source.describe()
     fams: set[str] = set()
-    for m in desc.get("mixture", [desc]):
+    for m in _members(source):
         value = m.get("families")
         if not value:  # a member drawn from every family
             return None
@@ -41,8 +44,7 @@ def tabletop_objects(source) -> str | None:
     mixture's members); None = the generator's default."""
     from scaling.data.tabletop.tasks import DEFAULT_OBJECTS, check_objects
 
-    desc = source.describe()
-    ranges = [check_objects(m.get("objects")) for m in desc.get("mixture", [desc])]
+    ranges = [check_objects(m.get("objects")) for m in _members(source)]
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     return None if (lo, hi) == DEFAULT_OBJECTS else f"{lo}-{hi}"
 
@@ -53,7 +55,7 @@ def not_evaluated_reason(source, n_episodes: int) -> str | None:
         return "eval_episodes is 0"
     if not is_tabletop(source):
         kinds = sorted({str(m.get("generator") or m.get("sources") or "imported")
-                        for m in source.describe().get("mixture", [source.describe()])})
+                        for m in _members(source)})
         return (f"closed-loop evaluation needs the built-in tabletop simulator; this data comes from "
                 f"{', '.join(kinds)} (no simulator wired for it)")
     return None

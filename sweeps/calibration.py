@@ -81,7 +81,7 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
 
     train = spec.train_dict
     batch = int(train.get("batch_size", 64))
-    extra = {k: train[k] for k in ("chunk", "head", "keypoints", "patch_size") if k in train}
+    extra = spec.model_options
     ends = {}
     for r in (min(runs, key=lambda r: r.flops_per_sample), max(runs, key=lambda r: r.flops_per_sample)):
         ends[r.flops_per_sample] = r.size

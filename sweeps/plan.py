@@ -32,8 +32,7 @@ def resolve_models(spec: SweepSpec, dims: DataDims) -> list[ModelPoint]:
     """
     from scaling.model import ModelConfig, count_params, flops_per_sample  # lazy: planning only
 
-    train = spec.train_dict
-    extra = {k: train[k] for k in ("chunk", "head", "keypoints", "patch_size") if k in train}
+    extra = spec.model_options
     points = []
     for size in spec.models:
         try:

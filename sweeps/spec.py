@@ -221,6 +221,12 @@ class SweepSpec:
         """The pass-through training settings as a dict."""
         return dict(self.train)
 
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """The ``train:`` settings that shape the model beside its size (``ModelConfig.from_size``
+        keywords): what planning and calibration must build the same way a run does."""
+        return {k: v for k, v in self.train if k in ("chunk", "head", "keypoints", "patch_size")}
+
     def canonical(self) -> dict:
         """Everything that decides which runs the sweep makes, as plain JSON values (no file location).
 

@@ -341,7 +341,7 @@ def check_objects(objects) -> tuple[int, int]:
         else:
             parts = [int(p) for p in objects]
         lo, hi = (parts[0], parts[0]) if len(parts) == 1 else parts
-        if isinstance(lo, bool) or not 1 <= lo <= hi <= MAX_OBJECTS:
+        if not 1 <= lo <= hi <= MAX_OBJECTS:
             raise ValueError
     except (TypeError, ValueError):
         raise BadInput(f"tabletop objects: {objects!r} is not LO-HI with 1 <= LO <= HI <= {MAX_OBJECTS}, "
