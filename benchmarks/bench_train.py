@@ -2,7 +2,8 @@
 
     python -m benchmarks.bench_train [--quick] [--sizes 1m,3m] [--steps 10] [--ladder] [--threads N]
 
-Prints a table and writes benchmarks/results/bench_train.json. Figures (ratios from one run, the
+Prints a table and writes benchmarks/results/bench_train.json (`--out`). `--patch-size 8 --keypoints 16`
+measures the CPU specs' model family instead of the default one. Figures (ratios from one run, the
 variants interleaved repeat by repeat, best of `--repeats` each, since the machine may be shared):
 
 - peaks: this CPU's measured dense matmul FLOP/s per dtype at the run's thread count
@@ -44,7 +45,7 @@ BARE_VARIANTS = {
 
 
 def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cache: bool = True,
-              attention: str = "auto") -> float:
+              attention: str = "auto", family: dict | None = None) -> float:
     """samples/s of a plain PyTorch loop doing what one training step of `train` does."""
     import torch
 
@@ -54,7 +55,7 @@ def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cach
     from scaling.schedules import lr_multiplier
     from scaling.train import model_config
 
-    cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision)
+    cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision, **(family or {}))
     source = open_source(data)
     torch.manual_seed(cfg.seed)
     model = VLA(model_config(cfg, source)).train()
@@ -94,14 +95,15 @@ def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cach
     return (cfg.steps - 1) * batch / elapsed
 
 
-def train_run(data: str, size: str, batch: int, steps: int, precision: str, out: str) -> dict:
+def train_run(data: str, size: str, batch: int, steps: int, precision: str, out: str,
+              family: dict | None = None) -> dict:
     """`train()` on the same settings; returns its result dict."""
     from scaling.config import RunConfig
     from scaling.train import train
 
     cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision, out=out,
                     progress_bar=False, checkpoint_every=10**9, val_samples=64, val_every=10**12,
-                    accelerator="cpu")
+                    accelerator="cpu", **(family or {}))
     return train(cfg).to_dict()
 
 
@@ -131,17 +133,18 @@ def precision_table(args, size: str, peak: float, tmp: str) -> dict:
     from scaling.model import count_params, flops_per_sample
     from scaling.train import model_config
 
-    cfg = RunConfig(data=args.data, size=size, samples=args.batch * args.steps, batch_size=args.batch)
+    cfg = RunConfig(data=args.data, size=size, samples=args.batch * args.steps, batch_size=args.batch, **args.family)
     model_cfg = model_config(cfg, open_source(args.data))
     fps = flops_per_sample(model_cfg)
     best: dict[str, float] = {}
     for rep in range(args.repeats):  # interleaved, best of each: the machine may be shared
         for precision in ("32-true", "bf16-mixed"):
-            res = train_run(args.data, size, args.batch, args.steps, precision, f"{tmp}/{size}-{precision}-{rep}")
+            res = train_run(args.data, size, args.batch, args.steps, precision, f"{tmp}/{size}-{precision}-{rep}",
+                            args.family)
             name = f"train() {precision}"
             best[name] = max(best.get(name, 0.0), res["samples_per_second"])
         for name, (precision, cache, attention) in BARE_VARIANTS.items():
-            sps = bare_loop(args.data, size, args.batch, args.steps, precision, cache, attention)
+            sps = bare_loop(args.data, size, args.batch, args.steps, precision, cache, attention, args.family)
             best[name] = max(best.get(name, 0.0), sps)
     chosen, why = resolve_precision("auto", "cpu", None, model_cfg=model_cfg, batch_size=args.batch)
     better = max(best["train() 32-true"], best["train() bf16-mixed"])
@@ -169,9 +172,16 @@ def main(argv=None) -> int:
     p.add_argument("--ladder-steps", type=int, default=6)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     p.add_argument("--precision", default="bf16-mixed", help="precision of the ladder")
+    p.add_argument("--patch-size", type=int, default=None, help="patch size of the precision table's models "
+                   "(default: the model family's)")
+    p.add_argument("--keypoints", type=int, default=0, help="keypoint tokens of the precision table's models "
+                   "(the CPU specs use --patch-size 8 --keypoints 16)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_train.json"),
+                   help="where the JSON report goes")
     p.add_argument("--quick", action="store_true", help="1m only, fewer steps, one repeat")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.family = {"keypoints": args.keypoints, **({"patch_size": args.patch_size} if args.patch_size else {})}
     if args.data is None:
         from scaling.data.testing import make_tiny_dataset
 
@@ -195,6 +205,7 @@ def main(argv=None) -> int:
     peaks, source = hardware.cpu_peaks(threads)
     peak = hardware.mfu_peak("cpu", threads)
     report: dict = {"threads": threads, "cpu": hardware.cpu_signature(threads), "batch": args.batch,
+                    "model_family": args.family,
                     "steps": args.steps, "repeats": args.repeats, "load_average_start": os.getloadavg(),
                     "peak_flops": peaks, "peak_source": source, "mfu_peak": peak.value, "mfu_dtype": peak.dtype}
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,9 +218,11 @@ def main(argv=None) -> int:
             row["mfu"] = row["samples_per_second"] * row["flops_per_sample"] / peak.value
     report["load_average_end"] = os.getloadavg()
     _print(report)
-    out = ROOT / "benchmarks" / "results" / "bench_train.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_text(json.dumps(report, indent=2) + "\n")
+    tmp_out.replace(out)
     return 0
 
 
@@ -219,6 +232,8 @@ def _print(report: dict) -> None:
           f"{report['load_average_start'][0]:.1f} -> {report['load_average_end'][0]:.1f}")
     print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in report["peak_flops"].items())
           + f"; MFU against {report['mfu_dtype']}")
+    if report["model_family"].get("keypoints") or report["model_family"].get("patch_size"):
+        print("model family: " + ", ".join(f"{k} {v}" for k, v in report["model_family"].items()))
     for row in report["sizes"]:
         print(f"\n{row['size']} ({row['n_params']:,} parameters, {row['flops_per_sample']:.3g} FLOPs/sample), "
               f"batch {report['batch']}:")

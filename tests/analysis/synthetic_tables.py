@@ -28,3 +28,16 @@ def synthetic_frame(params=TRUE, noise=0.01, seed=0, n_sizes=6, n_budgets=6, k=6
     loss = chinchilla(N, D, **params) * np.exp(noise * rng.standard_normal(N.size))
     return pd.DataFrame({"n_params": N, "n_samples": D.round(), "flops": k * N * D.round(), "val_loss": loss,
                          "state": "completed"})
+
+
+def assert_gradient_matches_finite_differences(fun, x, step: float = 1e-6) -> None:
+    """The analytic gradient of a batched objective `fun` (rows of `x` -> (values, gradients)) equals
+    central finite differences at each coordinate of the first row."""
+    from numpy.testing import assert_allclose
+
+    _, g = fun(x)
+    for j in range(x.shape[1]):
+        e = np.zeros_like(x)
+        e[0, j] = step
+        fd = (fun(x + e)[0] - fun(x - e)[0]) / (2 * step)
+        assert_allclose(g[0, j], fd[0], rtol=1e-4, atol=1e-10)

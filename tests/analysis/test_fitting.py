@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 from analysis.fitting import Objective, fit_grid, fit_scipy_loop, huber, lbfgs_batch
 from analysis.forms import FORMS, log_columns
 
-from synthetic_tables import DATA, TRUE, synthetic_frame
+from synthetic_tables import DATA, TRUE, assert_gradient_matches_finite_differences, synthetic_frame
 
 F = FORMS["chinchilla"]
 
@@ -41,13 +41,7 @@ def test_recovers_exactly_without_noise(coarse_grid):
 def test_gradient_matches_finite_differences():
     df = pd.read_csv(DATA / "chinchilla_kyotakano.csv")
     fun = Objective(F, *_data(df, "N", "D", "loss"), weights=np.random.default_rng(0).integers(0, 3, len(df)))
-    x = np.array([[0.5, 6.0, 7.0, 0.3, 0.3]])
-    _, g = fun(x)
-    for j in range(5):
-        e = np.zeros((1, 5))
-        e[0, j] = 1e-6
-        fd = (fun(x + e)[0] - fun(x - e)[0]) / 2e-6
-        assert_allclose(g[0, j], fd[0], rtol=1e-4, atol=1e-10)
+    assert_gradient_matches_finite_differences(fun, np.array([[0.5, 6.0, 7.0, 0.3, 0.3]]))
 
 
 def test_batched_lbfgs_matches_scipy_on_every_start():
