@@ -19,7 +19,7 @@ Every run is a fresh process, as in a sweep.
   (none when compiled steps are not faster).
 
 Defaults are the shipped CPU specs' model family (patches of 8 px, 16 keypoint tokens, 1 thread).
-Writes benchmarks/results/bench_compile.json.
+Writes benchmarks/results/bench_compile.json (`--out`).
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=40, help="steps per run (the first holds the compile)")
     p.add_argument("--repeats", type=int, default=3, help="eager/compiled pairs per cell (>= 2 for a warm figure)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_compile.json"),
+                   help="where the JSON report goes")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
         print(f"{r['size']:>5} {r['precision']:>10} {r['eager_samples_per_second']:>8.1f} "
               f"{r['compiled_samples_per_second']:>10.1f} {r['speedup']:>7.2f} {r['compile_seconds_cold']:>7.1f} "
               f"{warm:>7} {be:>19}")
-    out = ROOT / "benchmarks" / "results" / "bench_compile.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(report, indent=2) + "\n")

@@ -82,7 +82,12 @@ PROBE_TRIALS = 5
 PROBE_TRIAL_S = 0.1
 """Minimum seconds per trial (at least one matmul)."""
 PRECISION_PROBE_STEPS = 3
-"""Timed training steps per precision in the `resolve_precision` probe (after one warm-up each)."""
+"""Fewest timed training steps per precision in the `resolve_precision` probe (after one warm-up each)."""
+PRECISION_PROBE_S = 0.5
+"""Fewest seconds of timed steps per precision: small models take more steps, so one lucky step under
+load does not decide (a 3e4-parameter step takes ~25 ms, and its precisions differ by ~5%)."""
+PRECISION_PROBE_MAX_STEPS = 200
+"""Most timed steps per precision, whatever the time."""
 
 
 @dataclass(frozen=True)
@@ -330,12 +335,15 @@ def _probe_model_config(model_cfg):
 
 
 def measure_step_seconds(model_cfg, batch_size: int, precisions: tuple[str, ...] = ("32-true", "bf16-mixed"),
-                         steps: int = PRECISION_PROBE_STEPS, threads: int | None = None) -> dict[str, float]:
+                         steps: int = PRECISION_PROBE_STEPS, threads: int | None = None,
+                         min_seconds: float = PRECISION_PROBE_S) -> dict[str, float]:
     """Best seconds per training step of `model_cfg` at `batch_size` on the CPU, per precision.
 
     One step is what the training loop does: forward under autocast (bf16-mixed: bf16 autocast with
     its weight cache on), backward, global-norm clipping, AdamW. Precisions are interleaved step by
-    step after one warm-up each, so a load change hits them alike; the best step counts.
+    step after one warm-up each, so a load change hits them alike; the best step counts. At least
+    `steps` rounds, and more until each precision has `min_seconds` of timed steps (at most
+    `PRECISION_PROBE_MAX_STEPS` rounds).
     """
     import torch
 
@@ -362,9 +370,14 @@ def measure_step_seconds(model_cfg, batch_size: int, precisions: tuple[str, ...]
         for p in precisions:
             step(p)
         best = {p: float("inf") for p in precisions}
-        for _ in range(steps):
+        spent = {p: 0.0 for p in precisions}
+        rounds = 0
+        while rounds < steps or (min(spent.values()) < min_seconds and rounds < PRECISION_PROBE_MAX_STEPS):
             for p in precisions:
-                best[p] = min(best[p], step(p))
+                t = step(p)
+                best[p] = min(best[p], t)
+                spent[p] += t
+            rounds += 1
     return best
 
 
@@ -398,7 +411,9 @@ def resolve_precision(precision: str, accelerator: str = "auto", threads: int | 
         seconds = measure_step_seconds(mcfg, batch_size, threads=sig["threads"])
         return {"seconds_per_step": seconds, "precision": min(seconds, key=seconds.get), **sig}
 
-    entry, was_cached = _cached("precision", f"{_signature_key(sig)}|{shape}", measure)
+    # "probe=..." names the probe's method: a cached figure of an older, shorter probe is measured again.
+    key = f"{_signature_key(sig)}|{shape}|probe={PRECISION_PROBE_STEPS}x{PRECISION_PROBE_S}s"
+    entry, was_cached = _cached("precision", key, measure)
     sec = entry["seconds_per_step"]
     speeds = ", ".join(f"{p} {batch_size / s:.1f} samples/s" for p, s in sec.items())
     return entry["precision"], f"auto ({'cached' if was_cached else 'measured'} probe, {shape}: {speeds})"

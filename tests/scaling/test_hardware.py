@@ -137,8 +137,19 @@ def test_auto_precision_picks_the_faster_measured_step_and_caches_it(cache_dir, 
 def test_real_step_probe_times_both_precisions(cache_dir, one_thread):
     from scaling.model.testing import tiny_config
 
-    seconds = hardware.measure_step_seconds(tiny_config("debug"), batch_size=2, steps=1, threads=1)
+    seconds = hardware.measure_step_seconds(tiny_config("debug"), batch_size=2, steps=1, threads=1, min_seconds=0)
     assert set(seconds) == {"32-true", "bf16-mixed"} and all(0 < s < 60 for s in seconds.values())
+
+
+def test_step_probe_takes_more_steps_until_each_precision_has_its_time(cache_dir, one_thread):
+    # A tiny model's steps take milliseconds: three of them would let one lucky step decide.
+    import time
+
+    from scaling.model.testing import tiny_config
+
+    t0 = time.perf_counter()
+    hardware.measure_step_seconds(tiny_config("debug"), batch_size=2, steps=1, threads=1, min_seconds=0.2)
+    assert time.perf_counter() - t0 >= 2 * 0.2  # both precisions timed for >= 0.2 s each
 
 
 def test_run_config_accepts_auto_precision():
