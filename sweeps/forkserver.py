@@ -35,14 +35,20 @@ import traceback
 from pathlib import Path
 
 PRELOAD = (
+    # Any `lightning.*` import runs lightning/__init__.py, which imports Fabric (torch._dynamo through
+    # lightning.fabric.wrappers; torchmetrics, with scipy.signal and matplotlib, through the version
+    # checks of lightning.fabric.utilities.imports) and lightning.pytorch: ~2 s that a run cannot avoid.
     "torch", "lightning",
-    # What `scaling train` imports between its fork and its first step (measured: `sys.modules` of a
-    # run's child minus the server's); pandas and pyarrow read the dataset's episodes.parquet.
+    # What `scaling train` imports between its fork and its end (measured: `sys.modules` of a run's
+    # child minus the server's; tests/sweeps/test_run_imports.py keeps it so); pandas and pyarrow read
+    # the dataset's episodes.parquet, torch.distributed.checkpoint writes the run's checkpoints.
     "pandas", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.pandas_compat",
-    "sweeps.cli", "scaling.data.cli", "scaling.train_cli", "sweeps.sweep_cli", "analysis.cli", "scaling.train", "scaling.trainer", "scaling.module", "scaling.checkpointing",
-    "scaling.datamodule", "scaling.metrics_csv", "scaling.model.vla", "scaling.model.mup", "scaling.data",
-    "scaling.data.dataset", "scaling.data.blind", "scaling.evaluation", "scaling.probe", "scaling.schedules",
-    "scaling.hardware",
+    "torch.distributed.checkpoint.state_dict", "torch.utils.serialization",
+    "sweeps.cli", "scaling.data.cli", "scaling.train_cli", "sweeps.sweep_cli", "analysis.cli", "scaling.train",
+    "scaling.trainer", "scaling.checkpointing", "scaling.datamodule", "scaling.metrics_csv", "scaling.model.vla",
+    "scaling.model.mup", "scaling.data", "scaling.data.dataset", "scaling.data.mixture", "scaling.data.stats",
+    "scaling.data.blind", "scaling.evaluation", "scaling.probe", "scaling.schedules", "scaling.hardware",
+    "scaling.versions",
 )
 """Modules the server imports before the first run (missing ones are skipped)."""
 ENTRY = "sweeps.cli:main"

@@ -41,3 +41,16 @@ def threads(argv):
     (a @ a).sum().item()
     print("threads", torch.get_num_threads(), "matmul_s", time.perf_counter() - t)
     return 0
+
+
+def train_imports(argv):
+    """Run ``scaling train ARGV[1:]`` in-process, then write the modules it imported to ARGV[0] (JSON)."""
+    import json
+
+    from sweeps.cli import main
+
+    before = set(sys.modules)
+    rc = main(argv[1:])
+    with open(argv[0], "w") as f:
+        json.dump(sorted(set(sys.modules) - before), f)
+    return rc
