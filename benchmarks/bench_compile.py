@@ -4,14 +4,12 @@
                                        [--patch-size 8 --keypoints 16] [--steps 40] [--threads 1]
 
 For each size and precision, `train()` runs eagerly and with `compile=True`, interleaved (eager,
-compiled, eager, compiled, ...). Each compiled run shares one `TORCHINDUCTOR_CACHE_DIR`, as the
-runs of a sweep do, so the first compiled run pays a cold compile and the later ones a warm one.
-Figures:
+compiled, eager, compiled, ...), every run a fresh process, as in a sweep. Each compiled run shares
+one `TORCHINDUCTOR_CACHE_DIR`, as the runs of a sweep do, so the first compiled run pays a cold
+compile and the later ones a warm one. Figures:
 
 - samples/s of training steps (the first step, which holds the compile, is not timed; best of the
   repeats) and their ratio compiled / eager;
-Every run is a fresh process, as in a sweep.
-
 - the compile cost: the compiled run's wall time minus the eager run's time for the same work
   (`wall_seconds` counts from `train()`'s start, compile included), cold (first) and warm (best
   later);
