@@ -44,8 +44,6 @@ def _env_rank() -> int:
 
 def model_config(cfg: RunConfig, source):
     """The ModelConfig for this run's size and data dimensions (BadInput on impossible shapes)."""
-    import dataclasses
-
     from scaling.model import ModelConfig, parse_size
 
     data = dict(image_size=source.image_size, vocab_size=source.tokenizer.vocab_size,

@@ -63,16 +63,16 @@ def resolve_auto_precision(cfg):
     """`cfg` with precision "auto" replaced by the fastest precision for this device, measured on the
     run's own model shape, micro-batch and thread count (`scaling.hardware.resolve_precision`, cached
     per machine). The resolved config is what config.yaml and result.json record."""
-    import os
-
     from scaling.data import open_source
+    from scaling.datamodule import plan_accumulation
     from scaling.hardware import resolve_precision
     from scaling.train import model_config
+    from scaling.trainer import run_threads
 
     model_cfg = model_config(cfg, open_source(cfg.data))
-    world = cfg.devices * cfg.num_nodes
-    micro = cfg.micro_batch_size or max(1, cfg.batch_size // world)
-    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // cfg.devices) if cfg.devices > 1 else None)
+    micro, _ = plan_accumulation(cfg.batch_size, cfg.devices * cfg.num_nodes, cfg.micro_batch_size)
+    # The probe runs where the run will: on CPUs at the run's own thread count (GPUs ignore it).
+    threads = run_threads(cfg, "cpu")
     precision, why = resolve_precision("auto", cfg.accelerator, threads, model_cfg=model_cfg,
                                        batch_size=min(micro, 32))
     sys.stderr.write(f"scaling train: precision {precision}: {why}\n")

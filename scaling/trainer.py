@@ -70,7 +70,7 @@ def _accelerator(cfg: RunConfig) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def _run_threads(cfg: RunConfig, accelerator: str) -> int | None:
+def run_threads(cfg: RunConfig, accelerator: str) -> int | None:
     """The torch thread count the run sets: --threads, else the cores split between CPU processes, else
     None (torch's default stays)."""
     if cfg.threads:
@@ -84,7 +84,7 @@ def resolved_hardware(cfg: RunConfig) -> dict[str, Any]:
     """What this machine makes of the run's hardware settings: the accelerator "auto" picks, the torch
     threads of each training process, the precision that runs (`resolved_precision`)."""
     accelerator = _accelerator(cfg)
-    return {"accelerator": accelerator, "threads": _run_threads(cfg, accelerator) or torch.get_num_threads(),
+    return {"accelerator": accelerator, "threads": run_threads(cfg, accelerator) or torch.get_num_threads(),
             "precision": resolved_precision(cfg, accelerator)}
 
 
@@ -241,7 +241,7 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
         raise RuntimeError(f"world size {fabric.world_size} != devices x nodes {cfg.devices * cfg.num_nodes}")
     if accelerator == "gpu":
         torch.set_float32_matmul_precision("high")
-    threads = _run_threads(cfg, accelerator)
+    threads = run_threads(cfg, accelerator)
     if threads:
         torch.set_num_threads(threads)
     seed_everything(cfg.seed, workers=True, verbose=False)
@@ -435,4 +435,4 @@ def _progress(cfg: RunConfig, steps: int, start_step: int):
                 leave=True)
 
 
-__all__ = ["RunState", "make_fabric", "fit", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision"]
+__all__ = ["RunState", "make_fabric", "fit", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision", "resolved_hardware", "run_threads"]
