@@ -373,6 +373,11 @@ def from_mapping(values: Mapping[str, Any], *, source: str = "config") -> RunCon
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML run config into a dict (keys checked by `from_mapping`)."""
+    return _read_yaml(path)[0]
+
+
+def _read_yaml(path: str | os.PathLike) -> tuple[dict[str, Any], Any]:
+    """(the run config's fields, flattened; the file's ``requested`` entry or None), one parse."""
     import yaml
 
     path = Path(path)
@@ -384,18 +389,15 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise BadInput(f"{path}: expected a mapping of RunConfig fields, got {type(values).__name__}")
-    values.pop(REQUESTED, None)  # a run's record of what was asked, beside the resolved values
-    return flatten_sections(values, str(path))
+    asked = values.pop(REQUESTED, None)  # a run's record of what was asked, beside the resolved values
+    return flatten_sections(values, str(path)), asked
 
 
 def load_run_config(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """A run's config.yaml as (resolved, requested): the values the run used, and the values as asked
     (the resolved ones with the file's ``requested`` entries put back). Both as `RunConfig.to_dict`."""
-    import yaml
-
-    resolved = from_mapping(load_yaml(path), source=str(path)).to_dict()
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    asked = raw.get(REQUESTED) if isinstance(raw, dict) else None
+    values, asked = _read_yaml(path)
+    resolved = from_mapping(values, source=str(path)).to_dict()
     if not isinstance(asked, dict) or not asked:
         return resolved, dict(resolved)
     return resolved, from_mapping({**resolved, **asked}, source=str(path)).to_dict()
