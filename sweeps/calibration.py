@@ -1,9 +1,13 @@
 """A short measured calibration for ``sweep plan``'s time estimates (not a guess).
 
-Times a few real training steps (forward, backward, AdamW) of the smallest and the largest model of
-the plan on real batches of the sweep's data, in this process, and measures the start-up cost of a
-run process (``python -m sweeps.cli train --help``: interpreter, torch and Lightning imports). The
-result is cached in ``SWEEP_DIR/calibration.json`` keyed by the model shapes and batch size.
+Times real training steps (forward, backward, AdamW) of the smallest and the largest model of the
+plan on real batches of the sweep's data, in this process, as a run of the spec makes them: with the
+spec's torch thread count (``train.threads``; all cores when unset, as a run then gets) and its
+precision on CPU (``bf16-mixed`` under bf16 autocast; ``auto`` times both and keeps the faster, as the
+run's own probe does). Steps repeat until each model has ``MIN_SECONDS`` of them, so a tiny model is
+not timed from three 10 ms steps. It also measures the start-up cost of a run process (interpreter,
+torch and Lightning imports). The result is cached in ``SWEEP_DIR/calibration.json`` keyed by all of
+that. A machine busy with other work makes every estimate slower than the run will be on a quiet one.
 """
 
 from __future__ import annotations
@@ -21,11 +25,24 @@ from sweeps.points import DataDims, PlannedRun
 from sweeps.spec import SweepSpec
 
 STEPS = 3
-"""Timed optimizer steps per calibrated model (after one untimed warm-up step)."""
+"""At least this many timed optimizer steps per calibrated model (after one untimed warm-up step)."""
+MAX_STEPS = 50
+"""At most this many timed steps per model and precision."""
+MIN_SECONDS = 0.5
+"""Time steps until they add up to this much (each model, each precision timed)."""
+METHOD = "timed-steps-v2"
+"""Names the way of timing in the cache key, so estimates measured the older way are measured again."""
 
 
-def _time_steps(model_cfg, source: Any, batch_size: int, val_samples: int, steps: int = STEPS) -> tuple[float, float]:
-    """(seconds per optimizer step, seconds per validation pass) of ``model_cfg`` on real batches."""
+def _time_steps(model_cfg, source: Any, batch_size: int, val_samples: int, *, bf16: bool = False,
+                steps: int = STEPS, max_steps: int = MAX_STEPS, min_seconds: float = MIN_SECONDS) -> tuple[float, float]:
+    """(seconds per optimizer step, seconds per validation pass) of ``model_cfg`` on real batches.
+
+    Times at least ``steps`` and at most ``max_steps`` steps, stopping once they add up to
+    ``min_seconds``; ``bf16`` runs forward and loss under CPU bf16 autocast, as ``bf16-mixed`` does.
+    """
+    import contextlib
+
     import numpy as np
     import torch
 
@@ -34,32 +51,44 @@ def _time_steps(model_cfg, source: Any, batch_size: int, val_samples: int, steps
     torch.manual_seed(0)
     model = VLA(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    idx = source.train_indices(batch_size * (steps + 1), seed=0)
+    idx = source.train_indices(batch_size * (max_steps + 1), seed=0)
     chunk = getattr(model_cfg, "chunk", 1)
+
+    def cast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step(i: int) -> None:
         raw = source.get_batch(idx[i * batch_size:(i + 1) * batch_size], chunk=chunk)
         batch = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()}
-        loss, _ = model.loss(batch)
+        with cast():
+            loss, _ = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     step(0)  # warm-up: allocator, kernels
-    times = []
-    for i in range(1, steps + 1):
+    times: list[float] = []
+    while len(times) < max_steps and (len(times) < steps or sum(times) < min_seconds):
         t0 = time.perf_counter()
-        step(i)
+        step(len(times) + 1)
         times.append(time.perf_counter() - t0)
-    train_s = sorted(times)[len(times) // 2]  # median: robust to one step hit by another process
+    train_s = sorted(times)[len(times) // 2]  # median: robust to a step hit by another process
     # One validation pass as the trainer makes it: forward only over val_samples frames.
     vidx = source.val_indices(val_samples)
     t0 = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), cast():
         for i in range(0, len(vidx), batch_size):
             raw = source.get_batch(vidx[i:i + batch_size], chunk=chunk)
             model.loss({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()})
     return train_s, time.perf_counter() - t0
+
+
+def _precisions(spec_precision: Any) -> tuple[bool, ...]:
+    """The bf16-autocast settings to time for the spec's precision (on CPU): both for ``auto``."""
+    p = str(spec_precision or "32-true").lower()
+    if p == "auto":
+        return (False, True)
+    return (p in ("bf16-mixed", "bf16", "bf16-true"),)
 
 
 def _startup_seconds() -> float:
@@ -85,7 +114,10 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
     ends = {}
     for r in (min(runs, key=lambda r: r.flops_per_sample), max(runs, key=lambda r: r.flops_per_sample)):
         ends[r.flops_per_sample] = r.size
-    cache_key = {"sizes": sorted(map(str, ends.values())), "batch": batch, "val": train.get("val_samples", 512), "dims": dims.__dict__, "extra": extra}
+    threads = int(train.get("threads") or 0) or (os.cpu_count() or 1)  # as a run of this spec sets them
+    precisions = _precisions(train.get("precision"))
+    cache_key = {"sizes": sorted(map(str, ends.values())), "batch": batch, "val": train.get("val_samples", 512),
+                 "dims": dims.__dict__, "extra": extra, "threads": threads, "bf16": list(precisions), "method": METHOD}
     cache = sweep_dir / "calibration.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
@@ -93,18 +125,23 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
             return cached
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     source = open_source(local_data)
     spf, vspf = {}, {}
     val_samples = int(train.get("val_samples", 512))
-    for fps, size in ends.items():
-        cfg = ModelConfig.from_size(size, image_size=dims.image_size, vocab_size=dims.vocab_size,
-                                    max_instr_len=dims.max_instr_len, proprio_dim=dims.proprio_dim,
-                                    action_dim=dims.action_dim, **extra)
-        sec, val_s = _time_steps(cfg, source, batch, val_samples)
-        spf[str(fps)] = sec / (fps * batch)  # seconds per training FLOP at this size
-        vspf[str(fps)] = val_s / (fps * val_samples)  # seconds per validation pass, per sample-FLOP
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for fps, size in ends.items():
+            cfg = ModelConfig.from_size(size, image_size=dims.image_size, vocab_size=dims.vocab_size,
+                                        max_instr_len=dims.max_instr_len, proprio_dim=dims.proprio_dim,
+                                        action_dim=dims.action_dim, **extra)
+            # `auto` runs whichever precision is faster at this size: keep the faster timing.
+            sec, val_s = min(_time_steps(cfg, source, batch, val_samples, bf16=b) for b in precisions)
+            spf[str(fps)] = sec / (fps * batch)  # seconds per training FLOP at this size
+            vspf[str(fps)] = val_s / (fps * val_samples)  # seconds per validation pass, per sample-FLOP
+    finally:
+        torch.set_num_threads(before)
     out = {"key": cache_key, "seconds_per_flop": spf, "val_seconds_per_flop": vspf, "overhead_s": _startup_seconds(),
-           "models": [str(s) for s in ends.values()], "measured_at": time.time()}
+           "models": [str(s) for s in ends.values()], "threads": threads, "measured_at": time.time()}
     write_atomic(cache, json.dumps(out, indent=1))
     return out

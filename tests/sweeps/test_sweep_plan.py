@@ -94,3 +94,68 @@ def test_two_points_with_one_key_are_refused():
     assert _unique_keys(spec, [run]) == [run]
     with pytest.raises(BadInput, match="plan the same run"):
         _unique_keys(spec, [run, run])
+
+
+def test_calibration_times_steps_as_the_spec_runs_them(tiny_dataset, tmp_path, monkeypatch):
+    """The plan's estimate is timed with the spec's torch threads and precision (`auto`: both, the
+    faster kept), and a fast model is timed for MIN_SECONDS, not three steps (a busy machine or the
+    wrong thread count once made a 1.5e4-parameter model's estimate 20x slow)."""
+    import torch
+
+    from scaling.data import open_source
+    from sweeps import calibration
+    from sweeps.plan import plan_runs
+
+    src = open_source(tiny_dataset)
+    dims = DataDims(image_size=src.image_size, vocab_size=src.tokenizer.vocab_size,
+                    max_instr_len=src.tokenizer.max_len, proprio_dim=src.proprio_dim, action_dim=src.action_dim)
+    raw = {"name": "c", "data": str(tiny_dataset), "models": ["debug"], "samples": [64], "blind_baseline": False,
+           "train": {"batch_size": 4, "threads": 1, "precision": "auto", "val_samples": 8}}
+    spec = parse_spec(raw)
+    runs = plan_runs(spec, dims)
+    seen, real = [], calibration._time_steps
+
+    def spy(cfg, source, batch, val_samples, *, bf16=False, **kw):
+        seen.append((torch.get_num_threads(), bf16))
+        return real(cfg, source, batch, val_samples, bf16=bf16, min_seconds=0.05, **kw)
+
+    monkeypatch.setattr(calibration, "_time_steps", spy)
+    monkeypatch.setattr(calibration, "_startup_seconds", lambda: 1.0)
+    before = torch.get_num_threads()
+    out = calibration.calibrate(spec, tiny_dataset, dims, runs, tmp_path)
+    assert seen == [(1, False), (1, True)]  # one model (smallest = largest), both precisions, 1 thread
+    assert torch.get_num_threads() == before and out["threads"] == 1
+    assert calibration.calibrate(spec, tiny_dataset, dims, runs, tmp_path) == out  # cached
+    assert len(seen) == 2
+    # A fixed precision times only that one.
+    seen.clear()
+    fixed = parse_spec({**raw, "train": {**raw["train"], "precision": "32-true"}})
+    calibration.calibrate(fixed, tiny_dataset, dims, plan_runs(fixed, dims), tmp_path)
+    assert seen == [(1, False)]  # and measured again: the precision is in the cache key
+
+
+def test_timed_steps_run_until_min_seconds(tiny_dataset):
+    from scaling.data import open_source
+    from scaling.model import ModelConfig
+    from sweeps import calibration
+
+    src = open_source(tiny_dataset)
+    cfg = ModelConfig.from_size("debug", image_size=src.image_size, vocab_size=src.tokenizer.vocab_size,
+                                max_instr_len=src.tokenizer.max_len, proprio_dim=src.proprio_dim,
+                                action_dim=src.action_dim)
+    calls = []
+    real = src.get_batch
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(src, name)
+
+        def get_batch(self, idx, chunk=1):
+            calls.append(len(idx))
+            return real(idx, chunk=chunk)
+
+    calibration._time_steps(cfg, Counting(), 2, 4, steps=3, max_steps=5, min_seconds=60.0)
+    assert len(calls) == 1 + 5 + 2  # warm-up + max_steps (60 s never reached) + val batches of 2
+    calls.clear()
+    calibration._time_steps(cfg, Counting(), 2, 4, steps=3, max_steps=5, min_seconds=0.0)
+    assert len(calls) == 1 + 3 + 2
