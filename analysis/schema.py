@@ -110,6 +110,8 @@ RUN_RESULT: tuple[Field, ...] = (
        "offers (docs/throughput.md); null where unknown.", nullable=True, required=False, minimum=0),
     _f("peak_flops_source", "string", "Where peak_flops comes from: vendor table, measured probe, config.",
        nullable=True, required=False),
+    _f("success_per_task", "object", "success_rate per task family ({family: rate}); null when not measured.",
+       nullable=True, required=False, values="number"),
 )
 
 _MODEL_COLUMNS: tuple[Field, ...] = (
@@ -127,6 +129,9 @@ def _as_column(f: Field) -> tuple[Field, ...]:
         return _MODEL_COLUMNS
     if f.name == "versions":
         return (Field("versions", "string", "result.json's versions as a JSON string.", nullable=True),)
+    if f.name == "success_per_task":
+        return (Field("success_per_task", "string", "result.json's success_per_task as a JSON string.",
+                      nullable=True, required=False),)
     if f.name == "input_reliance":  # one column per probed input
         return tuple(Field(f"reliance_{x}", "number", f"input_reliance.{x} (nats).", nullable=True, required=False)
                      for x in RELIANCE_INPUTS)

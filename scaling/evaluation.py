@@ -110,6 +110,13 @@ class VLAPolicy:
 def success_rate(model, source, n_episodes: int, *, seed: int = 0, precision: str = "32-true") -> float | None:
     """Closed-loop tabletop success over `n_episodes` seeded episodes, on the families (and objects
     per scene) the data was generated from; None when 0 or not tabletop (`not_evaluated_reason` says why)."""
+    out = evaluate_success(model, source, n_episodes, seed=seed, precision=precision)
+    return None if out is None else out["success_rate"]
+
+
+def evaluate_success(model, source, n_episodes: int, *, seed: int = 0, precision: str = "32-true") -> dict | None:
+    """As `success_rate`, with the breakdown: {"success_rate", "per_task": {family: rate},
+    "per_task_episodes": {family: episodes}}; None when not evaluated."""
     if not_evaluated_reason(source, n_episodes) is not None:
         return None
     from scaling.data.tabletop import evaluate_policy
@@ -124,4 +131,6 @@ def success_rate(model, source, n_episodes: int, *, seed: int = 0, precision: st
                               families=tabletop_families(source), objects=tabletop_objects(source))
     finally:
         model.train(was_training)
-    return float(out["success_rate"])
+    return {"success_rate": float(out["success_rate"]),
+            "per_task": {k: float(v) for k, v in sorted(out["per_task"].items())},
+            "per_task_episodes": {k: int(v) for k, v in sorted(out["per_task_episodes"].items())}}

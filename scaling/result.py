@@ -82,6 +82,9 @@ class RunResult:
     """The per-device peak FLOP/s that `mfu` divides by (null if unknown)."""
     peak_flops_source: str | None = None
     """Where that peak comes from: "vendor table: <GPU> <dtype> dense", "measured: <probe> ...", "config"."""
+    success_per_task: dict | None = None
+    """success_rate per task family, {family: rate} over that family's share of the episodes; null when
+    success was not measured."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with non-finite floats turned into None (strict JSON)."""

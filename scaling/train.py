@@ -241,14 +241,16 @@ def train(cfg: RunConfig) -> RunResult | None:
     state = outcome
     status = "diverged" if state.diverged else "completed"
     n_seen = min(state.step * cfg.batch_size, cfg.samples)
-    from scaling.evaluation import not_evaluated_reason, success_rate
+    from scaling.evaluation import evaluate_success, not_evaluated_reason
 
-    success, note = None, not_evaluated_reason(source, cfg.eval_episodes)
+    success, per_task, note = None, None, not_evaluated_reason(source, cfg.eval_episodes)
     if status != "completed":
         note = f"not evaluated: the run {status}"
     elif note is None:
-        success = success_rate(state.eval_model, source, cfg.eval_episodes, seed=cfg.eval_seed,
-                               precision=state.precision)
+        scored = evaluate_success(state.eval_model, source, cfg.eval_episodes, seed=cfg.eval_seed,
+                                  precision=state.precision)
+        if scored is not None:
+            success, per_task = scored["success_rate"], scored["per_task"]
     reliance = None
     if status == "completed" and cfg.val_samples > 0 and state.eval_model is not None:
         from scaling.probe import input_reliance
@@ -262,7 +264,7 @@ def train(cfg: RunConfig) -> RunResult | None:
         n_unique_samples=int(np.unique(indices[:n_seen]).size), epochs=n_seen / max(n_train_frames, 1),
         lr=cfg.lr, global_batch_size=cfg.batch_size, precision=state.precision, world_size=state.world_size,
         val_loss=state.val_loss, val_loss_best=state.val_loss_best, train_loss=state.train_loss,
-        action_mse=state.action_mse, success_rate=success,
+        action_mse=state.action_mse, success_rate=success, success_per_task=per_task,
         wall_seconds=state.wall_before + time.time() - t_start, samples_per_second=sps,
         mfu=(sps * fps / (peak.value * state.world_size)) if (sps and peak.value) else None, versions=_versions(),
         success_note=note, blind=cfg.blind, input_reliance=reliance,

@@ -59,7 +59,7 @@ def test_success_rate_uses_the_training_families(monkeypatch, tmp_path):
 
     def fake_evaluate(policy, n, *, seed, image_size, families, objects):
         seen.update(n=n, families=families, objects=objects, blind=policy.blind)
-        return {"success_rate": 0.25}
+        return {"success_rate": 0.25, "per_task": {"touch": 0.25}, "per_task_episodes": {"touch": n}}
 
     monkeypatch.setattr(tabletop, "evaluate_policy", fake_evaluate)
     import torch
@@ -78,6 +78,12 @@ def test_success_rate_uses_the_training_families(monkeypatch, tmp_path):
     # ... and on the objects-per-scene range it was generated with.
     assert success_rate(model, Src({"generator": "tabletop", "families": "touch", "objects": "1-5"}), 2) == 0.25
     assert seen["objects"] == "1-5"
+    # The breakdown per family, as result.json's success_per_task records it.
+    from scaling.evaluation import evaluate_success
+
+    assert evaluate_success(model, src, 7) == {"success_rate": 0.25, "per_task": {"touch": 0.25},
+                                               "per_task_episodes": {"touch": 7}}
+    assert evaluate_success(model, src, 0) is None
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -148,8 +148,13 @@ def test_closed_loop_success_rate(tiny_dataset, tmp_path):
 
     if not is_tabletop(open_source(str(tiny_dataset))):
         pytest.skip("tiny dataset is synthetic (no tabletop generator)")
-    result = in_process(tiny_dataset, tmp_path / "ev", samples=16, eval_episodes=2)
+    result = in_process(tiny_dataset, tmp_path / "ev", samples=16, eval_episodes=4)
     assert result.success_rate is not None and 0.0 <= result.success_rate <= 1.0
+    # The breakdown per family (the tiny data is drawn from every family; 4 episodes meet some of them).
+    from scaling.data.tabletop.env import check_families
+
+    per = result.success_per_task
+    assert per and set(per) <= set(check_families(None)) and all(0.0 <= v <= 1.0 for v in per.values())
 
 
 @pytest.mark.slow
