@@ -182,6 +182,7 @@ def main(argv=None) -> int:
         from scaling.data.testing import make_tiny_dataset
 
         args.data = str(make_tiny_dataset(Path(tempfile.mkdtemp()) / "tiny", episodes=16, image_size=32))
+    os.environ["SCALING_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-gemm-cache-")  # the peak measured afresh
     threads = torch.get_num_threads()
     peaks, source = hardware.cpu_peaks(threads)
     peak = hardware.mfu_peak("cpu", threads)
