@@ -127,14 +127,12 @@ _NEEDED_WHEN_COMPLETED = {"run_id", "status", "n_params", "flops_per_sample", "f
 def _as_column(f: Field) -> tuple[Field, ...]:
     if f.name == "model":
         return _MODEL_COLUMNS
-    if f.name == "versions":
-        return (Field("versions", "string", "result.json's versions as a JSON string.", nullable=True),)
-    if f.name == "success_per_task":
-        return (Field("success_per_task", "string", "result.json's success_per_task as a JSON string.",
-                      nullable=True, required=False),)
     if f.name == "input_reliance":  # one column per probed input
         return tuple(Field(f"reliance_{x}", "number", f"input_reliance.{x} (nats).", nullable=True, required=False)
                      for x in RELIANCE_INPUTS)
+    if f.type == "object":  # any other nested value: one JSON-string column, as `flatten_result` writes it
+        return (Field(f.name, "string", f"result.json's {f.name} as a JSON string.", nullable=True,
+                      required=f.required),)
     return (Field(f.name, f.type, f.doc, nullable=True, required=f.required, enum=f.enum, minimum=f.minimum,
                   maximum=f.maximum, completed=f.name in _NEEDED_WHEN_COMPLETED),)
 

@@ -27,13 +27,14 @@ Prints a table and writes benchmarks/results/bench_gemm.json (`--out`). Take it 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from analysis.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 MATMULS = ("mm", "addmm", "bmm", "baddbmm")
@@ -49,8 +50,8 @@ def _flops(name: str, shapes: tuple) -> int:
     return 2 * a[0] * a[1] * a[2] * b[2]
 
 
-def record_step(model, batch: dict, bf16: bool) -> Counter:
-    """Counter of (name, shapes, strides, dtypes) -> calls, for one forward + backward of `model`."""
+def record_step(model, batch: dict) -> Counter:
+    """Counter of (name, shapes, strides, dtypes) -> calls, for one bf16-autocast forward + backward."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -65,9 +66,8 @@ def record_step(model, batch: dict, bf16: bool) -> Counter:
                       tuple(str(t.dtype).removeprefix("torch.") for t in ts))] += 1
             return func(*args, **(kwargs or {}))
 
-    cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with Record():
-        with cast:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
             loss, _ = model.loss(batch)
         loss.backward()
     return seen
@@ -97,16 +97,15 @@ def time_matmul(key: tuple, repeats: int, min_seconds: float) -> float:
     return best
 
 
-def step_seconds(model, batch: dict, bf16: bool, steps: int) -> float:
-    """Median seconds of a bare training step (forward, loss, backward, AdamW) of `model` on `batch`."""
+def step_seconds(model, batch: dict, steps: int) -> float:
+    """Median seconds of a bare bf16 training step (forward, loss, backward, AdamW) of `model` on `batch`."""
     import torch
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        with cast():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
             loss, _ = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,7 +131,7 @@ def size_report(args, size: str, peak: float) -> dict:
     model = VLA(model_cfg)
     raw = source.get_batch(source.train_indices(args.batch, seed=0))
     batch = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()}
-    calls = record_step(model, batch, bf16=True)
+    calls = record_step(model, batch)
     model.zero_grad(set_to_none=True)
     rows, gemm_s, gemm_flops = [], 0.0, 0
     for key, n in sorted(calls.items(), key=lambda kv: -_flops(kv[0][0], kv[0][1]) * kv[1]):
@@ -142,7 +141,7 @@ def size_report(args, size: str, peak: float) -> dict:
                      "flops": f, "seconds": sec, "flops_per_second": f / sec})
         gemm_s += n * sec
         gemm_flops += n * f
-    step_s = step_seconds(model, batch, True, args.steps)
+    step_s = step_seconds(model, batch, args.steps)
     fps = flops_per_sample(model_cfg)
     return {
         "size": size, "d_model": model_cfg.d_model, "n_layers": model_cfg.n_layers, "seq_len": model_cfg.seq_len,
@@ -199,11 +198,8 @@ def main(argv=None) -> int:
         for m in r["matmuls"][:6]:
             print(f"        {m['op']:<7} {' x '.join(str(list(s)) for s in m['shapes'])} {m['dtypes'][0]:<9} "
                   f"x{m['calls']:<3} {m['flops_per_second'] / 1e9:8,.0f} GFLOP/s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out, json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from scaling.config import RunConfig
+from scaling.hardware import resolved_precision, run_threads
 from scaling.schedules import lr_multiplier
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -57,27 +58,10 @@ class RunState:
     eval_model: Any = field(default=None, repr=False)  # an unsharded VLA for closed-loop evaluation
 
 
-def resolved_precision(cfg: RunConfig, accelerator: str) -> str:
-    """The precision that will run: fp16 autocast is a GPU feature, so CPUs run bf16 instead."""
-    if cfg.precision == "16-mixed" and accelerator == "cpu":
-        return "bf16-mixed"
-    return cfg.precision
-
-
 def _accelerator(cfg: RunConfig) -> str:
     if cfg.accelerator != "auto":
         return cfg.accelerator
     return "gpu" if torch.cuda.is_available() else "cpu"
-
-
-def run_threads(cfg: RunConfig, accelerator: str) -> int | None:
-    """The torch thread count the run sets: --threads, else the cores split between CPU processes, else
-    None (torch's default stays)."""
-    if cfg.threads:
-        return cfg.threads
-    if accelerator == "cpu" and cfg.devices > 1:  # CPU processes share the cores: no oversubscription
-        return max(1, (os.cpu_count() or 1) // cfg.devices)
-    return None
 
 
 def resolved_hardware(cfg: RunConfig) -> dict[str, Any]:

@@ -83,12 +83,18 @@ def _time_steps(model_cfg, source: Any, batch_size: int, val_samples: int, *, bf
     return train_s, time.perf_counter() - t0
 
 
-def _precisions(spec_precision: Any) -> tuple[bool, ...]:
-    """The bf16-autocast settings to time for the spec's precision (on CPU): both for ``auto``."""
-    p = str(spec_precision or "32-true").lower()
-    if p == "auto":
-        return (False, True)
-    return (p in ("bf16-mixed", "bf16", "bf16-true"),)
+def _run_settings(runs: list[PlannedRun], local_data: Any) -> tuple[int, tuple[bool, ...]]:
+    """(torch threads, bf16-autocast settings to time) of a run of this plan on this CPU, by the rules
+    the run itself applies (`scaling.hardware.run_threads`, `resolved_precision`); ``auto``: both."""
+    from scaling.config import from_mapping
+    from scaling.hardware import PRECISION_DTYPE, resolved_precision, run_threads
+
+    cfg = from_mapping({**runs[0].config, "data": str(local_data)})  # the train settings all runs share
+    threads = run_threads(cfg, "cpu") or (os.cpu_count() or 1)  # None: torch's default, all cores
+    precision = resolved_precision(cfg, "cpu")
+    if precision == "auto":
+        return threads, (False, True)
+    return threads, (PRECISION_DTYPE[precision] == "bfloat16",)
 
 
 def _startup_seconds() -> float:
@@ -114,8 +120,7 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
     ends = {}
     for r in (min(runs, key=lambda r: r.flops_per_sample), max(runs, key=lambda r: r.flops_per_sample)):
         ends[r.flops_per_sample] = r.size
-    threads = int(train.get("threads") or 0) or (os.cpu_count() or 1)  # as a run of this spec sets them
-    precisions = _precisions(train.get("precision"))
+    threads, precisions = _run_settings(runs, local_data)
     cache_key = {"sizes": sorted(map(str, ends.values())), "batch": batch, "val": train.get("val_samples", 512),
                  "dims": dims.__dict__, "extra": extra, "threads": threads, "bf16": list(precisions), "method": METHOD}
     cache = sweep_dir / "calibration.json"

@@ -21,7 +21,7 @@ def test_recorded_matmuls_are_the_accounted_flops(tiny_dataset):
     model = VLA(cfg)
     raw = source.get_batch(source.train_indices(4, seed=0))
     batch = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()}
-    calls = record_step(model, batch, bf16=True)
+    calls = record_step(model, batch)
     # No conv stem in this family, attention as explicit matmuls under CPU autocast: every accounted
     # FLOP is a matmul the step makes, forward and backward, and autocast hands them all over in bf16.
     assert sum(_flops(k[0], k[1]) * n for k, n in calls.items()) == flops_per_sample(cfg) * 4
