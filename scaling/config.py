@@ -109,6 +109,9 @@ class RunConfig:
     keypoints: int = 0
     """Spatial-softmax keypoint tokens from a small conv stem (0 = none; `ModelConfig.keypoints`).
     A property of the model family: the same at every size of a sweep."""
+    film: bool = False
+    """Condition the keypoint stem on the instruction with FiLM (needs `keypoints`; `ModelConfig.film`).
+    A property of the model family, like `keypoints`."""
     blind: bool = False
     """Withhold the image and the instruction (the input-free baseline: proprioception only)."""
     d_model: int | None = None
@@ -245,7 +248,7 @@ REQUESTED = "requested"
 # The run's settings by section. `out` and `run_id` name the run and belong to none.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "dataset": ("data", "samples", "seed", "chunk", "blind", "val_every", "val_samples"),
-    "model": ("size", "head", "d_model", "n_layers", "n_heads", "patch_size", "keypoints", "mup_base_width"),
+    "model": ("size", "head", "d_model", "n_layers", "n_heads", "patch_size", "keypoints", "film", "mup_base_width"),
     "optim": ("lr", "min_lr_ratio", "warmup", "schedule", "wsd_decay_frac", "weight_decay", "beta1", "beta2",
               "grad_clip", "batch_size", "precision", "divergence_factor", "checkpoint_at", "branch_from"),
     "hardware": ("devices", "num_nodes", "strategy", "accelerator", "micro_batch_size", "num_workers", "threads",

@@ -22,7 +22,7 @@ from scaling.result import RunResult
 _RESUMABLE_CHANGES = resumable_fields()
 # Fields a branched run must share with the run whose stable-phase checkpoint it starts from.
 _BRANCH_SAME = ("data", "size", "batch_size", "seed", "lr", "chunk", "head", "d_model", "n_layers", "n_heads",
-                "patch_size", "keypoints",
+                "patch_size", "keypoints", "film",
                 "mup_base_width", "weight_decay", "beta1", "beta2", "precision")
 
 
@@ -49,7 +49,7 @@ def model_config(cfg: RunConfig, source):
     data = dict(image_size=source.image_size, vocab_size=source.tokenizer.vocab_size,
                 max_instr_len=source.tokenizer.max_len, proprio_dim=source.proprio_dim,
                 action_dim=source.action_dim, chunk=cfg.chunk, head=cfg.head, mup_base_width=cfg.mup_base_width,
-                keypoints=cfg.keypoints, patch_size=cfg.patch_size)
+                keypoints=cfg.keypoints, film=cfg.film, patch_size=cfg.patch_size)
     shape = {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads") if getattr(cfg, k) is not None}
     if len(shape) == 3:  # the whole shape given (a resolved config.yaml pins it): no size solver
         parse_size(cfg.size_value)  # still a valid size (a typo is reported, not ignored)

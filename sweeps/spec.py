@@ -225,7 +225,7 @@ class SweepSpec:
     def model_options(self) -> dict[str, Any]:
         """The ``train:`` settings that shape the model beside its size (``ModelConfig.from_size``
         keywords): what planning and calibration must build the same way a run does."""
-        return {k: v for k, v in self.train if k in ("chunk", "head", "keypoints", "patch_size")}
+        return {k: v for k, v in self.train if k in ("chunk", "head", "keypoints", "film", "patch_size")}
 
     def canonical(self) -> dict:
         """Everything that decides which runs the sweep makes, as plain JSON values (no file location).

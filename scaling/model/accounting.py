@@ -6,8 +6,8 @@ Definitions (tests check them against the real module and `torch.utils.flop_coun
 - Non-embedding parameters: as Kaplan et al. (2020) exclude vocabulary and position embeddings,
   we exclude every parameter that maps raw inputs into the residual stream: the instruction token
   table, the patch projection, the proprioception projection, the position table and the learned
-  readout tokens, and (when `keypoints` > 0) the keypoint conv stem, its (x, y) projection and
-  its channel embeddings. What remains: the transformer blocks, the final norm and the action head.
+  readout tokens, and (when `keypoints` > 0) the keypoint conv stem, its (x, y) projection,
+  its channel embeddings and (`film`) the map from the instruction to the stem's FiLM scales and shifts. What remains: the transformer blocks, the final norm and the action head.
 - Training FLOPs per sample: multiply-adds of every matmul counted as 2*m*n*k, attention scores
   (Q K^T) and the weighted sum (A V) included, for the forward pass plus the backward pass. The
   backward pass costs two matmuls per forward matmul (gradient of input and of weight), except
@@ -44,7 +44,8 @@ def embedding_params(cfg: ModelConfig) -> dict[str, int]:
 def _keypoint_params(cfg: ModelConfig) -> int:
     K, C, d = cfg.keypoints, cfg.image_channels, cfg.d_model
     convs = (C * K * 9 + K) + (K * K * 9 + K) + (K * K + K)  # 3x3 stride 2, 3x3, 1x1
-    return convs + (2 * d + d) + K * d  # Linear(2, d) + channel embeddings
+    film = (d * 4 * K + 4 * K) if cfg.film else 0  # Linear(d, 4K): scale and shift of 2 hidden convs
+    return convs + (2 * d + d) + K * d + film  # + Linear(2, d) + channel embeddings
 
 
 def _keypoint_flops(cfg: ModelConfig) -> tuple[int, int]:
@@ -53,7 +54,8 @@ def _keypoint_flops(cfg: ModelConfig) -> tuple[int, int]:
         return 0, 0
     K, C, d, cells = cfg.keypoints, cfg.image_channels, cfg.d_model, cfg.stem_size ** 2
     first = 2 * cells * K * C * 9
-    return first + 2 * cells * K * K * 9 + 2 * cells * K * K + 2 * K * 2 * d, first
+    film = 2 * d * 4 * K if cfg.film else 0  # one (d -> 4K) matmul per sample on the instruction
+    return first + 2 * cells * K * K * 9 + 2 * cells * K * K + 2 * K * 2 * d + film, first
 
 
 def block_params(cfg: ModelConfig) -> int:
@@ -139,6 +141,7 @@ def describe(cfg: ModelConfig) -> dict:
         "seq_len": cfg.seq_len,
         "n_patches": cfg.n_patches,
         "keypoints": cfg.keypoints,
+        "film": cfg.film,
         "patch_size": cfg.patch_size,
         "image_size": cfg.image_size,
         "max_instr_len": cfg.max_instr_len,

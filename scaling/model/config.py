@@ -70,6 +70,12 @@ class ModelConfig:
     3x3, 1x1; `keypoints` channels) runs on the image, and each channel's soft-argmax (x, y) becomes
     one extra token, as in Levine et al. (2016): "where is it" costs one softmax instead of an
     attention pattern learned over patches (docs/learning-curves.md, section 6)."""
+    film: bool = False
+    """Condition the keypoint stem on the instruction (needs `keypoints` > 0): FiLM (Perez et al.
+    2018; RT-1's FiLM-EfficientNet) scales and shifts each channel of the stem's two hidden
+    convolutions by a linear map of the mean instruction-token embedding, so a keypoint can mark
+    "where the named thing is" rather than "where some colour is" (docs/learning-curves.md,
+    section 12). Initialised to the identity: at step 0 the stem is the unconditioned one."""
 
     def __post_init__(self) -> None:
         if self.d_ff is None:
@@ -84,6 +90,10 @@ class ModelConfig:
                     "flow_steps")
         if not isinstance(self.keypoints, int) or isinstance(self.keypoints, bool) or self.keypoints < 0:
             raise BadInput(f"model config: keypoints must be a non-negative integer, got {self.keypoints!r}")
+        if not isinstance(self.film, bool):
+            raise BadInput(f"model config: film must be true or false, got {self.film!r}")
+        if self.film and not self.keypoints:
+            raise BadInput("model config: film conditions the keypoint stem; it needs keypoints > 0")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

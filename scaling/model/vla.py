@@ -73,18 +73,36 @@ class Embedding(nn.Module):
                 nn.Conv2d(K, K, 1))
             self.keypoint = nn.Linear(2, d)  # soft-argmax (x, y) -> token
             self.keypoint_id = nn.Parameter(torch.zeros(K, d))  # which channel: learned, no position
+            # FiLM: (scale, shift) of both hidden convolutions from the mean instruction embedding.
+            # Zero init (set in VLA._init) makes it the identity at step 0.
+            self.film = nn.Linear(d, 4 * K) if cfg.film else None
             g = cfg.stem_size
             grid = torch.linspace(-1.0, 1.0, g)
             self.register_buffer("grid_x", grid.repeat(g), persistent=False)  # (g*g,) x of each cell
             self.register_buffer("grid_y", grid.repeat_interleave(g), persistent=False)
 
-    def keypoints(self, image: torch.Tensor) -> torch.Tensor:
+    def keypoints(self, image: torch.Tensor, instruction: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W, C) uint8 -> (B, K, 2) soft-argmax (x, y) in [-1, 1] of each stem channel.
 
-        Elementwise weighted sums rather than a matmul, so the FLOP accounting (which counts
-        matmuls and convolutions only, like torch's FlopCounterMode) leaves them out."""
+        With FiLM, `instruction` (B, L) ids (0 = padding) conditions the stem. Elementwise weighted
+        sums rather than a matmul, so the FLOP accounting (which counts matmuls and convolutions
+        only, like torch's FlopCounterMode) leaves them out."""
         x = (image.float() / 255.0 - self.mean) / self.std
-        f = self.stem(x.permute(0, 3, 1, 2).to(self.stem[0].weight.dtype))  # (B, K, g, g)
+        x = x.permute(0, 3, 1, 2).to(self.stem[0].weight.dtype)  # (B, C, H, W)
+        if self.film is None:
+            f = self.stem(x)  # (B, K, g, g)
+        else:
+            if instruction is None:
+                raise ValueError("a FiLM stem needs the instruction")
+            real = (instruction != 0).unsqueeze(-1)  # (B, L, 1)
+            words = (self.token(instruction) * real).sum(1) / real.sum(1).clamp(min=1)  # (B, d) mean
+            # Standardised (no parameters): token embeddings start at std 0.02, and FiLM should not
+            # have to grow its weights 50x before the instruction can move the stem.
+            words = F.layer_norm(words, words.shape[-1:])
+            g1, b1, g2, b2 = self.film(words).unsqueeze(-1).unsqueeze(-1).chunk(4, dim=1)  # 4 x (B, K, 1, 1)
+            conv1, act, conv2, _, conv3 = self.stem
+            h = act(conv1(x) * (1 + g1) + b1)
+            f = conv3(act(conv2(h) * (1 + g2) + b2))  # (B, K, g, g)
         w = torch.softmax(f.flatten(2).float(), dim=-1)  # (B, K, g*g), fp32 for the expectation
         return torch.stack([(w * self.grid_x).sum(-1), (w * self.grid_y).sum(-1)], dim=-1)
 
@@ -104,7 +122,7 @@ class Embedding(nn.Module):
         readout = self.readout.expand(B, -1, -1).to(prefix.dtype)  # (B, R, d)
         parts = [prefix]
         if self.n_keypoints:
-            points = self.keypoint(self.keypoints(batch["image"]).to(prefix.dtype))  # (B, K, d)
+            points = self.keypoint(self.keypoints(batch["image"], instr).to(prefix.dtype))  # (B, K, d)
             parts.append(points + self.keypoint_id.to(prefix.dtype))
         x = torch.cat([*parts, proprio, readout], dim=1)  # (B, T, d)
         keep = torch.ones(B, x.shape[1], dtype=torch.bool, device=x.device)
@@ -193,6 +211,8 @@ class VLA(nn.Module):
                 nn.init.zeros_(p)
             elif name.startswith("embed.stem."):  # conv stem: unit-gain fan-in init, or the soft-argmax starts flat
                 nn.init.kaiming_normal_(p, nonlinearity="linear")
+            elif name.startswith("embed.film."):  # FiLM starts as the identity (scale 1, shift 0)
+                nn.init.zeros_(p)
             elif name.startswith("embed."):  # input maps: width-independent
                 nn.init.normal_(p, std=INIT_STD)
             elif name.startswith("head.out.") and cfg.mup_base_width:

@@ -16,6 +16,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from scaling.model import PRESETS, VLA, ModelConfig, approx_6nd, count_params, describe, flops_per_sample
+from scaling.errors import BadInput
 from scaling.model.accounting import attention_fraction
 from scaling.model.testing import DATA_DIMS, random_batch, tiny_config
 
@@ -112,6 +113,44 @@ def test_keypoint_stem_counts_exact(size, head):
     assert nonembed == count_params(tiny_config(size, head=head))[1]  # the stem is an input map
     assert flops_per_sample(cfg) == counted_training_flops(model, batch)
     assert cfg.seq_len == tiny_config(size, head=head).seq_len + 8
+
+
+@pytest.mark.parametrize("size", ["debug", "1m"])
+def test_film_stem_counts_exact(size):
+    # FiLM adds one Linear(d, 4K) on the mean instruction embedding: an input map (not in
+    # non-embedding N), its matmul counted forward and backward (its input carries a gradient).
+    cfg = tiny_config(size, keypoints=8, film=True)
+    model, batch = meta_model_and_batch(cfg)
+    total, nonembed = count_params(cfg)
+    assert total == sum(p.numel() for p in model.parameters())
+    plain = tiny_config(size, keypoints=8)
+    assert nonembed == count_params(plain)[1]
+    assert total - count_params(plain)[0] == cfg.d_model * 4 * 8 + 4 * 8
+    assert flops_per_sample(cfg) == counted_training_flops(model, batch)
+    assert flops_per_sample(cfg) - flops_per_sample(plain) == 3 * 2 * cfg.d_model * 4 * 8
+
+
+def test_film_starts_as_the_plain_stem_and_then_reads_the_instruction():
+    torch.manual_seed(0)
+    cfg = tiny_config("debug", keypoints=4, film=True)
+    model = VLA(cfg)
+    batch = random_batch(cfg, 3)
+    other = batch["instruction"].flip(0)
+    with torch.no_grad():  # identity at init: the instruction does not move the keypoints yet
+        assert torch.equal(model.embed.keypoints(batch["image"], batch["instruction"]),
+                           model.embed.keypoints(batch["image"], other))
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert model.embed.film.weight.grad is not None and float(model.embed.film.weight.grad.abs().sum()) > 0
+    with torch.no_grad():
+        torch.nn.init.normal_(model.embed.film.weight, std=0.5)
+        assert not torch.allclose(model.embed.keypoints(batch["image"], batch["instruction"]),
+                                  model.embed.keypoints(batch["image"], other))
+
+
+def test_film_needs_keypoints():
+    with pytest.raises(BadInput, match="film"):
+        tiny_config("debug", film=True)
 
 
 def test_keypoint_real_run_counts_and_is_differentiable():

@@ -88,6 +88,7 @@ def test_huge_lr_ends_as_diverged_not_a_crash(tiny_dataset, tmp_path):
     ({"strategy": "fsdp", "compile": True}, "--compile is not supported with --strategy fsdp"),
     ({"patch_size": 5}, "does not divide"),
     ({"keypoints": -1}, "keypoints"),
+    ({"film": True}, "film conditions the keypoint stem"),
 ])
 def test_bad_input_is_rejected_before_training(tiny_dataset, tmp_path, changes, message):
     from scaling.train import train
@@ -135,9 +136,10 @@ def test_patch_size_and_keypoints_reach_the_model(tiny_dataset, tmp_path):
     from scaling.model.vla import VLA
     from scaling.train import model_config
 
-    cfg = run_config(tiny_dataset, tmp_path / "kp", patch_size=8, keypoints=4)
+    cfg = run_config(tiny_dataset, tmp_path / "kp", patch_size=8, keypoints=4, film=True)
     mcfg = model_config(cfg, open_source(str(tiny_dataset)))
-    assert mcfg.patch_size == 8 and mcfg.keypoints == 4
+    assert mcfg.patch_size == 8 and mcfg.keypoints == 4 and mcfg.film
+    assert VLA(mcfg).embed.film is not None
     model = VLA(mcfg)
     assert count_params(mcfg)[0] == sum(p.numel() for p in model.parameters())
     plain = model_config(run_config(tiny_dataset, tmp_path / "p"), open_source(str(tiny_dataset)))
