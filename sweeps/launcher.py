@@ -137,7 +137,7 @@ def _launch_local(sweep: "Sweep", workers: int, progress: bool) -> None:
         env = local_worker_env(sweep, slices[i])
         log = open(logs / f"worker-{os.getpid()}-{i}.log", "ab")
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-    bar = Progress(sweep.queue, enabled=progress)
+    bar = Progress(sweep.queue, enabled=progress, runs_dir=sweep.dir / "runs")
     try:
         while any(p.poll() is None for p, _ in procs):
             bar.update()
@@ -243,7 +243,7 @@ def launch_submitit(sweep: "Sweep", workers: int, local: bool = False, progress:
             os.environ.pop(STORAGE_ENV, None)
         else:
             os.environ[STORAGE_ENV] = saved
-    bar = Progress(sweep.queue, enabled=progress)
+    bar = Progress(sweep.queue, enabled=progress, runs_dir=sweep.dir / "runs")
     while not all(j.done() for j in jobs):
         bar.update()
         time.sleep(1.0)

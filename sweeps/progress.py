@@ -1,13 +1,16 @@
 """One live sweep-level line: runs and FLOPs done of total, ETA, failures.
 
 Each run keeps its own progress bar in its log; this line is the sweep's view, redrawn in place on
-a terminal and printed every 30 s otherwise (CI logs).
+a terminal and printed every 30 s otherwise (CI logs). Running runs count with the share of their
+samples their metrics.csv has logged, so a sweep whose first runs are long stable phases shows
+progress and an ETA before any run has finished.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,13 +19,51 @@ if TYPE_CHECKING:
 DONE = ("completed", "diverged", "pruned", "failed")
 
 
-def progress_line(q: "Queue", started: float, flops_at_start: float = 0.0) -> str:
-    """``runs 3/8 | FLOPs 1.2e12/4.0e12 (30%) | ETA 2m10s | failed 0 | running 2``."""
+def run_fraction(run_dir: Path) -> float:
+    """Share of a run's own samples (from its start or branch point to D) that its metrics.csv has
+    logged: 0.0 when nothing is readable yet. A WSD cooldown's log starts at its branch step, so
+    its first row marks where its own work began."""
+    try:
+        with open(run_dir / "metrics.csv", "rb") as f:
+            header = f.readline().decode().strip().split(",")
+            first = f.readline().decode().strip().split(",")
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            last = f.read().decode(errors="replace").strip().splitlines()[-1].split(",")
+        col = header.index("samples")
+        target = None
+        for line in (run_dir / "config.yaml").read_text().splitlines():
+            if line.startswith("samples:"):
+                target = float(line.split(":", 1)[1])
+                break
+        step = header.index("step")
+        batch = float(first[col]) / float(first[step]) if float(first[step]) > 0 else 0.0
+        start = float(first[col]) - batch  # the samples before the first logged step
+        if target is None or target <= start:
+            return 0.0
+        return min(1.0, max(0.0, (float(last[col]) - start) / (target - start)))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def flops_progress(q: "Queue", runs_dir: Path | None = None) -> tuple[float, float, dict]:
+    """(FLOPs of finished points + the logged share of running ones, FLOPs of all points, states)."""
     states = q.point_states()
+    total = sum(float(t.user_attrs.get("flops") or 0) for _, t in states.values())
+    done = sum(float(t.user_attrs.get("flops") or 0) for s, t in states.values() if s in DONE)
+    if runs_dir is not None:
+        done += sum(float(t.user_attrs.get("flops") or 0) * run_fraction(runs_dir / key)
+                    for key, (s, t) in states.items() if s == "running")
+    return done, total, states
+
+
+def progress_line(q: "Queue", started: float, flops_at_start: float = 0.0, runs_dir: Path | None = None) -> str:
+    """``runs 3/8 | FLOPs 1.2e12/4.0e12 (30%) | ETA 2m10s | failed 0 | running 2``.
+
+    `runs_dir` (the sweep's ``runs/`` folder): count running runs' logged progress too."""
+    flops_done, flops_total, states = flops_progress(q, runs_dir)
     total = len(states)
     done = sum(1 for s, _ in states.values() if s in DONE)
-    flops_total = sum(float(t.user_attrs.get("flops") or 0) for _, t in states.values())
-    flops_done = sum(float(t.user_attrs.get("flops") or 0) for s, t in states.values() if s in DONE)
     failed = sum(1 for s, _ in states.values() if s == "failed")
     running = sum(1 for s, _ in states.values() if s == "running")
     elapsed = time.time() - started
@@ -42,17 +83,17 @@ def _fmt(s: float) -> str:
 class Progress:
     """Redraws :func:`progress_line` at most once a second (every 30 s when not a terminal)."""
 
-    def __init__(self, q: "Queue", enabled: bool = True, stream=None) -> None:
+    def __init__(self, q: "Queue", enabled: bool = True, stream=None, runs_dir: Path | None = None) -> None:
         self.q = q
+        self.runs_dir = runs_dir
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.started = time.time()
         self.last = 0.0
         self.flops0 = 0.0
-        if enabled:
-            states = q.point_states()
-            self.flops0 = sum(float(t.user_attrs.get("flops") or 0) for s, t in states.values() if s in DONE)
+        if enabled:  # work done before this session (finished, or logged by resumed runs) is not speed
+            self.flops0 = flops_progress(q, runs_dir)[0]
 
     def update(self, force: bool = False) -> None:
         """Redraw if enough time has passed."""
@@ -62,7 +103,7 @@ class Progress:
         if not force and now - self.last < (1.0 if self.tty else 30.0):
             return
         self.last = now
-        line = progress_line(self.q, self.started, self.flops0)
+        line = progress_line(self.q, self.started, self.flops0, self.runs_dir)
         self.stream.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
         self.stream.flush()
 
