@@ -7,7 +7,8 @@ Definitions (tests check them against the real module and `torch.utils.flop_coun
   we exclude every parameter that maps raw inputs into the residual stream: the instruction token
   table, the patch projection, the proprioception projection, the position table and the learned
   readout tokens, and (when `keypoints` > 0) the keypoint conv stem, its (x, y) projection,
-  its channel embeddings and (`film`) the map from the instruction to the stem's FiLM scales and shifts. What remains: the transformer blocks, the final norm and the action head.
+  its channel embeddings and (`film`) the map from the instruction to the stem's FiLM scales and
+  shifts. What remains: the transformer blocks, the final norm and the action head.
 - Training FLOPs per sample: multiply-adds of every matmul counted as 2*m*n*k, attention scores
   (Q K^T) and the weighted sum (A V) included, for the forward pass plus the backward pass. The
   backward pass costs two matmuls per forward matmul (gradient of input and of weight), except

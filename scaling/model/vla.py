@@ -74,7 +74,7 @@ class Embedding(nn.Module):
             self.keypoint = nn.Linear(2, d)  # soft-argmax (x, y) -> token
             self.keypoint_id = nn.Parameter(torch.zeros(K, d))  # which channel: learned, no position
             # FiLM: (scale, shift) of both hidden convolutions from the mean instruction embedding.
-            # Zero init (set in VLA._init) makes it the identity at step 0.
+            # Zero init (VLA.reset_parameters) makes it the identity at step 0.
             self.film = nn.Linear(d, 4 * K) if cfg.film else None
             g = cfg.stem_size
             grid = torch.linspace(-1.0, 1.0, g)
