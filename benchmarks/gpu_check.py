@@ -42,9 +42,12 @@ def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict
     base = dict(size=mid, batch_size=batch, samples=batch * steps, checkpoint_at=batch * (steps // 2),
                 val_samples=64 if cpu else 512, warmup=2, log_every=5, checkpoint_every=10**6)
     checks = [dict(name=f"1x {p}", flags={**base, "precision": p, "devices": 1}) for p in precisions]
-    # The keypoint stem (conv + soft-argmax tokens) of the shipped CPU specs, on the device's bf16 path.
+    # The keypoint stem (conv + soft-argmax tokens) of the shipped CPU specs, on the device's bf16 path,
+    # conditioned on the instruction (FiLM) as in sweeps/cpu_study_film.yaml.
     checks.append(dict(name="1x bf16 keypoints", flags={**base, "precision": "bf16-mixed", "devices": 1,
                                                           "keypoints": 16}))
+    checks.append(dict(name="1x bf16 keypoints film", flags={**base, "precision": "bf16-mixed", "devices": 1,
+                                                               "keypoints": 16, "film": True}))
     reference = f"1x bf16-mixed"
     if n_devices >= 2:
         n = n_devices
@@ -71,7 +74,11 @@ def command(data: str, out: Path, flags: dict, accelerator: str) -> list[str]:
     args = [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar", "--data", data, "--out", str(out),
             "--accelerator", accelerator]
     for key, value in flags.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):  # switches: --film / --no-film
+            args.append(flag if value else f"--no-{key.replace('_', '-')}")
+        else:
+            args += [flag, str(value)]
     return args
 
 
@@ -150,8 +157,8 @@ def main(argv=None) -> int:
         for c in checks:
             extra = f"  (resume from {c['resume_from']})" if "resume_from" in c else ""
             extra += f"  (val_loss within {PARITY:.0%} of {c['parity']})" if "parity" in c else ""
-            print(f"{c['name']:<20} scaling train " + " ".join(f"--{k.replace('_', '-')} {v}"
-                                                           for k, v in c["flags"].items()) + extra)
+            print(f"{c['name']:<20} scaling train " + " ".join(command("DATA", Path("OUT"), c["flags"], "gpu")[11:])
+                  + extra)
         return 0
     if not cpu and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a GPU machine (or --cpu, --dry-run)", file=sys.stderr)
