@@ -70,16 +70,18 @@ def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict
     return checks
 
 
-def command(data: str, out: Path, flags: dict, accelerator: str) -> list[str]:
-    args = [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar", "--data", data, "--out", str(out),
-            "--accelerator", accelerator]
+def flag_args(flags: dict) -> list[str]:
+    """`scaling train` arguments for a check's flags; booleans are switches (--film / --no-film)."""
+    args = []
     for key, value in flags.items():
-        flag = f"--{key.replace('_', '-')}"
-        if isinstance(value, bool):  # switches: --film / --no-film
-            args.append(flag if value else f"--no-{key.replace('_', '-')}")
-        else:
-            args += [flag, str(value)]
+        name = key.replace("_", "-")
+        args += ([f"--{name}" if value else f"--no-{name}"] if isinstance(value, bool) else [f"--{name}", str(value)])
     return args
+
+
+def command(data: str, out: Path, flags: dict, accelerator: str) -> list[str]:
+    return [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar", "--data", data, "--out", str(out),
+            "--accelerator", accelerator, *flag_args(flags)]
 
 
 def run_check(check: dict, data: str, tmp: Path, accelerator: str, done: dict) -> dict:
@@ -157,8 +159,7 @@ def main(argv=None) -> int:
         for c in checks:
             extra = f"  (resume from {c['resume_from']})" if "resume_from" in c else ""
             extra += f"  (val_loss within {PARITY:.0%} of {c['parity']})" if "parity" in c else ""
-            print(f"{c['name']:<20} scaling train " + " ".join(command("DATA", Path("OUT"), c["flags"], "gpu")[11:])
-                  + extra)
+            print(f"{c['name']:<20} scaling train " + " ".join(flag_args(c["flags"])) + extra)
         return 0
     if not cpu and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a GPU machine (or --cpu, --dry-run)", file=sys.stderr)

@@ -19,31 +19,26 @@ if TYPE_CHECKING:
 DONE = ("completed", "diverged", "pruned", "failed")
 
 
-def run_fraction(run_dir: Path) -> float:
-    """Share of a run's own samples (from its start or branch point to D) that its metrics.csv has
-    logged: 0.0 when nothing is readable yet. A WSD cooldown's log starts at its branch step, so
-    its first row marks where its own work began."""
+def run_fraction(metrics: Path, start: float, samples: float) -> float:
+    """Share of a run's own `samples` (counted from `start`, its branch point or 0) that its
+    metrics.csv has logged: the newest row with a sample count, read from the file's tail. 0.0 when
+    nothing is readable yet."""
     try:
-        with open(run_dir / "metrics.csv", "rb") as f:
-            header = f.readline().decode().strip().split(",")
-            first = f.readline().decode().strip().split(",")
+        with open(metrics, "rb") as f:
+            col = f.readline().decode().strip().split(",").index("samples")
             f.seek(0, 2)
             f.seek(max(0, f.tell() - 4096))
-            last = f.read().decode(errors="replace").strip().splitlines()[-1].split(",")
-        col = header.index("samples")
-        target = None
-        for line in (run_dir / "config.yaml").read_text().splitlines():
-            if line.startswith("samples:"):
-                target = float(line.split(":", 1)[1])
-                break
-        step = header.index("step")
-        batch = float(first[col]) / float(first[step]) if float(first[step]) > 0 else 0.0
-        start = float(first[col]) - batch  # the samples before the first logged step
-        if target is None or target <= start:
-            return 0.0
-        return min(1.0, max(0.0, (float(last[col]) - start) / (target - start)))
-    except (OSError, ValueError, IndexError):
+            tail = f.read().decode(errors="replace").splitlines()[1:]  # the first may be cut short
+    except (OSError, ValueError):
         return 0.0
+    for line in reversed(tail):  # validation rows leave the sample count empty
+        cells = line.split(",")
+        if len(cells) > col and cells[col]:
+            try:
+                return min(1.0, max(0.0, (float(cells[col]) - start) / samples)) if samples > 0 else 0.0
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 def flops_progress(q: "Queue", runs_dir: Path | None = None) -> tuple[float, float, dict]:
@@ -52,8 +47,12 @@ def flops_progress(q: "Queue", runs_dir: Path | None = None) -> tuple[float, flo
     total = sum(float(t.user_attrs.get("flops") or 0) for _, t in states.values())
     done = sum(float(t.user_attrs.get("flops") or 0) for s, t in states.values() if s in DONE)
     if runs_dir is not None:
-        done += sum(float(t.user_attrs.get("flops") or 0) * run_fraction(runs_dir / key)
-                    for key, (s, t) in states.items() if s == "running")
+        for key, (s, t) in states.items():
+            a = t.user_attrs
+            if s != "running" or not (a.get("flops") and a.get("flops_per_sample") and a.get("samples")):
+                continue
+            own = float(a["flops"]) / float(a["flops_per_sample"])  # a cooldown: its samples after the branch
+            done += float(a["flops"]) * run_fraction(runs_dir / key / "metrics.csv", float(a["samples"]) - own, own)
     return done, total, states
 
 
