@@ -148,7 +148,7 @@ SWEEP_COLUMNS: tuple[Field, ...] = (
        enum=TABLE_STATES),
     _f("phase", "string", "main: a design point; stable / cooldown: WSD branching; lr_search: a learning-rate "
        "trial; blind: the input-free baseline (never fitted).", enum=TABLE_PHASES),
-    _f("size", "string", "The model size as the spec wrote it (preset name or target parameters).", nullable=True),
+    _f("size", "string", "The model size as the spec wrote it (preset name, target parameters or WIDTHxBLOCKS shape).", nullable=True),
     _f("budget", "number", "IsoFLOP design: the compute budget C (FLOPs) that planned the point.", nullable=True),
     _f("reason", "string", "Why a point failed or was pruned.", nullable=True),
     _f("attempts", "integer", "Times the point was started.", nullable=True),

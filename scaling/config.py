@@ -44,7 +44,8 @@ class RunConfig:
     data: Any = None
     """Dataset directory (str), or a mixture spec {"mixture": [{"path": ..., "weight": ...}]}."""
     size: Any = "debug"
-    """Model size: a preset name ("debug", ...) or a target parameter count (e.g. 1e6 parameters)."""
+    """Model size: a preset name ("debug", ...), a target parameter count (e.g. 1e6 parameters) or a
+    shape "WIDTHxBLOCKS" ("48x2")."""
     samples: int = 10_000
     """D, the training budget in samples (frames); steps = ceil(samples / batch_size)."""
     out: str = "runs/run"

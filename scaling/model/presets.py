@@ -2,7 +2,9 @@
 
 A ladder preset is a target total parameter count; the shape comes from the size solver for the
 run's own data dimensions, so "1m" has about 1e6 parameters on any dataset (within 10%). `debug`
-is a fixed tiny shape for tests.
+is a fixed tiny shape for tests. A size may also be a shape written "WIDTHxBLOCKS" ("48x2"): that
+width and depth, the solver's head rule, and whatever parameter count they make. A study pins its
+ladder that way when the solver would pick poor shapes for its options.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from analysis.errors import BadInput
-from scaling.model.solver import shape_for_params
+from scaling.model.solver import head_dim_for, shape_for_params
 
 
 @dataclass(frozen=True)
@@ -51,14 +53,16 @@ CPU_LADDER = tuple(name for name, p in PRESETS.items() if p.target and p.device 
 """The CPU ladder preset names, smallest first."""
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
+_SHAPE = re.compile(r"^\s*([0-9]+)\s*x\s*([0-9]+)\s*$", re.IGNORECASE)
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbg]?)\s*$", re.IGNORECASE)
 
 
 def parse_size(size: str | float | int) -> Preset:
-    """A preset name, a number (1e6) or a number string ("1e6", "2.5m") -> Preset.
+    """A preset name, a number (1e6), a number string ("1e6", "2.5m") or a shape ("48x2") -> Preset.
 
     Raises:
-        BadInput: unknown name (with a did-you-mean) or a non-positive number.
+        BadInput: unknown name (with a did-you-mean), a non-positive number, or a shape whose width
+            is not a multiple of its head width (8 below 128, 16 below 256, 32 below 1024, else 64).
     """
     if isinstance(size, bool):
         raise BadInput(f"model size: expected a preset name or a parameter count, got {size!r}")
@@ -66,16 +70,28 @@ def parse_size(size: str | float | int) -> Preset:
         target = float(size)
     elif isinstance(size, str) and size.strip().lower() in PRESETS:
         return PRESETS[size.strip().lower()]
+    elif isinstance(size, str) and (match := _SHAPE.match(size)):
+        return _shape_preset(size, int(match.group(1)), int(match.group(2)))
     elif isinstance(size, str) and (match := _NUMBER.match(size)):
         target = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
     else:
         hint = difflib.get_close_matches(str(size).strip().lower(), list(PRESETS), n=1)
         raise BadInput(f"model size: unknown preset {size!r}"
                        + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                       + f"; presets: {', '.join(PRESETS)}; or a parameter count like 1e6")
+                       + f"; presets: {', '.join(PRESETS)}; or a parameter count like 1e6, or a shape like 48x2")
     if not target > 0 or target == float("inf"):
         raise BadInput(f"model size: parameter count must be positive and finite, got {size!r}")
     return Preset(target=target)
+
+
+def _shape_preset(size: str, width: int, blocks: int) -> Preset:
+    """A fixed shape from "WIDTHxBLOCKS", with the solver's head width for that width."""
+    head = head_dim_for(max(width, 1))
+    if width < head or width % head or blocks < 1:
+        raise BadInput(f"model size {size!r}: a shape is WIDTHxBLOCKS with at least one block and a width "
+                       f"that is a multiple of the head width {head} (e.g. {max(head, width - width % head)}x"
+                       f"{max(blocks, 1)})")
+    return Preset(d_model=width, n_layers=blocks, n_heads=width // head)
 
 
 def resolve_size(size: str | float | int, config_cls, **data) -> dict[str, int]:

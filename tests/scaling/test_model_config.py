@@ -62,6 +62,23 @@ def test_parse_size(size, target):
     assert parse_size(size).target == pytest.approx(target)
 
 
+@pytest.mark.parametrize("size, shape", [("48x2", (48, 2, 6)), ("112x3", (112, 3, 14)), (" 8 X 6 ", (8, 6, 1)),
+                                         ("160x4", (160, 4, 10))])
+def test_size_as_a_shape(size, shape):
+    """"WIDTHxBLOCKS" pins the shape (the solver's head rule), whatever its parameter count."""
+    cfg = ModelConfig.from_size(size, **DATA_DIMS)
+    assert (cfg.d_model, cfg.n_layers, cfg.n_heads) == shape
+    preset = parse_size(size)
+    assert preset.target is None and (preset.d_model, preset.n_layers, preset.n_heads) == shape
+
+
+@pytest.mark.parametrize("size", ["12x2", "48x0", "0x3", "136x2"])
+def test_bad_shape(size):
+    with pytest.raises(BadInput, match="multiple of the head width") as info:
+        parse_size(size)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("size, words", [
     ("deubg", "did you mean 'debug'"), ("huge", "unknown preset"), (0, "positive"),
     (-5, "positive"), ("0", "positive"), (float("nan"), "positive"), (True, "preset name"),

@@ -37,6 +37,20 @@ def test_grid_counts_match_accounting():
     assert totals(runs)["flops"] == pytest.approx(sum(x.flops for x in runs))
 
 
+def test_a_ladder_of_shapes_plans_their_exact_counts():
+    """Models written as "WIDTHxBLOCKS" plan with that shape's own parameters and FLOPs, keyed apart."""
+    from scaling.model import ModelConfig, count_params, flops_per_sample
+
+    spec = parse_spec({**GRID, "models": ["16x1", "48x2"], "seeds": [0]})
+    runs = plan_runs(spec, DIMS)
+    for size, shape in (("16x1", (16, 1)), ("48x2", (48, 2))):
+        cfg = ModelConfig.from_size(size, **DIMS.__dict__)
+        assert (cfg.d_model, cfg.n_layers) == shape
+        run = next(r for r in runs if r.size == size and r.samples == 512)
+        assert run.n_params == count_params(cfg)[0] and run.flops == flops_per_sample(cfg) * 512
+    assert len({r.key for r in runs}) == len(runs) == 4
+
+
 def test_isoflop_d_is_budget_over_flops_per_sample():
     spec = parse_spec({"name": "i", "data": "/d", "models": ["30k", "debug", "100k"],
                        "design": {"kind": "isoflop", "budgets": [1e12, 4e12], "min_samples": 32}})
