@@ -19,6 +19,7 @@ and ``TASK_DESCRIPTIONS`` are available without them.
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import multiprocessing
 import os
@@ -298,6 +299,15 @@ def _rollout_for(task: str, image_size: int) -> ExpertRollout:
         while len(_ROLLOUTS) > _CACHE_SIZE:
             _ROLLOUTS.popitem(last=False)[1].close()
     return _ROLLOUTS[key]
+
+
+@atexit.register
+def _close_rollouts() -> None:
+    """Close the cached GL contexts at exit, while their modules still exist: left to the
+    interpreter's teardown, mujoco's finalisers run after osmesa's functions are gone and print
+    "Exception ignored ... TypeError" after an otherwise clean run."""
+    while _ROLLOUTS:
+        _ROLLOUTS.popitem()[1].close()
 
 
 def _make_episode(job: tuple[str, int, int, int, int]) -> Episode:
