@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -56,12 +58,23 @@ def test_isoflop_spec():
     assert spec.isoflop.budgets == (1e12, 3e12) and spec.isoflop.min_samples == 64
 
 
-@pytest.mark.parametrize("name", ["smoke", "quickstart", "isoflop"])
+SHIPPED = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_specs_parse(name):
-    from pathlib import Path
+    """Every spec in sweeps/ parses, and each of its model sizes is a valid size (preset, count or shape)."""
+    from scaling.model import parse_size
 
     spec = load_spec(Path(__file__).resolve().parents[2] / "sweeps" / f"{name}.yaml")
     assert spec.name
+    for size in spec.models:
+        parse_size(size)
+
+
+def test_the_shipped_spec_list_is_not_empty():
+    """Guards the glob above: a moved folder would otherwise leave the parse test with no cases."""
+    assert {"smoke", "quickstart", "isoflop", "cpu_study_film_4seeds"} <= set(SHIPPED)
 
 
 def test_cli_exit_2_one_line(tmp_path, capsys):
