@@ -58,7 +58,8 @@ def test_isoflop_spec():
     assert spec.isoflop.budgets == (1e12, 3e12) and spec.isoflop.min_samples == 64
 
 
-SHIPPED = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "sweeps").glob("*.yaml"))
+SPECS = Path(__file__).resolve().parents[2] / "sweeps"
+SHIPPED = sorted(p.stem for p in SPECS.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -66,7 +67,7 @@ def test_shipped_specs_parse(name):
     """Every spec in sweeps/ parses, and each of its model sizes is a valid size (preset, count or shape)."""
     from scaling.model import parse_size
 
-    spec = load_spec(Path(__file__).resolve().parents[2] / "sweeps" / f"{name}.yaml")
+    spec = load_spec(SPECS / f"{name}.yaml")
     assert spec.name
     for size in spec.models:
         parse_size(size)
