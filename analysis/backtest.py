@@ -18,7 +18,12 @@ def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute:
 
     Returns:
         {"holdout": runs held out, "are_mean", "are_max": mean and max |L_hat - L| / L on them},
-        with None errors when too few runs remain to fit (then "skipped" says why).
+        with None errors when too few runs remain to fit (then "skipped" says why). When held-out
+        runs repeat a configuration (seeds of one N and D), also "points" (configurations held
+        out), "point_are_mean" and "point_are_max" (the same errors against each configuration's
+        mean loss: the law predicts an expectation, not a seed) and "seed_spread" (mean
+        |L - its configuration's mean| / that mean over the held-out runs: the part of the per-run
+        error that no law of N and D can remove).
     """
     n, p = loss.shape[0], len(form.params)
     h = int(math.ceil(holdout_frac * n)) if holdout_frac > 0 else 0
@@ -33,5 +38,16 @@ def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute:
     pf = fit_grid(form, log_columns(sub), np.log(loss[train]), grid, **loss_options)
     pred = form.predict(form.to_natural(pf.theta), {q: v[test] for q, v in cols.items()})
     are = np.abs(pred - loss[test]) / loss[test]
-    return {"holdout": h, "are_mean": float(are.mean()), "are_max": float(are.max()),
-            "flops_min": float(compute[test].min())}
+    out = {"holdout": h, "are_mean": float(are.mean()), "are_max": float(are.max()),
+           "flops_min": float(compute[test].min())}
+    # Configurations: runs equal in every column the form reads (N and D; seeds differ only in loss).
+    _, point = np.unique(np.stack([cols[q][test] for q in form.columns], axis=1), axis=0, return_inverse=True)
+    point = point.ravel()
+    if point.max() + 1 < h:
+        size = np.bincount(point)
+        mean = np.bincount(point, weights=loss[test]) / size  # per configuration
+        first = np.unique(point, return_index=True)[1]  # the prediction is the same for all its runs
+        pare = np.abs(pred[first] - mean) / mean
+        out.update(points=int(size.size), point_are_mean=float(pare.mean()), point_are_max=float(pare.max()),
+                   seed_spread=float((np.abs(loss[test] - mean[point]) / mean[point]).mean()))
+    return out

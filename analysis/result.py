@@ -30,7 +30,8 @@ class FitResult:
     n_points: int
     """Runs fitted."""
     backtest: dict[str, float | int | None]
-    """Refit without the top-compute runs: holdout (runs held out), are_mean, are_max (relative errors)."""
+    """Refit without the top-compute runs: holdout (runs held out), are_mean, are_max (relative errors);
+    with seeds, also points, point_are_mean, point_are_max (against configuration means), seed_spread."""
     warnings: list[str] = field(default_factory=list)
     """Things a reader must know before trusting the numbers (poorly identified parameters, ...)."""
     notes: list[str] = field(default_factory=list)
@@ -132,6 +133,10 @@ class FitResult:
         if bt.get("are_mean") is not None:
             lines.append(f"  backtest: refit without the top {bt['holdout']} runs by compute; predicting them: "
                          f"mean |rel. error| {100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%")
+            if bt.get("points") is not None:
+                lines.append(f"    on the {bt['points']} configurations' mean losses (seeds averaged): mean "
+                             f"{100 * bt['point_are_mean']:.2f}%, max {100 * bt['point_are_max']:.2f}%; seeds "
+                             f"spread {100 * bt['seed_spread']:.2f}% about their means")
         if self.bootstrap.get("n"):
             lines.append(f"  intervals: 95% percentile bootstrap over runs ({self.bootstrap['n']} resamples)")
         for part, label in (("vs_compute", "log10 FLOPs"), ("vs_loss", "loss")):

@@ -174,7 +174,9 @@ FIT_RESULT: tuple[Field, ...] = (
     _f("huber", "number", "Summed robust objective (Huber on log residuals) at the optimum.", nullable=True),
     _f("n_points", "integer", "Runs fitted.", minimum=0),
     _f("backtest", "object", "Refit without the top-compute runs: holdout (runs), are_mean, are_max (relative "
-       "errors predicting them)."),
+       "errors predicting them); where held-out runs repeat a configuration (seeds), also points, "
+       "point_are_mean, point_are_max (errors against each configuration's mean loss) and seed_spread "
+       "(mean relative deviation of the runs from their configuration's mean)."),
     _f("warnings", "array", "What a reader must know before trusting the numbers.", items="string"),
     _f("notes", "array", "What was done on the way (rows dropped, columns used).", items="string",
        required=False),
