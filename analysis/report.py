@@ -9,6 +9,7 @@ from pathlib import Path
 
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
+from analysis.result import seed_summary
 
 
 def resolve_results(path) -> Path:
@@ -141,10 +142,8 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
     bt_txt = (f"Refit without the {bt['holdout']} largest-compute runs, then predicting them: mean absolute relative "
               f"error {100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%." if bt.get("are_mean") is not None
               else e(str(bt.get("skipped", "not run"))))
-    if bt.get("points") is not None:
-        bt_txt += (f" Against the mean loss of each of the {bt['points']} configurations (seeds averaged): "
-                   f"{100 * bt['point_are_mean']:.2f}%, max {100 * bt['point_are_max']:.2f}%; the seeds spread "
-                   f"{100 * bt['seed_spread']:.2f}% about their means.")
+    if seeds := seed_summary(bt):
+        bt_txt += f" {seeds[0].upper()}{seeds[1:]}."
     opt = fit.optimum or {}
     opt_txt = (f"At C = {opt['flops']:.3g} FLOPs: N_opt = {opt['n_opt']:.3g} {_ci(opt['ci'].get('n_opt'))}, D_opt = "
                f"{opt['d_opt']:.3g} {_ci(opt['ci'].get('d_opt'))}, loss {opt['loss']:.4g} {_ci(opt['ci'].get('loss'))} "

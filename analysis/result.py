@@ -13,6 +13,15 @@ from analysis.errors import BadInput
 FORMAT_VERSION = 1
 
 
+def seed_summary(bt: dict) -> str | None:
+    """One sentence on the backtest against configuration means, or None without repeated configurations."""
+    if bt.get("points") is None:
+        return None
+    return (f"against the mean loss of each of the {bt['points']} configurations (seeds averaged): "
+            f"{100 * bt['point_are_mean']:.2f}%, max {100 * bt['point_are_max']:.2f}%; the seeds spread "
+            f"{100 * bt['seed_spread']:.2f}% about their means")
+
+
 @dataclass(frozen=True)
 class FitResult:
     """One law fitted to one results table (the fit.json of docs/contracts.md)."""
@@ -133,10 +142,8 @@ class FitResult:
         if bt.get("are_mean") is not None:
             lines.append(f"  backtest: refit without the top {bt['holdout']} runs by compute; predicting them: "
                          f"mean |rel. error| {100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%")
-            if bt.get("points") is not None:
-                lines.append(f"    on the {bt['points']} configurations' mean losses (seeds averaged): mean "
-                             f"{100 * bt['point_are_mean']:.2f}%, max {100 * bt['point_are_max']:.2f}%; seeds "
-                             f"spread {100 * bt['seed_spread']:.2f}% about their means")
+            if seeds := seed_summary(bt):
+                lines.append(f"    {seeds}")
         if self.bootstrap.get("n"):
             lines.append(f"  intervals: 95% percentile bootstrap over runs ({self.bootstrap['n']} resamples)")
         for part, label in (("vs_compute", "log10 FLOPs"), ("vs_loss", "loss")):
