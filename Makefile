@@ -11,14 +11,20 @@ EXTRAS ?= dev,metaworld,postgres,slurm
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The package alone: all that `make demo` runs. The extras (Meta-World, PostgreSQL, SLURM, pytest) come
+# with the first `make test`, so a first demo does not spend ~16 s installing what it never imports.
+$(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.base
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-demo: venv
+demo: $(VENV)/.base
 	$(BIN)/python -m sweeps.demo
 
 test: venv
