@@ -17,18 +17,34 @@ GRID = F.grid[::45]  # 100 starts: these properties hold for any grid, the full 
 # No example database (nothing written into the checkout); few examples, since each is a grid fit.
 FAST = settings(max_examples=5, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
-# Laws whose terms both move the loss by more than the noise over the grid (identifiable ones):
-# on a flat law the optimum is a valley, and "the same fit" is only defined up to it.
+N_GRID, D_GRID = np.logspace(7, 9, 4), np.logspace(8, 11, 4)
+NOISE = 0.005  # multiplicative noise (sd of log loss) on every table
+
+
+def _identifiable(p) -> bool:
+    """Both terms move the loss over the grid by at least 5x the noise at the grid's largest loss.
+
+    Below that a term is lost in the noise, the optimum is a valley, and "the same fit" is only defined
+    up to it. Two laws Hypothesis found: A = 200, alpha = 0.5 (the N term spans 0.057 against noise of
+    0.12 at a loss of ~25; the N-rescaled fit stopped elsewhere in the valley, alpha 0.56 against 0.79),
+    and a D term at 2.1x the noise, fitted both times as a step (beta 9 and 13, same objective). The
+    ranges below lose about one law in twelve to this.
+    """
+    span_n = p["A"] * (N_GRID[0] ** -p["alpha"] - N_GRID[-1] ** -p["alpha"])
+    span_d = p["B"] * (D_GRID[0] ** -p["beta"] - D_GRID[-1] ** -p["beta"])
+    return min(span_n, span_d) >= 5 * NOISE * chinchilla(N_GRID[0], D_GRID[0], **p)
+
+
 laws = st.fixed_dictionaries({
     "E": st.floats(0.5, 3.0), "A": st.floats(200.0, 2000.0), "B": st.floats(500.0, 5000.0),
     "alpha": st.floats(0.25, 0.5), "beta": st.floats(0.25, 0.5),
-})
+}).filter(_identifiable)
 
 
 def _table(p, seed):
     rng = np.random.default_rng(seed)
-    N, D = (v.ravel() for v in np.meshgrid(np.logspace(7, 9, 4), np.logspace(8, 11, 4)))
-    loss = chinchilla(N, D, **p) * np.exp(0.005 * rng.standard_normal(N.size))
+    N, D = (v.ravel() for v in np.meshgrid(N_GRID, D_GRID))
+    loss = chinchilla(N, D, **p) * np.exp(NOISE * rng.standard_normal(N.size))
     return N, D, loss
 
 
@@ -78,7 +94,10 @@ def test_scaling_n_by_c_scales_a_by_c_to_the_alpha(p, seed, log_c):
     pb = F.to_natural(pf.theta)
     assert_allclose(pf.huber, a.huber, rtol=1e-6, atol=1e-13)
     assert_allclose(pb["A"], pa["A"] * c ** pa["alpha"], rtol=1e-3)
-    assert_allclose([pb[k] for k in ("E", "B", "alpha", "beta")], [pa[k] for k in ("E", "B", "alpha", "beta")], rtol=1e-3)
+    assert_allclose([pb[k] for k in ("B", "alpha", "beta")], [pa[k] for k in ("B", "alpha", "beta")], rtol=1e-3)
+    # E may sit at its bound (0): there 1e-9 and 3e-13 are the same fit, so E also gets an absolute
+    # tolerance, small against every loss in the table (>= 0.5).
+    assert_allclose(pb["E"], pa["E"], rtol=1e-3, atol=1e-6)
 
 
 @pytest.mark.parametrize("tau", [0.5, 0.8])
