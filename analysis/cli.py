@@ -20,7 +20,8 @@ def _columns(p: argparse.ArgumentParser) -> None:
     p.add_argument("--u-col", default=None, help="column of unique samples, for --form data_constrained "
                    "(default: n_unique_samples)")
     p.add_argument("--form", default="chinchilla", help="law form: chinchilla (default), kaplan, power_n, power_d, "
-                   "power_c, data_constrained")
+                   "power_c, data_constrained (repeated data discounted), data_constrained_full (repeated data and "
+                   "excess parameters discounted)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals (0: none)")
     p.add_argument("--holdout-frac", type=float, default=0.2, help="fraction of top-compute runs held out in the backtest")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -45,6 +46,14 @@ def register(subparsers) -> None:
     p.add_argument("--budget-col", default=None, metavar="COL",
                    help="--approach 2: column of each run's IsoFLOP budget (default: budget when present, "
                    "else runs grouped by FLOPs within 5%%)")
+    p.add_argument("--fix", action="append", default=None, metavar="NAME=VALUE",
+                   help="hold a parameter of the form at a value instead of fitting it (repeatable), e.g. "
+                   "--fix E=1.6 or --fix alpha=0.5; the bootstrap, backtest and allocation hold it too")
+    p.add_argument("--e-min", type=float, default=None, metavar="VALUE",
+                   help="bound the floor E from below: E = VALUE + exp(e) in the fit, so E >= VALUE")
+    p.add_argument("--loss-floor", type=float, default=None, metavar="X",
+                   help="a known lower bound on the loss, for tables without a loss_floor column; "
+                   "the fit warns when its E lies below it")
     p.add_argument("--out", required=True, help="where to write fit.json")
     p.add_argument("--json", action="store_true", help="print fit.json instead of the text summary")
     p.set_defaults(func=_fit)
@@ -58,6 +67,16 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--emit-config", default=None, metavar="RUN_YAML", help="write a `scaling train` config for N_opt, D_opt")
     p.set_defaults(func=_optimal)
+
+    p = subparsers.add_parser("predict", help="the law's loss at a given N and D, with its interval and extrapolation",
+                              description="Predicted loss of a model of N parameters trained on D samples, from a "
+                              "fit.json (any form in N and D, or an Approach 2 fit), with its 95% interval and how "
+                              "far (N, D, C) lie outside the fitted runs.")
+    p.add_argument("fit", help="fit.json written by `scaling fit` (Approach 3 or --approach 2)")
+    p.add_argument("--n", type=float, required=True, help="parameters N")
+    p.add_argument("--d", type=float, required=True, help="training samples D")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_predict)
 
     p = subparsers.add_parser("suggest", help="the next runs to buy: most shrink the interval of N_opt per FLOP",
                               description="Fit the table, then choose up to COUNT new (N, D) runs costing at most "
@@ -81,9 +100,14 @@ def register(subparsers) -> None:
 
 
 def _fit_kwargs(a) -> dict:
-    return dict(form=a.form, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col, u_col=a.u_col,
-                bootstrap=a.bootstrap, holdout_frac=a.holdout_frac, seed=a.seed, exclude_col=a.exclude_col,
-                delta=a.huber_delta, asymmetry=a.asymmetry)
+    kw = dict(form=a.form, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col, u_col=a.u_col,
+              bootstrap=a.bootstrap, holdout_frac=a.holdout_frac, seed=a.seed, exclude_col=a.exclude_col,
+              delta=a.huber_delta, asymmetry=a.asymmetry)
+    # Only the subcommands whose parser has these flags pass them on (`fit` does).
+    for key in ("fix", "e_min", "loss_floor"):
+        if getattr(a, key, None) is not None:
+            kw[key] = getattr(a, key)
+    return kw
 
 
 def _file_out(flag: str, path: str) -> None:
@@ -132,45 +156,105 @@ def _fit_approach2(a) -> int:
     return 0
 
 
+def _load_any_fit(path: str):
+    """(FitResult, None) for an Approach 3 fit.json, (None, dict) for an Approach 2 one."""
+    from pathlib import Path
+
+    from analysis.result import FitResult
+
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return FitResult.load(path), None  # FitResult.load says what is wrong, in one line
+    if isinstance(d, dict) and d.get("approach") == 2:
+        return None, d
+    return FitResult.load(path), None
+
+
+def _show_ci(ci: dict, k: str) -> str:
+    return f"  [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if ci.get(k) else ""
+
+
+def _print_answer(res: dict, head: str, rows: list[tuple[str, str]]) -> None:
+    from analysis.allocation import extrapolation_text
+
+    ci = res["ci"]
+    lines = [head] + [f"  {label} = {res[key]:.4g}{_show_ci(ci, key)}{unit}" for label, key, unit in rows]
+    if res.get("ci_method"):
+        lines.append(f"  interval: {res['ci_method']}")
+    lines += [f"  {x}" for x in extrapolation_text(res.get("extrapolation") or {"sides": {}})]
+    print("\n".join(lines))
+
+
 def _optimal(a) -> int:
     from analysis.allocation import optimal, write_train_config
 
     if a.emit_config:
         _file_out("--emit-config", a.emit_config)
-    from analysis.result import FitResult
-
-    fit = FitResult.load(a.fit)
+    fit, a2 = _load_any_fit(a.fit)
     target = None
     if (a.flops is None) == (a.target_success is None):
         raise BadInput("scaling optimal: give exactly one of --flops C and --target-success S")
-    if a.target_success is not None:
-        target = _target(fit, a)
-        if target["flops"] is None:
-            ceil = target["ceiling"]
-            raise BadInput(f"--target-success {a.target_success}: the fitted success law levels off at {ceil:.3g}; "
-                           "no compute reaches the target on these runs")
-        a.flops = target["flops"]
-    res = optimal(fit, a.flops)
+    if a2 is not None:
+        from analysis.approaches import a2_optimal
+
+        if a.target_success is not None:
+            raise BadInput(f"{a.fit}: an Approach 2 fit has no success-rate law; use --flops")
+        if not (a.flops > 0):
+            raise BadInput(f"--flops {a.flops}: compute must be a positive number of FLOPs")
+        res = a2_optimal(a2, a.flops)
+    else:
+        if a.target_success is not None:
+            target = _target(fit, a)
+            if target["flops"] is None:
+                ceil = target["ceiling"]
+                raise BadInput(f"--target-success {a.target_success}: the fitted success law levels off at {ceil:.3g}; "
+                               "no compute reaches the target on these runs")
+            a.flops = target["flops"]
+        res = optimal(fit, a.flops)
     if target is not None:
         res["target"] = target
-    for w in res["warnings"]:
+    for w in res.get("warnings", []):
         sys.stderr.write(f"scaling: warning: {w}\n")
     if a.emit_config:
-        write_train_config(res, a.emit_config, a.fit, fit.training)
+        write_train_config(res, a.emit_config, a.fit, fit.training if fit is not None else None)
     if a.json:
         print(json.dumps(res))
         return 0
-    ci = res["ci"]
-    show = lambda k: f"  [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if k in ci else ""  # noqa: E731
     if target is not None:
         tci = target["ci"]
         print(f"success {target['target_success']:g} is reached at C = {target['flops']:.4g} FLOPs"
               + (f"  [{tci[0]:.4g}, {tci[1]:.4g}]" if tci else "")
               + f" (success-vs-compute law; the law reaches it in {100 * target.get('reached_in', 1):.0f}% of resamples)")
-    print(f"C = {res['flops']:.4g} FLOPs ({res['form']}, k = {res['k']:.4g}):\n"
-          f"  N_opt = {res['n_opt']:.4g}{show('n_opt')} parameters\n"
-          f"  D_opt = {res['d_opt']:.4g}{show('d_opt')} samples\n"
-          f"  loss  = {res['loss']:.4g}{show('loss')}" + (f"\nwrote {a.emit_config}" if a.emit_config else ""))
+    how = f"{res['form']}" + (f", {res['flops_per_sample']:.4g} FLOPs per sample at N_opt" if res.get("flops_per_sample")
+                              else f", k = {res['k']:.4g}")
+    _print_answer(res, f"C = {res['flops']:.4g} FLOPs ({how}):",
+                  [("N_opt", "n_opt", " parameters"), ("D_opt", "d_opt", " samples"), ("loss ", "loss", "")])
+    if a.emit_config:
+        print(f"wrote {a.emit_config}")
+    return 0
+
+
+def _predict(a) -> int:
+    from analysis.allocation import predict
+
+    fit, a2 = _load_any_fit(a.fit)
+    if a2 is not None:
+        from analysis.approaches import a2_predict
+
+        for flag, v in (("--n", a.n), ("--d", a.d)):
+            if not (v > 0):
+                raise BadInput(f"{flag} {v}: must be a positive number")
+        res = a2_predict(a2, a.n, a.d)
+    else:
+        res = predict(fit, a.n, a.d)
+    for w in res.get("warnings", []):
+        sys.stderr.write(f"scaling: warning: {w}\n")
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    _print_answer(res, f"N = {a.n:.4g} parameters, D = {a.d:.4g} samples ({res.get('form', 'approach 2')}; "
+                       f"C = {res['flops']:.4g} FLOPs):", [("loss", "loss", "")])
     return 0
 
 

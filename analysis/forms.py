@@ -9,6 +9,7 @@ derivatives of those predictions with respect to each parameter.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Callable
@@ -114,6 +115,123 @@ class Form:
         """Predicted loss at N = n parameters trained on D = d fresh samples (no repetition: U = D)."""
         return self.predict(params, {"N": np.asarray(n, float), "D": np.asarray(d, float), "U": np.asarray(d, float)})
 
+    def reduce_grid(self, grid: np.ndarray) -> np.ndarray:
+        """A start grid of the registered form in this form's fit space (the same grid here)."""
+        return np.asarray(grid, float)
+
+    @property
+    def floor(self) -> str | None:
+        """Name of the floor parameter (kind "floor", E), or None when the law has none."""
+        return next((n for n, k in zip(self.params, self.kinds) if k == "floor"), None)
+
+
+@dataclass(frozen=True)
+class Restricted(Form):
+    """A registered form with some parameters held at values and its floor bounded from below.
+
+    The fitter sees only the free parameters: `params`, `log_params`, `kinds` and `grid` are the
+    free ones', in the registered form's order, and `log_predict` inserts the held values before
+    calling the registered form's, dropping their derivative columns. With `floor_min`, the floor is
+    fitted as E = floor_min + exp(e) (so E >= floor_min), its derivative taken by the chain rule.
+    `to_natural` gives every parameter of the registered form, held ones included (arrays of the
+    held value for a batch), so exponents, allocation and predictions work as for the registered form.
+    Build one with `restrict`.
+    """
+
+    base: Form | None = field(default=None, repr=False)
+    """The registered form."""
+    fixed: dict = field(default_factory=dict)
+    """Held parameters, {name: natural value}."""
+    floor_min: float | None = None
+    """Lower bound of the floor parameter, when it is free and bounded."""
+
+    def _free(self) -> list[int]:
+        return [i for i, n in enumerate(self.base.params) if n not in self.fixed]
+
+    def to_natural(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        theta = np.asarray(theta, float)
+        free = dict(zip(self.params, range(len(self.params))))
+        out = {}
+        for name, lg in zip(self.base.params, self.base.log_params):
+            if name in self.fixed:
+                out[name] = np.full(theta.shape[:-1], float(self.fixed[name]))
+                continue
+            t = theta[..., free[name]]
+            if name == self.floor and self.floor_min is not None:
+                out[name] = self.floor_min + np.exp(t)
+            else:
+                out[name] = np.exp(t) if lg else t
+        return out
+
+    def from_natural(self, params: dict[str, float]) -> np.ndarray:
+        out = []
+        for name, lg in zip(self.params, self.log_params):
+            v = float(params[name])
+            if name == self.floor and self.floor_min is not None:
+                v -= self.floor_min
+            out.append(np.log(max(v, 1e-300)) if lg else v)
+        return np.array(out, float)
+
+    def reduce_grid(self, grid: np.ndarray) -> np.ndarray:
+        # The registered grid's floor column (log E) becomes the log of E's excess over floor_min;
+        # the held parameters' columns go, and the starts that then coincide are kept once.
+        return np.unique(np.asarray(grid, float)[:, self._free()], axis=0)
+
+
+def restrict(form: Form, fixed: dict[str, float] | None = None, floor_min: float | None = None) -> Form:
+    """`form` with the parameters in `fixed` held at their (natural) values and its floor kept >= `floor_min`.
+
+    Returns `form` itself when nothing is held or bounded. The caller checks names and values
+    (`analysis.workflow` does); a held floor makes `floor_min` moot.
+    """
+    fixed = {k: float(v) for k, v in (fixed or {}).items()}
+    if isinstance(form, Restricted):  # restricting again adds to what is already held
+        fixed = {**form.fixed, **fixed}
+        floor_min = form.floor_min if floor_min is None else floor_min
+        form = form.base
+    if form.floor is None or form.floor in fixed:
+        floor_min = None
+    if not fixed and floor_min is None:
+        return form
+    base = form
+    P = len(base.params)
+    free = [i for i, n in enumerate(base.params) if n not in fixed]
+    pos = {i: j for j, i in enumerate(free)}  # registered index -> free index
+    held = [(i, np.log(max(fixed[n], 1e-300)) if lg else fixed[n])
+            for i, (n, lg) in enumerate(zip(base.params, base.log_params)) if n in fixed]
+    fi = base.params.index(base.floor) if floor_min is not None else None  # registered index of the floor
+
+    def log_predict(theta, lg):
+        full = np.empty((theta.shape[0], P), theta.dtype)
+        full[:, free] = theta
+        for i, v in held:
+            full[:, i] = v
+        if fi is not None:
+            excess = np.exp(theta[:, pos[fi]:pos[fi] + 1])
+            E = floor_min + excess
+            full[:, fi] = np.log(E[:, 0])
+            dlogE = excess / E  # d log E / d e, (S, 1)
+        pred, groups = base.log_predict(full, lg)
+        out = []
+        for coef, F, idx in groups:
+            keep = [j for j, i in enumerate(idx) if i in pos]
+            if fi is not None and fi in idx:
+                j = idx.index(fi)
+                out.append((coef * dlogE, F[:, j:j + 1], (pos[fi],)))
+                keep.remove(j)
+            if keep:
+                out.append((coef, F if len(keep) == len(idx) else F[:, keep], tuple(pos[idx[j]] for j in keep)))
+        return pred, out
+
+    def predict(p, cols):
+        return base.predict({**p, **fixed}, cols)
+
+    r = Restricted(base.name, tuple(base.params[i] for i in free), base.columns,
+                   tuple(base.log_params[i] for i in free), np.empty((0, len(free))), log_predict, predict,
+                   tuple(base.kinds[i] for i in free), base.optimal_exponents, base.allocate,
+                   base=base, fixed=fixed, floor_min=None if floor_min is None else float(floor_min))
+    return dataclasses.replace(r, grid=r.reduce_grid(base.grid))
+
 
 EXPONENT_CAP = 3.0
 """Largest exponent a law of these runs can plausibly have; beyond it the fit describes something else."""
@@ -216,6 +334,48 @@ def _dc_predict(p, cols):
                                  p["alpha"], p["beta"], p["r_star"])
 
 
+_MAX_LOG_EXCESS = 80.0
+"""Cap on log(N / U_N): past it exp(-R_N / R_N*) is 0 for any plausible R_N*, so the law is unchanged,
+and R_N = N / U_N - 1 stays finite in float32 (whose exp overflows near 88)."""
+
+
+def _dcf_log(theta, lg):
+    # The full law of Muennighoff et al. 2023 (`laws.data_constrained_full`): effective data D' as in
+    # _dc_log, and effective parameters N' = U_N (1 + R_N* (1 - exp(-R_N / R_N*))) with
+    # U_N = min(N_opt(U_D), N), log N_opt(U_D) = (log(alpha / beta) + a - b + beta log U_D) / alpha.
+    # Derivatives are analytic: where N > N_opt, log N' moves with log N_opt, hence with a, b, alpha, beta.
+    e, a, b, alpha, beta, sn, sd = (theta[:, i:i + 1] for i in range(7))
+    rn, rd = np.exp(sn), np.exp(sd)  # R_N*, R_D*, (S, 1)
+    lud = np.minimum(lg["U"], lg["D"])  # log U_D: a run cannot have seen more unique samples than samples
+    R = lg["R"]
+    dec = np.exp(-R / rd)
+    dpu = 1.0 + rd * (1.0 - dec)
+    ldp = lud + np.log(dpu)  # log D'
+    dldp = (rd * (1.0 - dec) - R * dec) / dpu  # d log D' / d log R_D*
+    lno = (np.log(alpha / beta) + a - b + beta * lud) / alpha  # log N_opt(U_D), (S, n)
+    excess = lg["N"] > lno
+    lun = np.where(excess, lno, lg["N"])  # log U_N
+    RN = np.expm1(np.minimum(lg["N"] - lun, _MAX_LOG_EXCESS))  # R_N, 0 where N <= N_opt
+    decn = np.exp(-RN / rn)
+    npu = 1.0 + rn * (1.0 - decn)
+    lnp = lun + np.log(npu)  # log N'
+    dlnp_sn = (rn * (1.0 - decn) - RN * decn) / npu  # d log N' / d log R_N*
+    # d log N' / d log N_opt: 1 - (R_N + 1) exp(-R_N / R_N*) / (N' / U_N) where N > N_opt, else 0 (it
+    # is 0 at N = N_opt from both sides, so the objective stays smooth across the switch).
+    g = np.where(excess, 1.0 - decn * (RN + 1.0) / npu, 0.0)
+    u1 = a - alpha * lnp
+    u2 = b - beta * ldp
+    out, (p0, p1, p2) = _lse([np.broadcast_to(e, u1.shape), u1, u2])
+    pg = p1 * g
+    return out, _groups([p0, p1 - pg, p2 + pg, -p1 * lnp - pg * (1.0 / alpha - lno),
+                         -p2 * ldp - pg * (lud - 1.0 / beta), -p1 * alpha * dlnp_sn, -p2 * beta * dldp], lg)
+
+
+def _dcf_predict(p, cols):
+    return laws.data_constrained_full(cols["N"], cols["D"], cols["U"], p["E"], p["A"], p["B"], p["alpha"],
+                                      p["beta"], p["r_n_star"], p["r_d_star"])
+
+
 _pn, _pn_pred = _power_log("N")
 _pd, _pd_pred = _power_log("D")
 _pc, _pc_pred = _power_log("C")
@@ -246,6 +406,15 @@ FORMS: dict[str, Form] = {
         _grid([-1.0, 0.0, 1.0], [0.0, 10.0, 20.0], [0.0, 10.0, 20.0], [0.0, 0.5, 1.0], [0.0, 0.5, 1.0],
               [np.log(5.0), np.log(15.0), np.log(50.0)]), _dc_log, _dc_predict,
         (*_CHIN_KINDS, "count"), _chinchilla_exponents, _chinchilla_allocate),  # fresh data: U = D, D' = D
+    # Fresh data (U = D) leaves D' = D, and Chinchilla's optimum has N = N_opt(D) exactly, so N' = N
+    # there; since N' <= N and D' <= D everywhere, no other split does better: the allocation is Chinchilla's.
+    "data_constrained_full": Form(
+        "data_constrained_full", ("E", "A", "B", "alpha", "beta", "r_n_star", "r_d_star"), ("N", "D", "U"),
+        (True, True, True, False, False, True, True),
+        # Exponents start above 0: log N_opt divides by alpha and takes log(alpha / beta).
+        _grid([-1.0, 0.0, 1.0], [0.0, 10.0, 20.0], [0.0, 10.0, 20.0], [0.2, 0.5, 1.0], [0.2, 0.5, 1.0],
+              [np.log(1.0), np.log(5.0), np.log(25.0)], [np.log(5.0), np.log(15.0), np.log(50.0)]),
+        _dcf_log, _dcf_predict, (*_CHIN_KINDS, "count", "count"), _chinchilla_exponents, _chinchilla_allocate),
 }
 
 

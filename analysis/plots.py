@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.forms import FORMS
-from analysis.allocation import allocation
+from analysis.allocation import allocation, fps_model
 
 
 def _axes(ax, size=(5.5, 4.0)):
@@ -48,13 +48,37 @@ def loss_vs_compute(table, fit=None, ax=None):
         ax.figure.colorbar(sc, ax=ax, label="log10 N (parameters)")
     if fit is not None and fit.exponents.get("a") is not None:
         cc = np.logspace(np.log10(C.min()), np.log10(C.max()) + 0.5, 100)
-        n, d = allocation(fit.form, fit.params, cc, fit.k)
-        ax.plot(cc, _predict(fit, {"N": n, "D": d, "U": d}), "k-", lw=1.5, label="fitted frontier (N_opt, D_opt)")
+        n, d = allocation(fit.form, fit.params, cc, fit.k, fps_model(fit.observed))
+        _solid_inside(ax, cc, _predict(fit, {"N": n, "D": d, "U": d}), inside_runs(fit.observed, n, d, cc),
+                      "k", "fitted frontier (N_opt, D_opt)")
     _blind(table, ax)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss against compute")
     return ax
+
+
+def inside_runs(observed: dict | None, n, d, c) -> np.ndarray:
+    """Where (N, D, C) lie inside the fitted runs' range on every axis (all of it when the fit has no record)."""
+    obs = observed or {}
+    ok = np.ones(np.shape(c), bool)
+    for v, lo, hi in ((n, "n_min", "n_max"), (d, "d_min", "d_max"), (c, "flops_min", "flops_max")):
+        if obs.get(hi) is not None:
+            ok &= (np.asarray(v) <= obs[hi] * 1.01) & (np.asarray(v) >= obs.get(lo, 0.0) / 1.01)
+    return ok
+
+
+def _solid_inside(ax, x, y, inside, color, label, lw=1.5):
+    """A fitted curve drawn solid where it is measured (inside the runs), dashed where it extrapolates."""
+    x, y, inside = np.asarray(x), np.asarray(y), np.asarray(inside, bool)
+    solid = np.where(inside, y, np.nan)
+    out = ~inside
+    # The dashed part takes one point more at each end, so the two parts join up.
+    dashed = np.where(out | np.r_[out[1:], False] | np.r_[False, out[:-1]], y, np.nan)
+    ax.plot(x, solid, color=color, ls="-", lw=lw, label=f"{label} (solid: inside the runs)" if inside.any() else None)
+    if (~inside).any():
+        ax.plot(x, dashed, color=color, ls="--", lw=lw * 0.8,
+                label=f"{label}, extrapolated" if not inside.any() else "extrapolated (dashed)")
 
 
 def _loss_vs(table, fit, x: str, by: str, ax):
@@ -110,15 +134,17 @@ def optimal_vs_compute(fit, flops_range, app_points=(), ax=None):
     """N_opt and D_opt against C from the fit, with 95% bootstrap bands, and Approach 1/2 points."""
     ax = _axes(ax)
     cc = np.logspace(np.log10(flops_range[0]), np.log10(flops_range[1]), 80)
-    n, d = allocation(fit.form, fit.params, cc, fit.k)
-    ax.plot(cc, n, "C0-", label=f"N_opt (a = {fit.exponents['a']:.3f})")
-    ax.plot(cc, d, "C1-", label=f"D_opt (b = {fit.exponents['b']:.3f})")
+    fps = fps_model(fit.observed)
+    n, d = allocation(fit.form, fit.params, cc, fit.k, fps)
+    inside = inside_runs(fit.observed, n, d, cc)
+    _solid_inside(ax, cc, n, inside, "C0", f"N_opt (a = {fit.exponents['a']:.3f})")
+    _solid_inside(ax, cc, d, inside, "C1", f"D_opt (b = {fit.exponents['b']:.3f})")
     bs = fit.bootstrap or {}
     if bs.get("samples"):
         s = np.asarray(bs["samples"], float)
         p = {k: s[:, i, None] for i, k in enumerate(bs["names"])}  # (B, 1) against cc (80,)
         with np.errstate(all="ignore"):
-            ns, ds = allocation(fit.form, p, cc[None, :], fit.k)
+            ns, ds = allocation(fit.form, p, cc[None, :], fit.k, fps)
         for v, col in ((ns, "C0"), (ds, "C1")):
             lo, hi = np.nanpercentile(v, [2.5, 97.5], axis=0)
             ax.fill_between(cc, lo, hi, color=col, alpha=0.2, lw=0)

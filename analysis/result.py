@@ -69,6 +69,12 @@ class FitResult:
     success: dict = field(default_factory=dict)
     """Success-rate laws when the table has success rates: {"column", "floor", "vs_compute", "vs_loss"}
     (see `analysis.success`); empty otherwise."""
+    fixed: dict[str, float] = field(default_factory=dict)
+    """Parameters held at a value instead of fitted ({"E": 1.6}); also in `params`, with intervals [v, v]."""
+    e_min: float | None = None
+    """Lower bound the floor parameter (E) was fitted above (E = e_min + exp(e)); None: unbounded (>= 0)."""
+    loss_floor: float | None = None
+    """Known lower bound on the loss (the table's loss_floor column, or given); None when unknown."""
     format_version: int = FORMAT_VERSION
     """fit.json format version."""
 
@@ -103,7 +109,8 @@ class FitResult:
         d.setdefault("huber", math.nan)
         d.setdefault("n_points", 0)
         d.setdefault("backtest", {})
-        for key in ("bootstrap", "optimum", "at_bound", "convergence", "observed", "training", "columns", "success"):
+        for key in ("bootstrap", "optimum", "at_bound", "convergence", "observed", "training", "columns", "success",
+                    "fixed"):
             if d.get(key) is None:
                 d[key] = {}
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -127,6 +134,10 @@ class FitResult:
         lines = [f"{self.form} fit on {self.n_points} runs ({self.source})"]
         for name, v in self.params.items():
             edge = f"   (at its {self.at_bound[name]} bound)" if name in self.at_bound else ""
+            if name in (self.fixed or {}):
+                edge = "   (held, not fitted)"
+            elif self.e_min is not None and name in self.at_bound:
+                edge = f"   (at its lower bound e_min = {_fmt(self.e_min)})"
             lines.append(f"  {name:>8} = {_fmt(v)}{_ci(self.ci.get(name))}{edge}")
         for name, v in self.exponents.items():
             if v is not None:
@@ -193,12 +204,19 @@ def _check(d, where: str) -> None:
         bad(f"'k' (FLOPs per parameter per sample) must be a positive number, found {k!r}")
     for key, typ in (("ci", dict), ("exponents", dict), ("backtest", dict), ("bootstrap", dict), ("optimum", dict),
                      ("warnings", list), ("notes", list), ("at_bound", dict), ("observed", dict), ("training", dict),
-                     ("convergence", dict), ("columns", dict), ("success", dict)):
+                     ("convergence", dict), ("columns", dict), ("success", dict), ("fixed", dict)):
         if key in d and d[key] is not None and not isinstance(d[key], typ):
             bad(f"{key!r} must be a JSON {'object' if typ is dict else 'array'}, found {type(d[key]).__name__}")
     for name, v in (d.get("ci") or {}).items():
         if not (isinstance(v, list) and len(v) == 2 and all(x is None or num(x) for x in v)):
             bad(f"ci.{name} must be [lo, hi], found {v!r}")
+    for name, v in (d.get("fixed") or {}).items():
+        if name not in params or not num(v) or not math.isfinite(v):
+            bad(f"fixed.{name} must name a parameter and hold a finite number, found {v!r}")
+    for key in ("e_min", "loss_floor"):
+        v = d.get(key)
+        if v is not None and not (num(v) and math.isfinite(v)):
+            bad(f"{key!r} must be a finite number or null, found {v!r}")
     if not isinstance(d.get("n_points", 0), int):
         bad("'n_points' must be an integer")
     if not num(d.get("huber", 0.0)) and d.get("huber") is not None:

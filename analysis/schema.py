@@ -60,7 +60,7 @@ def _f(name, type_, doc, **kw) -> Field:
 
 RUN_STATUSES = ("completed", "diverged", "failed")
 TABLE_STATES = ("completed", "failed", "diverged", "pruned", "running", "waiting")
-TABLE_PHASES = ("main", "stable", "cooldown", "lr_search", "blind")
+TABLE_PHASES = ("main", "stable", "cooldown", "lr_search", "blind", "validation")
 FITTED_PHASES = ("main", "cooldown")
 """The phases whose rows are design points: the only rows a scaling-law fit of a sweep's table uses."""
 MODEL_COLUMNS = ("d_model", "n_layers", "n_heads")
@@ -112,6 +112,9 @@ RUN_RESULT: tuple[Field, ...] = (
        nullable=True, required=False),
     _f("success_per_task", "object", "success_rate per task family ({family: rate}); null when not measured.",
        nullable=True, required=False, values="number"),
+    _f("loss_floor", "number", "The dataset's loss floor (its manifest.json): the lowest val_loss the discrete "
+       "head can reach given the expert's own action noise (nats per action dimension); null when unknown.",
+       nullable=True, required=False, minimum=0),
 )
 
 _MODEL_COLUMNS: tuple[Field, ...] = (
@@ -147,7 +150,8 @@ SWEEP_COLUMNS: tuple[Field, ...] = (
     _f("state", "string", "The point's state in the sweep (running and waiting only before the sweep ends).",
        enum=TABLE_STATES),
     _f("phase", "string", "main: a design point; stable / cooldown: WSD branching; lr_search: a learning-rate "
-       "trial; blind: the input-free baseline (never fitted).", enum=TABLE_PHASES),
+       "trial; blind: the input-free baseline (never fitted); validation: a recommended configuration or an "
+       "alternative run at a held-out budget after the fit, its prediction made first (never fitted).", enum=TABLE_PHASES),
     _f("size", "string", "The model size as the spec wrote it (preset name, target parameters or WIDTHxBLOCKS shape).", nullable=True),
     _f("budget", "number", "IsoFLOP design: the compute budget C (FLOPs) that planned the point.", nullable=True),
     _f("reason", "string", "Why a point failed or was pruned.", nullable=True),
@@ -159,6 +163,14 @@ SWEEP_COLUMNS: tuple[Field, ...] = (
     _f("code_version", "string", "Version of the code that made the run.", nullable=True, required=False),
     _f("flops_6nd", "number", "6 x non-embedding N x D (Kaplan's estimate), beside the exact flops.", nullable=True,
        required=False),
+    _f("predicted_loss", "number", "phase validation: the loss the tool predicted for this configuration before "
+       "it ran (`scaling sweep validate`).", nullable=True, required=False),
+    _f("predicted_lo", "number", "phase validation: lower end of the printed 95% interval.", nullable=True,
+       required=False),
+    _f("predicted_hi", "number", "phase validation: upper end of the printed 95% interval.", nullable=True,
+       required=False),
+    _f("recommended", "boolean", "phase validation: true for the compute-optimal size the tool recommended, false "
+       "for an alternative at the same compute.", nullable=True, required=False),
 )
 """The sweep's own columns, after the run-result ones."""
 RESULTS_TABLE: tuple[Field, ...] = RESULT_COLUMNS + SWEEP_COLUMNS
@@ -196,6 +208,12 @@ FIT_RESULT: tuple[Field, ...] = (
     _f("training", "object", "Training settings of the fitted runs (lr, global_batch_size, ...).", required=False),
     _f("success", "object", "Success-rate laws when the table has success rates: column, floor, vs_compute, "
        "vs_loss; empty otherwise.", required=False),
+    _f("fixed", "object", "Parameters held at a value instead of fitted ({name: value}; also in params, "
+       "intervals [value, value]).", values="number", required=False),
+    _f("e_min", "number", "Lower bound the floor E was fitted above (E = e_min + exp(e)); null: unbounded.",
+       nullable=True, required=False),
+    _f("loss_floor", "number", "Known lower bound on the loss (the table's loss_floor column, or given); "
+       "null when unknown.", nullable=True, required=False),
     _f("format_version", "integer", "fit.json format version.", enum=(1,)),
 )
 
@@ -206,8 +224,18 @@ OPTIMAL: tuple[Field, ...] = (
     _f("loss", "number", "The law's loss at (N_opt, D_opt).", nullable=True),
     _f("k", "number", "FLOPs per parameter per sample used.", minimum=0),
     _f("form", "string", "Law form of the fit."),
-    _f("ci", "object", "95% bootstrap intervals {n_opt, d_opt, loss: [lo, hi]} (empty without bootstrap).",
+    _f("ci", "object", "95% intervals {n_opt, d_opt, loss: [lo, hi]}: bootstrap percentiles, the loss's widened "
+       "to what the backtest achieves at this distance and to the spread between seeds (see ci_method).",
        values="array"),
+    _f("ci_bootstrap", "object", "The bootstrap's own interval of the loss, before widening.", required=False),
+    _f("ci_method", "string", "How the loss interval was set (which floor bound it).", required=False),
+    _f("flops_per_sample", "number", "What a model of N_opt parameters costs per sample (c0 + c1 N fitted over "
+       "the runs, else k N): the budget is met with it, D_opt = C / flops_per_sample.", minimum=0, required=False),
+    _f("extrapolation", "object", "How far the answer lies outside the fitted runs: N, D, C (answer / largest "
+       "fitted value above the range, smallest / answer below it, 1 inside), sides {N, D, C: above | below | "
+       "inside}, unique_samples and epochs (D_opt / the unique samples of the runs' data) where known, "
+       "log10_max (the largest factor, decades)."),
+    _f("warnings", "array", "What a reader must know before using the answer.", items="string", required=False),
 )
 
 CONTRACTS: dict[str, tuple[tuple[Field, ...], str]] = {

@@ -44,17 +44,83 @@ class Table:
     blind_success: float | None = None
     """Success rate of the input-free baseline (median over blind rows), if any: the floor of success."""
 
-    def observed(self) -> dict:
-        """The range the fit saw: smallest loss, largest compute, N and D, and the blind baseline."""
-        out = {"loss_min": float(self.loss.min()), "flops_max": float(self.compute.max())}
-        for q, key in (("N", "n_max"), ("D", "d_max")):
+    def observed(self, holdout_frac: float = 0.2) -> dict:
+        """The range the fit saw, and what an extrapolation from it is measured against.
+
+        Keys (all numbers, absent when the table cannot say): loss_min; flops_min / flops_max, n_min /
+        n_max, d_min / d_max (the fitted runs' extent); blind_loss / blind_success (the input-free
+        baseline); unique_samples (distinct frames of the data the runs trained on: median of
+        D / epochs over the runs); seed_sd (pooled standard deviation of log loss between runs that
+        repeat one (N, D), i.e. the relative spread between seeds, over the top fifth of compute); fps_c0, fps_c1, fps_err (training
+        FLOPs per sample as c0 + c1 N, least squares over the runs, and its largest relative error:
+        what a model of N parameters costs per sample, a fixed cost such as an image stem included);
+        backtest_reach (log10 of how far the backtest extrapolated: median compute of the held-out
+        top `holdout_frac` of runs over the largest compute left in).
+        """
+        out = {"loss_min": float(self.loss.min()), "flops_max": float(self.compute.max()),
+               "flops_min": float(self.compute.min())}
+        for q, key in (("N", "n"), ("D", "d")):
             if q in self.cols:
-                out[key] = float(self.cols[q].max())
+                out[f"{key}_min"] = float(self.cols[q].min())
+                out[f"{key}_max"] = float(self.cols[q].max())
         if self.blind_loss is not None:
             out["blind_loss"] = float(self.blind_loss)
         if self.blind_success is not None:
             out["blind_success"] = float(self.blind_success)
+        out.update(self._data_extent())
+        out.update(self._flops_model())
+        n, c = self.n, self.compute
+        h = int(np.ceil(holdout_frac * n)) if holdout_frac > 0 else 0
+        if 0 < h < n:
+            order = np.argsort(c, kind="stable")
+            reach = float(np.log10(np.median(c[order[n - h:]]) / c[order[: n - h]].max()))
+            if reach > 0:
+                out["backtest_reach"] = reach
         return out
+
+    def _data_extent(self) -> dict:
+        """unique_samples and seed_sd (see `observed`), where the table's columns allow."""
+        out: dict = {}
+        f = self.frame
+        if f is None or "D" not in self.cols:
+            return out
+        if "epochs" in f.columns:
+            ep = pd.to_numeric(f["epochs"], errors="coerce").to_numpy(float)
+            ok = np.isfinite(ep) & (ep > 0)
+            if ok.any():
+                out["unique_samples"] = float(np.median(self.cols["D"][ok] / ep[ok]))
+        if "N" in self.cols:
+            key = np.stack([self.cols["N"], self.cols["D"]], axis=1)
+            _, group = np.unique(key, axis=0, return_inverse=True)
+            group = group.ravel()
+            size = np.bincount(group)
+            if (size > 1).any():
+                # Seeds part further with compute (when a run learns to see varies by seed), so the
+                # spread is pooled over the repeated configurations of the top fifth of compute.
+                y = np.log(self.loss)
+                mean = np.bincount(group, weights=y) / size
+                c = np.bincount(group, weights=self.compute) / size
+                top = (size > 1) & (c >= np.quantile(c[size > 1], 0.8))
+                keep = top[group]
+                ss = float(((y[keep] - mean[group][keep]) ** 2).sum())
+                dof = int((size[top] - 1).sum())
+                out["seed_sd"] = float(np.sqrt(ss / dof))
+        return out
+
+    def _flops_model(self) -> dict:
+        """fps_c0, fps_c1, fps_err: FLOPs per sample as c0 + c1 N (see `observed`), from the FLOPs column."""
+        if not self.k_measured or "N" not in self.cols or "D" not in self.cols or "C" not in self.cols:
+            return {}
+        N, fps = self.cols["N"], self.cols["C"] / self.cols["D"]
+        if np.unique(N).size < 2:
+            return {}
+        # Relative least squares: every size's cost matters equally, not only the largest's.
+        X = np.stack([np.ones_like(N), N], axis=1) / fps[:, None]
+        c0, c1 = np.linalg.lstsq(X, np.ones_like(N), rcond=None)[0]
+        if not (c1 > 0 and c0 >= 0):
+            c0, c1 = 0.0, float(np.median(fps / N))  # no fixed cost visible: FLOPs per sample ~ k N
+        err = float(np.max(np.abs(c0 + c1 * N - fps) / fps))
+        return {"fps_c0": float(c0), "fps_c1": float(c1), "fps_err": err}
 
     def training(self) -> dict:
         """Training settings of the fitted runs (lr, global_batch_size, precision, ...) where the table has them.

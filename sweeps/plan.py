@@ -99,9 +99,10 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
         raise BadInput(f"{spec.source or 'spec'}: the design has no runs (check models, samples and budgets)")
     ident = spec.data.identity()
     runs: list[PlannedRun] = []
+    checks = _validation_runs(spec, dims, ident, lrs, models)
     if spec.wsd.enabled:
         runs = branch_runs(spec, points, ident, lrs)
-        return _unique_keys(spec, runs + _blind_runs(spec, runs, ident))
+        return _unique_keys(spec, runs + _blind_runs(spec, runs, ident) + checks)
     for seed in spec.seeds:
         for m, d, c in points:
             cfg = base_config(spec, m.size, d, seed, lrs)
@@ -111,7 +112,57 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
                 config=cfg, budget=c,
             ))
     runs.sort(key=lambda r: (r.n_params, r.samples, r.seed, r.phase))
-    return _unique_keys(spec, runs + _blind_runs(spec, runs, ident))
+    return _unique_keys(spec, runs + _blind_runs(spec, runs, ident) + checks)
+
+
+def _validation_runs(spec: SweepSpec, dims: DataDims, ident: Any, lrs: dict | None,
+                     ladder: list[ModelPoint]) -> list[PlannedRun]:
+    """The validation rounds' runs: each point at its round's budget, trained as the design's runs are.
+
+    With WSD the schedule is the design's: decay over the last cooldown_frac of the run, and the
+    warmup in absolute steps that the design gives a model of this size (5% of the steps of its
+    shortest run), so the run differs from the design's only in its size and length.
+
+    Raises:
+        BadInput: the model family no longer builds the point the prediction was made for.
+    """
+    if not spec.validation:
+        return []
+    out = []
+    train = spec.train_dict
+    batch = int(train.get("batch_size", 64))
+    for i, rnd in enumerate(spec.validation):
+        sizes = resolve_models(replace(spec, models=tuple(p.size for p in rnd.points)), dims)
+        by_size = {str(m.size): m for m in sizes}
+        for p in rnd.points:
+            m = by_size[str(p.size)]
+            d = int(rnd.budget // m.flops_per_sample)
+            where = f"{spec.source or 'spec'}: validation[{i}] size {p.size}"
+            if m.n_params != p.n_params or d != p.samples:
+                raise BadInput(f"{where}: the prediction was made for N = {p.n_params:,}, D = {p.samples:,}; the model "
+                               f"family now builds N = {m.n_params:,}, D = {d:,} (run it with the code that wrote it)")
+            common = {}
+            if spec.wsd.enabled:
+                warm = float(train.get("warmup", 0.05))
+                shortest = _shortest_design_samples(spec, m, ladder)
+                warm_steps = int(warm) if warm >= 1 else max(1, round(warm * math.ceil(shortest / batch)))
+                common = {"schedule": "wsd", "wsd_decay_frac": spec.wsd.cooldown_frac, "warmup": warm_steps}
+            for seed in rnd.seeds:
+                cfg = {**base_config(spec, m.size, d, seed, lrs), **common}
+                info = {"predicted_loss": p.predicted_loss, "predicted_lo": p.predicted_lo,
+                        "predicted_hi": p.predicted_hi, "recommended": p.recommended, "fit": rnd.fit}
+                out.append(PlannedRun(key=run_key(cfg, ident), phase="validation", size=m.size, n_params=m.n_params,
+                                      samples=d, seed=seed, flops=float(m.flops_per_sample) * d,
+                                      flops_per_sample=m.flops_per_sample, config=cfg, budget=rnd.budget,
+                                      validation=info))
+    return out
+
+
+def _shortest_design_samples(spec: SweepSpec, m: ModelPoint, ladder: list[ModelPoint]) -> int:
+    """D of the shortest design run a model of this cost would have (the WSD warmup is set from it)."""
+    if spec.isoflop is not None:
+        return max(int(spec.isoflop.budgets[0] // m.flops_per_sample), spec.isoflop.min_samples)
+    return min(spec.samples) if spec.samples else 1
 
 
 def _unique_keys(spec: SweepSpec, runs: list[PlannedRun]) -> list[PlannedRun]:

@@ -76,6 +76,9 @@ class PlannedRun:
     """WSD cooldown: ``{"from_key": stable run key, "checkpoint": checkpoint name}``."""
     est_seconds: float | None = None
     """Estimated wall time from the measured calibration (seconds)."""
+    validation: dict | None = None
+    """``phase = validation`` only: predicted_loss, predicted_lo, predicted_hi (printed before the run),
+    recommended (the compute-optimal size, else an alternative at the same compute) and fit (whose answer)."""
 
 
 def run_key(config: dict, data_identity: Any) -> str:

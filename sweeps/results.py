@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pandas is imported lazily by the functions below
 # The columns are those of the contract (analysis/schema.py, rendered in docs/contracts.md).
 RESULT_FIELDS = tuple(f.name for f in schema.RESULT_COLUMNS)
 SWEEP_FIELDS = tuple(f.name for f in schema.SWEEP_COLUMNS)
+VALIDATION_FIELDS = ("predicted_loss", "predicted_lo", "predicted_hi", "recommended")
 
 
 def rows(q: "Queue") -> list[dict]:
@@ -50,6 +51,8 @@ def rows(q: "Queue") -> list[dict]:
                    size=str(a.get("size")), budget=a.get("budget"), reason=a.get("reason"), attempts=a.get("attempts"),
                    spec_fingerprint=a.get("spec_fingerprint"), generation=a.get("generation"),
                    code_version=made_by or a.get("code_version"))
+        if a.get("phase") == "validation":
+            row.update({k: a.get(k) for k in VALIDATION_FIELDS})
         out.append(row)
     out.sort(key=lambda r: (r["phase"] != "main", r["n_params"] or 0, r["n_samples"] or 0, r["seed"] or 0, r["run_key"]))
     return out

@@ -105,6 +105,39 @@ class SuggestSpec:
 
 
 @dataclass(frozen=True)
+class ValidationPoint:
+    """One configuration run to check a recommendation, with the prediction made before it ran."""
+
+    size: str | float
+    """Model size as the planner resolves it (a WIDTHxBLOCKS shape, as `sweep validate` writes it)."""
+    n_params: int
+    """Parameters of the model the prediction was made for (the planner checks it still builds this)."""
+    samples: int
+    """D = budget // FLOPs per sample of that model (checked against the plan)."""
+    predicted_loss: float
+    """What the tool printed before the run: the loss..."""
+    predicted_lo: float
+    """... and its 95% interval."""
+    predicted_hi: float
+    recommended: bool = False
+    """True for the compute-optimal size the tool recommended; False for an alternative at the same compute."""
+
+
+@dataclass(frozen=True)
+class ValidationRound:
+    """Runs at a held-out budget that test the compute-optimal answer (``phase = validation``)."""
+
+    budget: float
+    """Training FLOPs of every run of the round."""
+    fit: str
+    """The fit whose answer is tested (path as given to `sweep validate`)."""
+    seeds: tuple[int, ...]
+    """Seeds each point is run with."""
+    points: tuple[ValidationPoint, ...]
+    """The recommended configuration and its alternatives."""
+
+
+@dataclass(frozen=True)
 class LRSearchSpec:
     """Learning-rate selection per model size by Optuna TPE with median pruning, before the design."""
 
@@ -209,6 +242,10 @@ class SweepSpec:
     """Retries of a failed run before it is recorded as ``failed``."""
     slurm: SlurmSpec = field(default_factory=lambda: SlurmSpec())
     """SLURM resources of ``--launcher slurm`` (command-line flags override them)."""
+    validation: tuple[ValidationRound, ...] = ()
+    """Validation rounds written by `scaling sweep validate` after the design was fitted: they add rows
+    with ``phase = validation`` and are left out of the fingerprint (they test the design's answer,
+    they do not change what its points compute)."""
     blind_baseline: bool = True
     """Add the input-free baseline: one run at the largest N and D with the images and instruction
     withheld (``phase = blind`` in the results table, never fitted). Default: on, except for design
@@ -233,7 +270,7 @@ class SweepSpec:
         SLURM resources are left out: they change where runs go, not what they compute.
         """
         d = dataclasses.asdict(self)
-        for k in ("source", "slurm", "data"):
+        for k in ("source", "slurm", "data", "validation"):
             d.pop(k)
         d["data"] = self.data.identity()
         d["train"] = dict(self.train)
@@ -398,7 +435,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     """
     where = source or "spec"
     top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries", "slurm",
-           "blind_baseline")
+           "blind_baseline", "validation")
     _check_keys(where, raw, top, ("name", "data", "models"))
     name = str(raw["name"])
     if not _NAME_RE.match(name):
@@ -501,11 +538,42 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     blind = raw.get("blind_baseline", kind != "suggest")
     if not isinstance(blind, bool):
         raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
+    validation = _parse_validation(f"{where}: validation", raw.get("validation"))
     return SweepSpec(
         name=name, data=data, models=models, samples=samples, seeds=seeds,
         train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
-        wsd=wsd, retries=retries, slurm=slurm, blind_baseline=blind, source=source,
+        wsd=wsd, retries=retries, slurm=slurm, validation=validation, blind_baseline=blind, source=source,
     )
+
+
+_POINT_KEYS = ("size", "n_params", "samples", "predicted_loss", "predicted_lo", "predicted_hi", "recommended")
+
+
+def _parse_validation(where: str, raw: Any) -> tuple[ValidationRound, ...]:
+    """The `validation:` list (rounds written by `scaling sweep validate`)."""
+    if raw is None:
+        return ()
+    rounds = []
+    for i, r in enumerate(_list(where, raw)):
+        w = f"{where}[{i}]"
+        _check_keys(w, r, ("budget", "fit", "seeds", "points"), ("budget", "fit", "points"))
+        seeds = tuple(_number(f"{w}.seeds", x, int, positive=False) for x in _list(f"{w}.seeds", r.get("seeds", [0])))
+        points = []
+        for j, p in enumerate(_list(f"{w}.points", r["points"])):
+            pw = f"{w}.points[{j}]"
+            _check_keys(pw, p, _POINT_KEYS, _POINT_KEYS[:6])
+            lo, mid, hi = (_number(f"{pw}.{k}", p[k]) for k in ("predicted_lo", "predicted_loss", "predicted_hi"))
+            if not lo <= mid <= hi:
+                raise BadInput(f"{pw}: predicted_lo <= predicted_loss <= predicted_hi does not hold ({lo}, {mid}, {hi})")
+            points.append(ValidationPoint(
+                size=_parse_model(f"{pw}.size", p["size"]), n_params=_number(f"{pw}.n_params", p["n_params"], int),
+                samples=_number(f"{pw}.samples", p["samples"], int), predicted_loss=mid, predicted_lo=lo,
+                predicted_hi=hi, recommended=_bool(f"{pw}.recommended", p.get("recommended", False))))
+        if sum(p.recommended for p in points) != 1:
+            raise BadInput(f"{w}: exactly one point must be recommended: true")
+        rounds.append(ValidationRound(budget=_number(f"{w}.budget", r["budget"]), fit=str(r["fit"]), seeds=seeds,
+                                      points=tuple(points)))
+    return tuple(rounds)
 
 
 def load_spec(path: str | Path) -> SweepSpec:

@@ -39,6 +39,8 @@ def _point(r: PlannedRun, gen: "generation.Generation") -> dict:
     }
     if r.branch is not None:
         attrs["branch"] = r.branch
+    if r.validation is not None:
+        attrs.update(r.validation)
     params = {"run_key": r.key, "size": str(r.size), "samples": r.samples, "seed": r.seed, "phase": r.phase}
     return {"run_key": r.key, "params": params, "attrs": attrs}
 
@@ -213,8 +215,9 @@ class Sweep:
             fitted = fit_table(df)
             # The report also draws the blind baseline (a reference line, the success floor); analysis
             # never fits phase == blind rows.
-            blind = df[(df["state"] == "completed") & (df["phase"] == "blind")]
-            self._fit_and_report(fitted, fitted if blind.empty else pd.concat([fitted, blind], ignore_index=True))
+            # Validation rows go to the report too (did the recommendation hold?); never to the fit.
+            extra = df[(df["state"] == "completed") & df["phase"].isin(("blind", "validation"))]
+            self._fit_and_report(fitted, fitted if extra.empty else pd.concat([fitted, extra], ignore_index=True))
         return counts
 
     def wsd_savings(self) -> dict:

@@ -77,6 +77,19 @@ def register(subparsers) -> None:
                         "reproduce rows of a committed study; writes results.csv, no fit")
     p.set_defaults(func=_run)
 
+    p = sub.add_parser("validate", help="predict a recommended configuration and alternatives, and add them to the spec",
+                       description="Ask a fit for the compute-optimal N at a held-out budget, build that model and "
+                       "alternatives at the same compute (N_opt x each factor), predict each one's loss, and append "
+                       "them to the spec as a validation round. Then `scaling sweep run SPEC` trains them as rows with "
+                       "phase = validation, each carrying its prediction.")
+    _common(p)
+    p.add_argument("--fit", required=True, help="the fit whose answer is tested (fit.json, or an Approach 2 fit)")
+    p.add_argument("--flops", type=float, required=True, help="the held-out budget C of every run (FLOPs)")
+    p.add_argument("--factors", default="0.25,4", help="alternatives at N_opt x each factor, comma-separated")
+    p.add_argument("--seeds", default="0", help="seeds each point runs with, comma-separated")
+    p.add_argument("--dry-run", action="store_true", help="print the round, write nothing")
+    p.set_defaults(func=_validate)
+
     p = sub.add_parser("status", help="counts per state")
     _common(p)
     p.add_argument("--json", action="store_true",
@@ -151,6 +164,40 @@ def _run(args) -> int:
     if counts["failed"] or unfinished:
         sys.stderr.write(f"sweep {sw.spec.name}: {counts['failed']} failed, {unfinished} not finished\n")
         return 1
+    return 0
+
+
+def _numbers(flag: str, text: str, kind=float) -> tuple:
+    try:
+        out = tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise BadInput(f"{flag} {text!r}: comma-separated numbers") from None
+    if not out:
+        raise BadInput(f"{flag} {text!r}: give at least one")
+    return out
+
+
+def _validate(args) -> int:
+    from sweeps.validation import append_round, plan_round
+
+    sw = _open(args)
+    rnd = plan_round(sw, args.fit, args.flops, _numbers("--factors", args.factors),
+                     _numbers("--seeds", args.seeds, int))
+    top = max((float(b) for b in (sw.spec.isoflop.budgets if sw.spec.isoflop else ())), default=None)
+    opt = rnd["optimal"]
+    print(f"validation at C = {rnd['budget']:.4g} FLOPs" + (f" ({rnd['budget'] / top:.3g}x the design's largest budget)"
+                                                            if top else "") + f", from {args.fit}:")
+    print(f"  recommended N_opt = {opt['n_opt']:.4g} parameters, D_opt = {opt['d_opt']:.4g} samples")
+    for p in rnd["points"]:
+        tag = "recommended" if p["recommended"] else f"N_opt x {p['factor']:g}"
+        print(f"  {p['size']:>8} N = {p['n_params']:>9,} D = {p['samples']:>10,}  predicted {p['predicted_loss']:.4f} "
+              f"[{p['predicted_lo']:.4f}, {p['predicted_hi']:.4f}]  ({tag})")
+        for w in p["warnings"]:
+            print(f"           warning: {w}")
+    if args.dry_run:
+        return 0
+    append_round(args.spec, sw.spec, rnd)
+    print(f"wrote the round into {args.spec}; run it with `scaling sweep run {args.spec}`")
     return 0
 
 

@@ -13,7 +13,8 @@ COLS = {"N": np.logspace(6, 9, 7), "D": np.logspace(8, 11, 7), "C": np.logspace(
 COLS["U"] = COLS["D"] / np.array([1, 2, 4, 8, 16, 40, 100])
 THETAS = {"chinchilla": [0.5, 6.0, 7.0, 0.35, 0.3], "kaplan": [31.0, 30.0, 0.08, 0.1],
           "power_n": [0.5, 6.0, 0.3], "power_d": [0.5, 6.0, 0.3], "power_c": [0.5, 9.0, 0.15],
-          "data_constrained": [0.5, 6.0, 7.0, 0.35, 0.3, np.log(15.0)]}
+          "data_constrained": [0.5, 6.0, 7.0, 0.35, 0.3, np.log(15.0)],
+          "data_constrained_full": [0.5, 6.0, 7.0, 0.35, 0.3, np.log(5.0), np.log(15.0)]}
 
 
 def test_laws_match_published_forms():

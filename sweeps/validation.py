@@ -1,0 +1,148 @@
+"""Close the loop: predict a recommendation and its alternatives first, then run them.
+
+`scaling sweep validate SPEC --fit FIT --flops C` asks the fit for the compute-optimal N at a budget
+C (ideally several times the design's largest run), builds the models the family would build for
+N_opt and for alternatives at the same compute (N_opt x each factor), predicts each one's loss at
+D = C / its own FLOPs per sample, and appends all of it to the spec as a validation round. Only
+then are the runs made (`scaling sweep run SPEC`); each becomes a row with ``phase = validation``
+carrying the prediction. The spec is written before any run, so its history shows that the
+prediction came first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from analysis.atomic import write_atomic
+from analysis.errors import BadInput
+
+HEADER = ("# Validation rounds: written by `scaling sweep validate` before their runs (the predictions come first);\n"
+          "# never by hand. `scaling sweep run` trains them as rows with phase = validation.\n")
+
+
+def _shape(size: float, dims, spec) -> str:
+    """The WIDTHxBLOCKS shape the model family builds for a target parameter count."""
+    from scaling.model import ModelConfig
+
+    cfg = ModelConfig.from_size(size, image_size=dims.image_size, vocab_size=dims.vocab_size,
+                                max_instr_len=dims.max_instr_len, proprio_dim=dims.proprio_dim,
+                                action_dim=dims.action_dim, **spec.model_options)
+    return f"{cfg.d_model}x{cfg.n_layers}"
+
+
+def recommend(fit_path: str, flops: float) -> dict:
+    """The fit's compute-optimal answer at `flops` (an Approach 3 fit.json or an Approach 2 fit)."""
+    import json
+
+    from analysis.allocation import optimal
+    from analysis.result import FitResult
+
+    try:
+        raw = json.loads(Path(fit_path).read_text())
+    except (OSError, ValueError):
+        raw = None
+    if isinstance(raw, dict) and raw.get("approach") == 2:
+        from analysis.approaches import a2_optimal
+
+        return a2_optimal(raw, flops)
+    return optimal(FitResult.load(fit_path), flops)
+
+
+def _predict(fit_path: str, n: float, d: float, flops: float) -> dict:
+    import json
+
+    from analysis.allocation import predict
+    from analysis.result import FitResult
+
+    raw = json.loads(Path(fit_path).read_text())
+    if raw.get("approach") == 2:
+        from analysis.approaches import a2_predict
+
+        return a2_predict(raw, n, d, flops=flops)
+    return predict(FitResult.load(fit_path), n, d)
+
+
+def plan_round(sweep, fit_path: str, flops: float, factors=(0.25, 4.0), seeds=(0,)) -> dict:
+    """The validation round for budget `flops`: recommended size and alternatives, each predicted.
+
+    Args:
+        sweep: a `sweeps.sweep.Sweep` (its spec, and its folder for the data's dimensions).
+        fit_path: the fit whose answer is tested.
+        flops: the held-out budget C (FLOPs per run).
+        factors: alternatives at N_opt x factor (same compute, so their D shrinks or grows).
+        seeds: seeds each point runs with.
+
+    Raises:
+        BadInput: a factor that builds the same model as another, or a budget too small for a model.
+    """
+    from sweeps.data_source import data_dims
+    from sweeps.plan import resolve_models
+
+    if not (math.isfinite(flops) and flops > 0):
+        raise BadInput(f"--flops {flops}: a positive number of FLOPs")
+    if any(not (f > 0) or f == 1 for f in factors):
+        raise BadInput(f"--factors {','.join(map(str, factors))}: positive numbers other than 1 (N_opt itself is always run)")
+    spec = sweep.spec
+    opt = recommend(fit_path, flops)
+    dims = data_dims(sweep.local_data())
+    targets = [(1.0, opt["n_opt"])] + [(f, opt["n_opt"] * f) for f in factors]
+    shapes = [(f, _shape(t, dims, spec)) for f, t in targets]
+    seen: dict[str, float] = {}
+    for f, sh in shapes:
+        if sh in seen:
+            raise BadInput(f"--factors: N_opt x {f:g} and N_opt x {seen[sh]:g} build the same model ({sh}); "
+                           "choose factors further apart")
+        seen[sh] = f
+    models = {str(m.size): m for m in resolve_models(replace(spec, models=tuple(sh for _, sh in shapes)), dims)}
+    points = []
+    for f, sh in shapes:
+        m = models[sh]
+        d = int(flops // m.flops_per_sample)
+        if d < 1:
+            raise BadInput(f"--flops {flops:.3g}: below one sample of {sh} ({m.flops_per_sample} FLOPs per sample)")
+        pr = _predict(fit_path, m.n_params, d, flops)
+        lo, hi = (pr["ci"].get("loss") or [pr["loss"], pr["loss"]])
+        points.append({"size": sh, "n_params": int(m.n_params), "samples": d, "predicted_loss": round(pr["loss"], 5),
+                       "predicted_lo": round(lo, 5), "predicted_hi": round(hi, 5), "recommended": f == 1.0,
+                       "factor": f, "extrapolation": pr.get("extrapolation"), "warnings": pr.get("warnings", [])})
+    return {"budget": float(flops), "fit": str(fit_path), "seeds": list(seeds), "points": points, "optimal": opt}
+
+
+def _round_yaml(r: dict) -> str:
+    lines = [f"- budget: {r['budget']:.6g}", f"  fit: {r['fit']}", f"  seeds: [{', '.join(map(str, r['seeds']))}]",
+             "  points:"]
+    for p in r["points"]:
+        lines.append(f"  - {{size: {p['size']}, n_params: {p['n_params']}, samples: {p['samples']}, "
+                     f"predicted_loss: {p['predicted_loss']}, predicted_lo: {p['predicted_lo']}, "
+                     f"predicted_hi: {p['predicted_hi']}, recommended: {'true' if p['recommended'] else 'false'}}}")
+    return "\n".join(lines) + "\n"
+
+
+def _existing_round(rnd) -> dict:
+    return {"budget": rnd.budget, "fit": rnd.fit, "seeds": list(rnd.seeds),
+            "points": [{"size": p.size, "n_params": p.n_params, "samples": p.samples, "predicted_loss": p.predicted_loss,
+                        "predicted_lo": p.predicted_lo, "predicted_hi": p.predicted_hi, "recommended": p.recommended}
+                       for p in rnd.points]}
+
+
+def append_round(spec_path: str | Path, spec, rnd: dict) -> Path:
+    """Write the spec again with `rnd` added to its validation rounds (atomically; the rest kept as written).
+
+    The validation block is always the last thing in the file; a spec with other top-level keys after
+    it is refused rather than rewritten.
+    """
+    path = Path(spec_path)
+    text = path.read_text()
+    m = re.search(r"^validation:", text, flags=re.M)
+    if m:
+        tail = text[m.end():].splitlines()
+        if any(line and not line[0].isspace() and not line.startswith(("-", "#")) for line in tail):
+            raise BadInput(f"{path}: its validation block is not the last key of the file; move it there first")
+        cut = text.rfind(HEADER, 0, m.start())
+        text = text[: cut if cut >= 0 else m.start()]
+    body = "".join(_round_yaml(_existing_round(r)) for r in spec.validation) + _round_yaml(rnd)
+    text = text.rstrip("\n") + "\n" + HEADER + "validation:\n" + body
+    return write_atomic(path, text)
