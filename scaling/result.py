@@ -85,6 +85,9 @@ class RunResult:
     success_per_task: dict | None = None
     """success_rate per task family, {family: rate} over that family's share of the episodes; null when
     success was not measured."""
+    loss_floor: float | None = None
+    """The dataset's loss floor (manifest.json, `scaling.data.floor`): the lowest val_loss the discrete head
+    can reach given the expert's own action noise (nats per action dimension); null when unknown."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with non-finite floats turned into None (strict JSON)."""

@@ -233,8 +233,8 @@ def train(cfg: RunConfig) -> RunResult | None:
         outcome = fit(cfg, source, model_cfg, indices, micro, accumulate, ckpt_path, start_step, t_start)
     except Exception:
         if _env_rank() == 0:
-            _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start).save(
-                cfg.run_dir / "result.json")
+            _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start,
+                           _loss_floor(source)).save(cfg.run_dir / "result.json")
         raise
     if outcome is None:
         return None
@@ -268,9 +268,15 @@ def train(cfg: RunConfig) -> RunResult | None:
         wall_seconds=state.wall_before + time.time() - t_start, samples_per_second=sps,
         mfu=(sps * fps / (peak.value * state.world_size)) if (sps and peak.value) else None, versions=_versions(),
         success_note=note, blind=cfg.blind, input_reliance=reliance,
-        peak_flops=peak.value, peak_flops_source=peak.source)
+        peak_flops=peak.value, peak_flops_source=peak.source, loss_floor=_loss_floor(source))
     result.save(cfg.run_dir / "result.json")
     return result
+
+
+def _loss_floor(source) -> float | None:
+    """The data's loss floor (`scaling.data.floor`) from its manifest; None when the source has none."""
+    value = getattr(source, "loss_floor", None)
+    return None if value is None else float(value)
 
 
 def peak_flops_per_device(cfg: RunConfig, precision: str | None = None):
@@ -283,7 +289,8 @@ def peak_flops_per_device(cfg: RunConfig, precision: str | None = None):
     return mfu_peak(cfg.accelerator, cfg.threads, override=cfg.peak_flops)
 
 
-def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start) -> RunResult:
+def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start,
+                   loss_floor: float | None = None) -> RunResult:
     from scaling.model import describe
 
     try:
@@ -296,7 +303,7 @@ def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_star
         epochs=0.0, lr=cfg.lr, global_batch_size=cfg.batch_size, precision=cfg.precision,
         world_size=world_size, val_loss=None, val_loss_best=None, train_loss=None, action_mse=None,
         success_rate=None, wall_seconds=time.time() - t_start, samples_per_second=None, mfu=None,
-        versions=versions, peak_flops=None)
+        versions=versions, peak_flops=None, loss_floor=loss_floor)
 
 
 __all__ = ["train", "model_config", "resolved_config", "peak_flops_per_device"]

@@ -149,6 +149,12 @@ class Dataset:
     def __len__(self) -> int:
         return self.n_frames
 
+    @property
+    def loss_floor(self) -> float | None:
+        """The manifest's loss floor (nats per action dimension; `scaling.data.floor`), None if unknown."""
+        value = self.manifest.get("loss_floor")
+        return None if value is None else float(value)
+
     # --- splits ---------------------------------------------------------------------------
 
     @property

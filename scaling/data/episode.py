@@ -21,6 +21,11 @@ class Episode:
         source: "tabletop" | "metaworld" | "lerobot".
         seed: the generator seed of this episode, if any.
         meta: free-form details (noise level, objects, ...); must be JSON-serialisable.
+        clean_actions: (T, A) float64 actions the expert meant before its Gaussian noise, or None
+            when unknown (imported data). With ``action_noise_std`` it gives the loss floor
+            (`scaling.data.floor`); neither is stored in the dataset's arrays.
+        action_noise_std: (T, A) std of the Gaussian noise added to each clean action (raw units,
+            0 = none), the recorded action being clean + noise clipped to the action bounds.
     """
 
     images: np.ndarray
@@ -32,6 +37,8 @@ class Episode:
     source: str
     seed: int | None = None
     meta: dict = field(default_factory=dict)
+    clean_actions: np.ndarray | None = None
+    action_noise_std: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -47,6 +47,10 @@ def summarize(path: str | Path, *, action_bound: float | None = None) -> dict:
                   "train_frames": ds.n_train_frames, "val_frames": int(ds.val_indices().size)},
         "stats": stats,
         "quality": quality_report(t, m, action_bound=action_bound),
+        # Datasets written before the floor existed have none of these keys: unknown, like imported data.
+        "loss_floor": m.get("loss_floor"),
+        "loss_floor_per_dim": m.get("loss_floor_per_dim"),
+        "loss_floor_method": m.get("loss_floor_method"),
         "meta": m.get("meta", {}),
     }
 
@@ -86,6 +90,13 @@ def format_summary(s: dict) -> str:
     img = s["stats"]["image"]
     lines.append("  image   mean  " + " ".join(f"{v:.3f}" for v in img["mean"]) + "   std "
                  + " ".join(f"{v:.3f}" for v in img["std"]))
+    if s.get("loss_floor") is None:
+        lines.append("loss floor   unknown" + (f" ({s['loss_floor_method']})" if s.get("loss_floor_method")
+                                               else " (written before datasets recorded it)"))
+    else:
+        per_dim = " ".join(f"{v:.4f}" for v in s.get("loss_floor_per_dim") or [])
+        lines.append(f"loss floor   {s['loss_floor']:.4f} nats per action dimension (per dimension {per_dim})")
+        lines.append(f"  method     {s['loss_floor_method']}")
     bounds = q["action_bounds"]
     lines.append(
         f"quality      nonfinite {q['nonfinite']}  failed {q['failed']}  duplicate {q['duplicate']}  "

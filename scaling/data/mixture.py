@@ -64,6 +64,11 @@ class MixtureSource:
         return self.n_frames
 
     @property
+    def loss_floor(self) -> None:
+        """Unknown (None): the members' floors hold for their own bins, not the pooled tokenizer's."""
+        return None
+
+    @property
     def n_train_frames(self) -> int:
         """Unique training frames over all members."""
         return int(sum(m.n_train_frames for m in self.members))

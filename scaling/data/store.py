@@ -2,7 +2,8 @@
 
 Layout (see docs/contracts.md)::
 
-    DIR/manifest.json      format_version, sources, tasks, counts, features, seed, generator(+version), shards
+    DIR/manifest.json      format_version, sources, tasks, counts, features, seed, generator(+version), shards,
+                           loss_floor (+ _method, _per_dim)
     DIR/stats.json         normalisation stats (scaling.data.stats)
     DIR/tokenizer.json     {"instruction": word-level tokenizer, "action": q01/q99 256-bin tokenizer}
     DIR/episodes.parquet   one row per episode (index, uid, task, instruction, success, frames, flags)
@@ -14,6 +15,11 @@ random access touches only the rows asked for and memory stays bounded for data 
 The dataset is written under ``DIR.tmp-<pid>`` and renamed when complete (the manifest last), so
 a killed writer leaves only a ``.tmp-<pid>`` folder, which is never opened and is removed by the
 next writer to the same place. Reading lives in ``scaling.data.dataset.Dataset``.
+
+``loss_floor`` is the lowest val_loss the discrete head can reach (``scaling.data.floor``), from the
+clean actions and noise stds a generator attaches to its episodes; null when any episode lacks them
+(imported or cleaned data). They are spilled per shard under the temporary folder, because the
+floor needs the tokenizer, which exists only once every action has been seen.
 """
 
 from __future__ import annotations
@@ -31,12 +37,16 @@ import numpy as np
 from analysis.errors import BadInput
 from scaling.data.dataset import Dataset
 from scaling.data.episode import Episode
+from scaling.data.floor import METHOD as FLOOR_METHOD
+from scaling.data.floor import UNKNOWN as FLOOR_UNKNOWN
+from scaling.data.floor import FloorAccumulator
 from scaling.data.format import ARRAYS, FORMAT_VERSION, sha256_file
 from scaling.data.quality import episode_flags
 from scaling.data.stats import StatsAccumulator
 from scaling.data.tokenizers import ActionTokenizer, InstructionTokenizer
 
 DEFAULT_SHARD_FRAMES = 4096
+_FLOOR_DIR = "floor-inputs"  # under the temporary folder only; removed before it is renamed into place
 
 
 def content_hash(ep: Episode) -> str:
@@ -113,6 +123,7 @@ class DatasetWriter:
         self.buffered = 0
         self.frames = 0
         self.stats: StatsAccumulator | None = None
+        self.floor_known = True  # until an episode comes without its clean actions
 
     def _features_of(self, ep: Episode) -> dict:
         return {
@@ -136,6 +147,7 @@ class DatasetWriter:
                            f"{ep.images.shape} {ep.images.dtype}, {ep.proprio.shape}, {ep.actions.shape}")
         if t == 0 or ep.proprio.shape[0] != t or ep.actions.shape[0] != t:
             raise BadInput(f"episode {i}: empty or unequal lengths {t}, {ep.proprio.shape[0]}, {ep.actions.shape[0]}")
+        self._check_clean(ep, i, t)
         feats = self._features_of(ep)
         if self.features is None:
             self.features = feats
@@ -164,10 +176,28 @@ class DatasetWriter:
         if self.buffered >= self.shard_frames:
             self._flush()
 
+    def _check_clean(self, ep: Episode, i: int, t: int) -> None:
+        """Validates an episode's clean actions and noise stds; one missing makes the floor unknown."""
+        if ep.clean_actions is None or ep.action_noise_std is None:
+            self.floor_known = False
+            return
+        want = (t, ep.actions.shape[1])
+        clean, std = np.asarray(ep.clean_actions), np.asarray(ep.action_noise_std)
+        if clean.shape != want or std.shape != want:
+            raise BadInput(f"episode {i}: clean_actions {clean.shape} and action_noise_std {std.shape} "
+                           f"must be {want}, like its actions")
+        if not (np.isfinite(clean).all() and np.isfinite(std).all() and (std >= 0).all()):
+            raise BadInput(f"episode {i}: clean_actions and action_noise_std must be finite, the stds >= 0")
+
     def _flush(self) -> None:
         if not self.buffer:
             return
         name = f"shard-{len(self.shards):05d}"
+        if self.floor_known:
+            spill = self.tmp / _FLOOR_DIR
+            spill.mkdir(exist_ok=True)
+            np.save(spill / f"{name}-clean.npy", np.concatenate([e.clean_actions for e in self.buffer]))
+            np.save(spill / f"{name}-std.npy", np.concatenate([e.action_noise_std for e in self.buffer]))
         d = self.tmp / "shards" / name
         d.mkdir()
         first = len(self.rows) - len(self.buffer)
@@ -198,6 +228,7 @@ class DatasetWriter:
         stats = self.stats.result()
         instr = InstructionTokenizer.build(r["instruction"] for r in self.rows)
         act = ActionTokenizer.from_stats(stats)
+        floor = self._floor(act)
         _write_json(self.tmp / "stats.json", stats)
         _write_json(self.tmp / "tokenizer.json", {"instruction": instr.to_dict(), "action": act.to_dict()})
         cols = {k: [r[k] for r in self.rows] for k in self.rows[0]}
@@ -208,7 +239,7 @@ class DatasetWriter:
             "tasks": sorted({r["task"] for r in self.rows}),
             "counts": {"episodes": len(self.rows), "frames": self.frames, "shards": len(self.shards)},
             "features": self.features, "image_size": int(self.features["images"]["shape"][0]),
-            "shard_frames": self.shard_frames, "shards": self.shards,
+            "shard_frames": self.shard_frames, "shards": self.shards, **floor,
         }
         # The manifest is written last: a folder without it is never taken for a dataset.
         _write_json(self.tmp / "manifest.json", manifest)
@@ -221,6 +252,20 @@ class DatasetWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.out
+
+    def _floor(self, tokenizer: ActionTokenizer) -> dict:
+        """The manifest's loss_floor fields, from the spilled clean actions (then deleted)."""
+        spill = self.tmp / _FLOOR_DIR
+        try:
+            if not self.floor_known:
+                return {"loss_floor": None, "loss_floor_per_dim": None, "loss_floor_method": FLOOR_UNKNOWN}
+            acc = FloorAccumulator(tokenizer)
+            for s in self.shards:
+                acc.add(np.load(spill / f"{s['name']}-clean.npy"), np.load(spill / f"{s['name']}-std.npy"))
+            return {"loss_floor": acc.result(), "loss_floor_per_dim": acc.per_dim().tolist(),
+                    "loss_floor_method": FLOOR_METHOD}
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
 
     def abort(self) -> None:
         """Removes the temporary folder (nothing half-written is left behind)."""

@@ -67,6 +67,16 @@ class ActionTokenizer:
         x = np.clip(np.asarray(normed, dtype=np.float64), -1.0, 1.0)
         return np.minimum(np.floor((x + 1.0) / self.bin_width), self.bins - 1).astype(np.int64)
 
+    def edges(self) -> np.ndarray:
+        """(A, bins - 1) float64 interior bin edges in raw action units, ascending per dimension.
+
+        Raw action a falls in bin k exactly when edges[k-1] <= a < edges[k] (up to the float32
+        rounding of `normalize`), with edges[-1] = -inf and edges[bins-1] = +inf: the clipping
+        to [-1, 1] sends everything below q01 into bin 0 and everything from q99 up into the last.
+        """
+        k = np.arange(1, self.bins, dtype=np.float64)  # (bins - 1,)
+        return self._mid[:, None] + self._half[:, None] * (-1.0 + k[None, :] * self.bin_width)
+
     def encode(self, actions: np.ndarray) -> np.ndarray:
         """(..., A) raw actions -> (..., A) int64 bin ids in [0, bins)."""
         return self.tokens_from_normalized(self.normalize(actions))

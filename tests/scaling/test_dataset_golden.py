@@ -7,7 +7,9 @@ tests/data/dataset-v1 was written by
 and is checked in. Three things can break it, each on purpose only:
 
 - the on-disk format (store.py: files, manifest keys, columns): users' datasets of version 1 must
-  still open. Bump FORMAT_VERSION, keep reading version 1, add a tests/data/dataset-v2 beside this one;
+  still open. Bump FORMAT_VERSION, keep reading version 1, add a tests/data/dataset-v2 beside this one.
+  Optional manifest keys that a version-1 reader reads when present and does without when absent
+  (OPTIONAL_MANIFEST_KEYS: the loss floor) are no format change: fresh folders have them, this one not;
 - the reader (normalisation, tokenizers, splits): the pinned batch below changes; a run on an old
   dataset would no longer see what it saw;
 - the generator (same seed and index, different episode): bump tabletop's GENERATOR_VERSION and
@@ -33,6 +35,7 @@ FILES = {"manifest.json", "stats.json", "tokenizer.json", "episodes.parquet", "s
          "shards/shard-00000/proprio.npy", "shards/shard-00000/actions.npy", "shards/shard-00000/episode_index.npy"}
 MANIFEST_KEYS = {"format_version", "generator", "generator_version", "seed", "meta", "sources", "tasks", "counts",
                  "features", "image_size", "shard_frames", "shards"}
+OPTIONAL_MANIFEST_KEYS = {"loss_floor", "loss_floor_method", "loss_floor_per_dim"}
 EPISODE_COLUMNS = ["episode_index", "uid", "content_hash", "task", "instruction", "success", "source", "length",
                    "frame_start", "shard", "seed", "meta"]
 
@@ -80,7 +83,11 @@ def test_fresh_generation_equals_the_golden_folder(tmp_path):
     assert format_version_of(out) == FORMAT_VERSION == 1, "format changed: add tests/data/dataset-v2, keep v1 readable"
     for name in sorted(FILES):
         a, b = GOLDEN / name, out / name
-        if name.endswith(".json"):
+        if name == "manifest.json":
+            fresh = json.loads(b.read_text())
+            assert OPTIONAL_MANIFEST_KEYS <= set(fresh) and fresh["loss_floor"] > 0
+            assert json.loads(a.read_text()) == {k: v for k, v in fresh.items() if k not in OPTIONAL_MANIFEST_KEYS}
+        elif name.endswith(".json"):
             assert json.loads(a.read_text()) == json.loads(b.read_text()), name
         elif name.endswith(".parquet"):  # the bytes carry the writer's version; the content must match
             pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b))

@@ -123,6 +123,10 @@ class TabletopEnv:
             self._expert = ScriptedExpert(self.task, noise, self._expert_rng)
         return self._expert.act(self.scene)
 
+    def expert_clean(self) -> tuple[list[float], list[float]]:
+        """The last `expert_action`'s clean action and per-dimension noise std (see `ScriptedExpert.act`)."""
+        return self._expert.clean, self._expert.clean_std
+
     def describe(self) -> dict:
         """JSON-friendly description of the episode (family, objects at reset, zone colours)."""
         return {

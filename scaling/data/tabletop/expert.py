@@ -44,6 +44,8 @@ class ScriptedExpert:
         self.task = task
         self.noise = float(noise)
         self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.clean: list[float] = [0.0, 0.0, 0.0]  # of the last `act` call (see there)
+        self.clean_std: list[float] = [0.0, 0.0, 0.0]
         # Detour waypoints per op index, drawn up front so the plan is fixed for the episode.
         self._via: dict[int, np.ndarray] = {}
         if self.noise > 0:
@@ -60,10 +62,17 @@ class ScriptedExpert:
         return scene.held != op.obj and math.hypot(x - op.point[0], y - op.point[1]) < PLACE_TOL
 
     def act(self, scene: Scene) -> np.ndarray:
-        """(3,) float32 action in [-1, 1] for the current ``scene``."""
+        """(3,) float32 action in [-1, 1] for the current ``scene``.
+
+        Also sets ``clean`` (the action before the noise: [dx, dy, grip], movement not yet clipped)
+        and ``clean_std`` (the noise std of each dimension at this step), which the generator
+        records for the dataset's loss floor; the action is clip(clean + N(0, clean_std^2), -1, 1).
+        """
         k = next((k for k, op in enumerate(self.task.plan) if not self._done(op, scene)), None)
         if k is None:  # plan complete: stay put, keep the gripper as it is
-            return np.array([0.0, 0.0, 1.0 if scene.closed else -1.0], dtype=np.float32)
+            grip = 1.0 if scene.closed else -1.0
+            self.clean, self.clean_std = [0.0, 0.0, grip], [0.0, 0.0, 0.0]
+            return np.array([0.0, 0.0, grip], dtype=np.float32)
         op = self.task.plan[k]
         if op.kind == "reach":
             target = scene.pos[op.obj] if op.obj >= 0 else np.asarray(op.point)
@@ -84,6 +93,9 @@ class ScriptedExpert:
             move, arrive = _move(scene.agent, scene.pos[op.obj])
             # Close on arrival; if closed on nothing (a missed grasp), open first to retry.
             grip = 1.0 if (arrive and not scene.closed) else -1.0
+        # Python lists, not arrays: this runs once per generated frame.
+        self.clean = [move[0], move[1], grip]
+        self.clean_std = [self.noise, self.noise, 0.0]
         if self.noise > 0:
             jitter = self.rng.normal(0.0, self.noise, size=2).tolist()
             move = [move[0] + jitter[0], move[1] + jitter[1]]

@@ -28,17 +28,22 @@ def generate_episode(
 
     Frames are rendered straight into the episode buffer: image t and proprio t are the state
     *before* action t, so (image_t, proprio_t, instruction) -> action_t is the learning target.
+    The expert's clean actions and noise stds come along (`Episode.clean_actions`) for the
+    dataset's loss floor.
     """
     env.start(episode_seed(seed, index, branch))
     s, t_max = env.image_size, env.max_steps
     images = np.empty((t_max, s, s, 3), dtype=np.uint8)  # (T_max, H, W, 3)
     proprio = np.empty((t_max, PROPRIO_DIM), dtype=np.float32)
     actions = np.empty((t_max, ACTION_DIM), dtype=np.float32)
+    clean = np.empty((t_max, ACTION_DIM), dtype=np.float64)
+    clean_std = np.empty((t_max, ACTION_DIM), dtype=np.float64)
     done, t = False, 0
     while not done:
         env.render(out=images[t])
         proprio[t] = env.scene.proprio()
         actions[t] = env.expert_action(noise)
+        clean[t], clean_std[t] = env.expert_clean()
         env.scene.step(actions[t])
         env.steps = t = t + 1
         env.success = success = is_success(env.task, env.scene)  # env.step would also render
@@ -54,6 +59,8 @@ def generate_episode(
         seed=int(seed),
         meta={"episode_index": int(index), "noise": float(noise), "generator_version": GENERATOR_VERSION,
               "max_steps": int(t_max), **env.describe()},
+        clean_actions=clean[:t].copy(),
+        action_noise_std=clean_std[:t].copy(),
     )
 
 
