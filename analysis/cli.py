@@ -96,6 +96,9 @@ def register(subparsers) -> None:
     p.add_argument("results", help="results table (.csv/.parquet) or a sweep directory holding results.csv")
     _columns(p)
     p.add_argument("--out", required=True, help="output directory (report.html, fit.json, PNG figures)")
+    p.add_argument("--loss-floor", type=float, default=None, metavar="X",
+                   help="the data's known lower bound on the loss, for a table without a loss_floor column: the "
+                   "report then also fits E held at it and says which backtests better")
     p.set_defaults(func=_report)
 
 

@@ -77,11 +77,70 @@ def _ci(c) -> str:
     return f"[{c[0]:.4g}, {c[1]:.4g}]" if c else ""
 
 
+def _validation_html(raw) -> str:
+    """Did the recommendation hold: the validation rounds of the table (empty without any)."""
+    from analysis.validation import summarize
+
+    if raw is None:
+        return ""
+    rounds = summarize(raw)
+    if not rounds:
+        return ""
+    e = html.escape
+    parts = ["<h2>Validation: did the recommendation hold?</h2><p>Each round was predicted before it ran "
+             "(`scaling sweep validate` wrote the prediction into the spec): the recommended size and alternatives "
+             "at the same compute, never fitted.</p>"]
+    for r in rounds:
+        verdict = "won" if r["recommended_won"] else "did <b>not</b> win"
+        parts.append(f"<h3>C = {r['budget']:.3g} FLOPs: the recommended size {verdict}"
+                     + (f" (mean {r['margin']:+.4f} against the best alternative)" if r["margin"] is not None else "")
+                     + f"; the printed interval covered {r['covered']} of {r['runs']} runs</h3>")
+        rows = "".join(
+            f"<tr><td>{e(x['size'])}{' (recommended)' if x['recommended'] else ''}</td><td>{x['n_params']:,}</td>"
+            f"<td>{x['samples']:,}</td><td>{', '.join(f'{v:.4f}' for v in x['losses'])}</td><td>{x['mean']:.4f}</td>"
+            f"<td>{x['predicted_loss']:.4f} [{x['predicted_lo']:.4f}, {x['predicted_hi']:.4f}]</td>"
+            f"<td>{x['covered']} of {len(x['losses'])}</td></tr>" for x in r["sizes"])
+        parts.append("<table><tr><th>size</th><th>N</th><th>D</th><th>loss per seed</th><th>mean</th>"
+                     "<th>predicted [95%]</th><th>covered</th></tr>" + rows + "</table>")
+    return "".join(parts)
+
+
+def _pair_html(pair) -> str:
+    """The law with its floor free beside the law with the floor held at the data's known loss floor."""
+    if pair is None:
+        return ""
+    e = html.escape
+    names = list(pair.free.params)
+    rows = "".join(f"<tr><td>{e(k)}</td><td>{pair.free.params[k]:.4g} {_ci(pair.free.ci.get(k))}</td>"
+                   f"<td>{pair.floored.params[k]:.4g} {_ci(pair.floored.ci.get(k))}</td></tr>" for k in names)
+    for k in ("a", "b"):
+        if pair.free.exponents.get(k) is not None:
+            rows += (f"<tr><td>{k}</td><td>{pair.free.exponents[k]:.4g} {_ci(pair.free.ci.get(k))}</td>"
+                     f"<td>{pair.floored.exponents[k]:.4g} {_ci(pair.floored.ci.get(k))}</td></tr>")
+    bt = [(p.backtest or {}) for p in (pair.free, pair.floored)]
+    rows += "<tr><td>backtest mean / max error</td>" + "".join(
+        f"<td>{100 * b['are_mean']:.2f}% / {100 * b['are_max']:.2f}%</td>" if b.get("are_mean") is not None
+        else "<td>skipped</td>" for b in bt[:2]) + "</tr>"
+    opt = [(p.optimum or {}) for p in (pair.free, pair.floored)]
+    if all(opt[:2]):
+        rows += "<tr><td>N_opt at the largest compute</td>" + "".join(
+            f"<td>{o['n_opt']:.3g} {_ci(o['ci'].get('n_opt'))}</td>" for o in opt[:2]) + "</tr>"
+    return (f"<h2>Known loss floor: E free against E held at {pair.floored.loss_floor:.4g}</h2>"
+            f"<p>{e(pair.verdict)}.</p><table><tr><th></th><th>E free</th><th>E at the floor</th></tr>{rows}</table>")
+
+
+def _extrapolation_txt(opt: dict) -> str:
+    from analysis.allocation import extrapolation_text
+
+    ex = opt.get("extrapolation")
+    return " ".join(extrapolation_text(ex)) + "." if ex else ""
+
+
 def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str = "n_params",
                  d_col: str = "n_samples", loss_col: str = "val_loss", c_col: str | None = None,
                  bootstrap: int = 1000, holdout_frac: float = 0.2, seed: int = 0, fit=None,
                  grid=None, all_states: bool = False, exclude_col: str | None = None, delta: float = 1e-3,
-                 asymmetry: float = 0.5) -> Path:
+                 asymmetry: float = 0.5, loss_floor: float | None = None) -> Path:
     """Fit the table and write report.html plus its PNG figures into `out_dir`.
 
     Args:
@@ -91,6 +150,8 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
         fit: an existing `FitResult` to report instead of fitting again.
         all_states: keep runs whose state is not completed.
         exclude_col, delta, asymmetry: as in `analysis.fit`.
+        loss_floor: the data's known lower bound on the loss, for a table without a `loss_floor` column;
+            when one is known the report also fits the law with E held at it and says which backtests better.
 
     Returns:
         Path of report.html.
@@ -105,9 +166,17 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
     f = get_form(form if fit is None else fit.form)
     tbl = load_table(src, need=f.columns, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
                      n_params=len(f.params), all_states=all_states, exclude_col=exclude_col)
+    from analysis.table import read_frame
+    from analysis.workflow import fit_pair, known_loss_floor
+
+    raw = src if hasattr(src, "columns") else read_frame(src)[0]
+    floor, _ = known_loss_floor(tbl, loss_floor)
+    kw = dict(bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid, delta=delta, asymmetry=asymmetry)
+    pair = None
+    if floor is not None and get_form(form if fit is None else fit.form).floor is not None:
+        pair = fit_pair(tbl, form if fit is None else fit.form, loss_floor=floor, **kw)
     if fit is None:
-        fit = run_fit(tbl, form, bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid, delta=delta,
-                      asymmetry=asymmetry)
+        fit = pair.free if pair is not None else run_fit(tbl, form, **kw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fit.save(out / "fit.json")
@@ -147,7 +216,9 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
     opt = fit.optimum or {}
     opt_txt = (f"At C = {opt['flops']:.3g} FLOPs: N_opt = {opt['n_opt']:.3g} {_ci(opt['ci'].get('n_opt'))}, D_opt = "
                f"{opt['d_opt']:.3g} {_ci(opt['ci'].get('d_opt'))}, loss {opt['loss']:.4g} {_ci(opt['ci'].get('loss'))} "
-               f"(k = {fit.k:.3g} FLOPs per parameter per sample{'' if fit.k_measured else ', assumed'})."
+               + (f"(at {opt['flops_per_sample']:.3g} FLOPs per sample, what a model of that size costs)."
+                  if opt.get("flops_per_sample") else
+                  f"(k = {fit.k:.3g} FLOPs per parameter per sample{'' if fit.k_measured else ', assumed'}).")
                if opt else "")
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Scaling-law report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
@@ -160,7 +231,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49
 <h2>Parameters</h2><table><tr><th>name</th><th>value</th><th>95% interval</th></tr>{params}</table>
 <h2>Warnings</h2><ul class="warn">{warn}</ul>{('<h3>Notes</h3><ul>' + notes + '</ul>') if notes else ''}
 <h2>Backtest</h2><p>{bt_txt}</p>
-<h2>Compute-optimal allocation</h2><p>{opt_txt}</p>{_app_table(apps, fit) if two_var else ''}
+<h2>Compute-optimal allocation</h2><p>{opt_txt} {e(_extrapolation_txt(opt))}</p>{_app_table(apps, fit) if two_var else ''}
+{_pair_html(pair)}
+{_validation_html(raw)}
 {_success_html(fit)}
 <h2>Figures</h2>{''.join(f'<img src="{n}" alt="{e(t)}" title="{e(t)}">' for t, n in figs)}
 </body></html>
