@@ -117,10 +117,11 @@ def isoflops(app2, ax=None):
     """IsoFLOP curves (Approach 2): losses per budget against N, the fitted parabolas and their minima."""
     ax = _axes(ax)
     cmap = __import__("matplotlib").colormaps["viridis"]
-    for j, (c, n, y, p) in enumerate(app2.curves):
+    for j, (c, n, y, p, *win) in enumerate(app2.curves):
         col = cmap(j / max(1, len(app2.curves) - 1) * 0.9)
         ax.scatter(n, y, s=14, color=col, label=f"{c:.2g} FLOPs")
-        xs = np.linspace(np.log(n.min()), np.log(n.max()), 60)
+        lo, hi = win[0] if win else (np.log(n.min()), np.log(n.max()))
+        xs = np.linspace(lo, hi, 60)  # the parabola only where it was fitted: the window about the minimum
         ax.plot(np.exp(xs), np.polyval(p, xs), color=col, lw=1)
     if app2.n_opt.size:
         ax.scatter(app2.n_opt, app2.loss, marker="*", s=80, color="k", zorder=5, label="minimum")

@@ -43,14 +43,26 @@ def _save(ax, out_dir: Path, name: str) -> str:
 
 
 def _app_table(apps, fit) -> str:
-    rows = [f"<tr><td>3 (parametric fit)</td><td>{fit.exponents['a']:.3f}</td><td>{fit.exponents['b']:.3f}</td>"
-            f"<td>{_ci(fit.ci.get('a'))}</td></tr>"] if fit.exponents.get("a") is not None else []
-    for app in apps:
-        if app.flops.size >= 2:
-            rows.append(f"<tr><td>{app.approach} ({'envelope' if app.approach == 1 else 'IsoFLOP parabolas'}, "
-                        f"{app.flops.size} points)</td><td>{app.a:.3f}</td><td>{app.b:.3f}</td><td></td></tr>")
-    return ("<table><tr><th>approach</th><th>a (N_opt ~ C^a)</th><th>b (D_opt ~ C^b)</th><th>95% CI of a</th></tr>"
-            + "".join(rows) + "</table>")
+    """Approaches 1, 2 and 3 side by side: a with its interval, whether the data meets each one's assumptions."""
+    e = html.escape
+    cmp = fit.approaches or {}
+    names = {"1": "1 (envelope of lowest loss per compute)", "2": "2 (IsoFLOP parabolas, windowed)",
+             "3": "3 (parametric fit)"}
+    rows = []
+    for key, app in sorted(cmp.get("approaches", {}).items()):
+        a = app.get("a")
+        rows.append(f"<tr><td>{names.get(key, key)}</td><td>{'' if a is None else f'{a:.3f}'}</td>"
+                    f"<td>{_ci(app.get('ci'))}</td><td>{'yes' if app.get('assumptions_met') else '<b>no</b>'}</td>"
+                    f"<td style='text-align:left'>{e(str(app.get('why', '')))}</td></tr>")
+    if not rows:  # a fit written before approaches were compared
+        rows = [f"<tr><td>{app.approach}</td><td>{app.a:.3f}</td><td></td><td></td><td></td></tr>"
+                for app in apps if app.flops.size >= 2]
+    verdict = ""
+    if cmp:
+        verdict = (f"<p>{'The approaches agree (their 95% intervals overlap).' if cmp.get('agree') else '<b>The approaches do not agree.</b>'} "
+                   f"{e(str(cmp.get('trust', '')))}</p>")
+    return ("<table><tr><th>approach</th><th>a (N_opt ~ C^a)</th><th>95% interval</th><th>assumptions met</th>"
+            "<th>why</th></tr>" + "".join(rows) + "</table>" + verdict)
 
 
 def _success_html(fit) -> str:

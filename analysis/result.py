@@ -69,6 +69,9 @@ class FitResult:
     success: dict = field(default_factory=dict)
     """Success-rate laws when the table has success rates: {"column", "floor", "vs_compute", "vs_loss"}
     (see `analysis.success`); empty otherwise."""
+    approaches: dict = field(default_factory=dict)
+    """Approaches 1, 2 and 3 on the same runs (`analysis.approaches.compare_approaches`): each one's a with
+    its interval and whether the data meets its assumptions, whether they agree, which to trust."""
     fixed: dict[str, float] = field(default_factory=dict)
     """Parameters held at a value instead of fitted ({"E": 1.6}); also in `params`, with intervals [v, v]."""
     e_min: float | None = None
@@ -110,7 +113,7 @@ class FitResult:
         d.setdefault("n_points", 0)
         d.setdefault("backtest", {})
         for key in ("bootstrap", "optimum", "at_bound", "convergence", "observed", "training", "columns", "success",
-                    "fixed"):
+                    "fixed", "approaches"):
             if d.get(key) is None:
                 d[key] = {}
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -164,6 +167,13 @@ class FitResult:
                 lines.append(f"  success vs {label}: mid {_fmt(p['mid'])}{_ci(ci.get('mid'))}, slope {_fmt(p['slope'])}"
                              f"{_ci(ci.get('slope'))}, ceiling {_fmt(p['ceiling'])}{_ci(ci.get('ceiling'))}; "
                              f"rmse {sp['rmse']:.3f} on {sp['n_points']} runs")
+        for key, app in sorted((self.approaches or {}).get("approaches", {}).items()):
+            a, ci = app.get("a"), app.get("ci")
+            name = {"1": "envelope", "2": "IsoFLOP parabolas", "3": "this fit"}.get(key, key)
+            lines.append(f"  approach {key} ({name}): a = {_fmt(a)}{_ci(ci)}; "
+                         f"{'assumptions met' if app.get('assumptions_met') else 'assumptions NOT met'}: {app.get('why', '')}")
+        if (self.approaches or {}).get("trust"):
+            lines.append(f"  approaches: {self.approaches['trust']}")
         for n in self.notes:
             lines.append(f"  note: {n}")
         for w in self.warnings:
@@ -204,7 +214,7 @@ def _check(d, where: str) -> None:
         bad(f"'k' (FLOPs per parameter per sample) must be a positive number, found {k!r}")
     for key, typ in (("ci", dict), ("exponents", dict), ("backtest", dict), ("bootstrap", dict), ("optimum", dict),
                      ("warnings", list), ("notes", list), ("at_bound", dict), ("observed", dict), ("training", dict),
-                     ("convergence", dict), ("columns", dict), ("success", dict), ("fixed", dict)):
+                     ("convergence", dict), ("columns", dict), ("success", dict), ("fixed", dict), ("approaches", dict)):
         if key in d and d[key] is not None and not isinstance(d[key], typ):
             bad(f"{key!r} must be a JSON {'object' if typ is dict else 'array'}, found {type(d[key]).__name__}")
     for name, v in (d.get("ci") or {}).items():

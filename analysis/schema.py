@@ -208,6 +208,8 @@ FIT_RESULT: tuple[Field, ...] = (
     _f("training", "object", "Training settings of the fitted runs (lr, global_batch_size, ...).", required=False),
     _f("success", "object", "Success-rate laws when the table has success rates: column, floor, vs_compute, "
        "vs_loss; empty otherwise.", required=False),
+    _f("approaches", "object", "Approaches 1 (envelope), 2 (IsoFLOP parabolas, windowed) and 3 (this fit) on the "
+       "same runs: approaches {1, 2, 3: a, ci, assumptions_met, why}, agree, warnings, trust.", required=False),
     _f("fixed", "object", "Parameters held at a value instead of fitted ({name: value}; also in params, "
        "intervals [value, value]).", values="number", required=False),
     _f("e_min", "number", "Lower bound the floor E was fitted above (E = e_min + exp(e)); null: unbounded.",

@@ -114,7 +114,7 @@ def fit(table, form: str = "chinchilla", *, n_col: str = "n_params", d_col: str 
         holdout_frac: float = 0.2, seed: int = 0, grid: np.ndarray | None = None,
         all_states: bool = False, exclude_col: str | None = None, delta: float = DELTA,
         asymmetry: float = 0.5, grid_frac: float = 0.05, success_col: str | None = "success_rate",
-        fix=None, e_min: float | None = None, loss_floor: float | None = None) -> FitResult:
+        fix=None, e_min: float | None = None, loss_floor: float | None = None, compare: bool = True) -> FitResult:
     """Fit a scaling law to a results table.
 
     Args:
@@ -140,6 +140,8 @@ def fit(table, form: str = "chinchilla", *, n_col: str = "n_params", d_col: str 
             bound" when it ends within 1e-3 of the smallest loss above e_min.
         loss_floor: a known lower bound on the loss (default: the table's `loss_floor` column, if
             any); the fit warns when its floor lies below it.
+        compare: also run Approaches 1 and 2 on the same runs (laws with an allocation, tables with N
+            and D) and record whether they agree with this fit's a (`FitResult.approaches`).
 
     Raises:
         BadInput: the table cannot support the fit (see `analysis.table.load_table`), or `fix`,
@@ -278,7 +280,7 @@ def fit(table, form: str = "chinchilla", *, n_col: str = "n_params", d_col: str 
     res = FitResult(form=base.name, params=params, ci=ci, exponents=exponents, huber=pf.huber, n_points=tbl.n,
                     backtest=bt, warnings=warnings, notes=notes, columns=dict(tbl.names), k=tbl.k,
                     k_measured=tbl.k_measured, bootstrap=boot, source=tbl.source, at_bound=at_edge,
-                    convergence=convergence, observed=tbl.observed(), training=tbl.training(),
+                    convergence=convergence, observed=tbl.observed(holdout_frac), training=tbl.training(),
                     fixed=fixed, e_min=e_min, loss_floor=floor_value)
     success = success_section(tbl, tbl.compute, tbl.loss, min(bootstrap, 200), seed, success_col) if success_col else {}
     for part in ("vs_compute", "vs_loss"):
@@ -289,8 +291,28 @@ def fit(table, form: str = "chinchilla", *, n_col: str = "n_params", d_col: str 
     if f.has_allocation:
         from analysis.allocation import optimal
 
-        res = dataclasses.replace(res, optimum=optimal(res, float(tbl.compute.max())))
+        opt = optimal(res, float(tbl.compute.max()))
+        res = dataclasses.replace(res, optimum=opt)
+        if "N" in tbl.cols and "D" in tbl.cols and compare:
+            res = _with_approaches(res, tbl, opt, min(bootstrap, 200), seed)
     return res
+
+
+def _with_approaches(res: FitResult, tbl: Table, opt: dict, n_boot: int, seed: int) -> FitResult:
+    """Approaches 1 and 2 on the same runs beside this fit's a: do they agree, whose assumptions hold."""
+    from analysis.approaches import compare_approaches
+
+    budget = None
+    if tbl.frame is not None and "budget" in tbl.frame.columns:
+        import pandas as pd
+
+        b = pd.to_numeric(tbl.frame["budget"], errors="coerce").to_numpy(float)
+        budget = b if (np.isfinite(b) & (b > 0)).all() else None
+    a, ci = res.exponents.get("a"), res.ci.get("a")
+    cmp = compare_approaches(tbl.cols["N"], tbl.cols["D"], tbl.loss, tbl.compute, a3=a, a3_ci=ci, budget=budget,
+                             n_boot=n_boot, seed=seed, a3_extrapolation=opt["d_opt"] / float(tbl.cols["D"].max()))
+    warns = [f"approaches: {w}" for w in cmp.get("warnings", [])]
+    return dataclasses.replace(res, approaches=cmp, warnings=list(res.warnings) + warns)
 
 
 def _floor_fmt(v: float) -> str:
