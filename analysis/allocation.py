@@ -137,7 +137,8 @@ def extrapolation_text(ex: dict) -> list[str]:
     return lines
 
 
-def interval_floor(fit, loss: float, ex: dict, level: float = 0.95) -> tuple[float, str | None]:
+def interval_floor(backtest: dict | None, observed: dict | None, loss: float, ex: dict,
+                   level: float = 0.95) -> tuple[float, str | None]:
     """The smallest half-width a loss interval may have at this extrapolation, and how it was set.
 
     Two floors, the larger wins: (1) the backtest's: refitting without the top-compute runs
@@ -147,7 +148,7 @@ def interval_floor(fit, loss: float, ex: dict, level: float = 0.95) -> tuple[flo
     a run's loss scatters about the law by the spread between seeds (`seed_sd`, relative), so a 95%
     interval for the loss a run will reach is at least +-1.96 of it.
     """
-    bt, obs = fit.backtest or {}, fit.observed or {}
+    bt, obs = backtest or {}, observed or {}
     z = 1.959964 if level == 0.95 else float(__import__("scipy.stats", fromlist=["norm"]).norm.ppf(0.5 + level / 2))
     half, why = 0.0, []
     err, reach = bt.get("are_max"), obs.get("backtest_reach")
@@ -158,7 +159,7 @@ def interval_floor(fit, loss: float, ex: dict, level: float = 0.95) -> tuple[flo
     sd = obs.get("seed_sd")
     if sd:
         h2 = z * sd * loss
-        why.append(f"seeds: +-{z:.2f} x {100 * sd:.2g}% spread between seeds")
+        why.append(f"seeds: +-{z:.2f} x {100 * sd:.2g}% {obs.get('seed_sd_source') or 'spread between seeds'}")
         half = max(half, h2)
     return half, ("; ".join(why) if why else None)
 
@@ -189,9 +190,9 @@ def _load_fit(fit):
     return fit
 
 
-def _widen(fit, out: dict, ex: dict, level: float) -> None:
-    """Widen out["ci"]["loss"] to the floor of `interval_floor`, keeping the bootstrap's as ci_bootstrap."""
-    half, why = interval_floor(fit, out["loss"], ex, level)
+def widen_interval(out: dict, ex: dict, backtest: dict | None, observed: dict | None, level: float = 0.95) -> None:
+    """Widen out["ci"]["loss"] to `interval_floor`, keeping the bootstrap's as ci_bootstrap, saying how in ci_method."""
+    half, why = interval_floor(backtest, observed, out["loss"], ex, level)
     boot = out["ci"].get("loss")
     out["ci_bootstrap"] = {"loss": boot} if boot else {}
     lo = out["loss"] - half if half else (boot[0] if boot else None)
@@ -202,6 +203,10 @@ def _widen(fit, out: dict, ex: dict, level: float) -> None:
         out["ci"]["loss"] = [float(lo), float(hi)]
     out["ci_method"] = ("loss: the wider of the bootstrap percentile interval and " + why) if why else \
         "loss: bootstrap percentile interval (no backtest or seed spread recorded to bound it)"
+
+
+def _widen(fit, out: dict, ex: dict, level: float) -> None:
+    widen_interval(out, ex, fit.backtest, fit.observed, level)
 
 
 def optimal(fit, flops: float, level: float = 0.95) -> dict:

@@ -547,6 +547,7 @@ def a2_optimal(fit: dict, flops: float, level: float = 0.95) -> dict:
     out["extrapolation"], out["warnings"] = _a2_span(fit, flops)
     if not rows.size:
         out["warnings"].append("the fit has no bootstrap rows: no intervals")
+    _a2_finish(fit, out, out["n_opt"], out["d_opt"], flops)
     return out
 
 
@@ -592,7 +593,62 @@ def a2_predict(fit: dict, n: float, d: float, flops: float | None = None, level:
         warns.append(f"N = {n:.3g} is {n / out['n_opt']:.3g}x N_opt ({out['n_opt']:.3g}) at this compute; the "
                      f"parabolas were fitted within {np.exp(reach):.3g}x of their minima: the surface is extrapolated in N")
     out["extrapolation"], out["warnings"] = ex, warns
+    _a2_finish(fit, out, n, d, flops)
     return out
+
+
+def _a2_backtest(tbl, budget, window) -> dict:
+    """Refit without the largest budget, predict every run of it on the IsoFLOP surface.
+
+    Returns:
+        {"holdout" (runs of the held-out budget), "are_mean", "are_max" (relative errors), "reach"
+        (log10 of the held-out budget over the largest one left in: how far the backtest extrapolated)},
+        or {"skipped": why} when fewer than 3 budgets were fitted.
+    """
+    groups = budgets_of(tbl.compute) if budget is None else np.asarray(budget)
+    keys = np.unique(groups)
+    if keys.size < 3:
+        return {"skipped": f"{keys.size} budgets: the backtest needs 3 (2 to refit, 1 to predict)"}
+    comp = {g: float(np.exp(np.mean(np.log(tbl.compute[groups == g])))) for g in keys}
+    top = max(keys, key=lambda g: comp[g])
+    keep = groups != top
+    sub = approach2(tbl.cols["N"][keep], tbl.cols["D"][keep], tbl.loss[keep], tbl.compute[keep],
+                    budget=None if budget is None else np.asarray(budget)[keep], window=window)
+    if sub.flops.size < 2:
+        return {"skipped": "fewer than 2 budgets fitted without the largest"}
+    N, D, L = tbl.cols["N"][~keep], tbl.cols["D"][~keep], tbl.loss[~keep]
+    fit = {**sub.to_dict(), "flops_per_sample": _flops_per_sample(tbl.cols["N"], tbl.cols["D"], tbl.compute)}
+    try:
+        pred = np.array([a2_predict(fit, n, d, flops=comp[top])["loss"] for n, d in zip(N, D)], float)
+    except ValueError as exc:
+        return {"skipped": str(exc)}
+    are = np.abs(pred - L) / L
+    left = max(float(c) for c in sub.flops)
+    return {"holdout": int(L.size), "are_mean": float(are.mean()), "are_max": float(are.max()),
+            "reach": float(np.log10(comp[top] / left))}
+
+
+def _a2_finish(fit: dict, out: dict, n: float, d: float, c: float) -> None:
+    """The answer's extrapolation in N, D and C, and its loss interval widened as Approach 3's are.
+
+    Widening (`analysis.allocation.interval_floor`'s rule): no narrower than the Approach 2 backtest's
+    worst error (refit without the largest budget, predict its runs), grown with the decades beyond the
+    fitted runs over the decades that backtest reached; nor than +-1.96 x the runs' own scatter about
+    the parabolas (the fit's noise estimate, as a share of the loss).
+    """
+    from analysis.allocation import extrapolation, widen_interval
+
+    obs = dict(fit.get("observed") or {})
+    ex = extrapolation(obs, n, d, c)
+    ex.update({k: v for k, v in (out.get("extrapolation") or {}).items() if k not in ex})
+    out["extrapolation"] = ex
+    bt = dict(fit.get("backtest") or {})
+    obs["backtest_reach"] = bt.get("reach")
+    noise = (fit.get("noise") or {}).get("sd")
+    if noise and out["loss"] > 0 and float(noise) / out["loss"] > float(obs.get("seed_sd") or 0.0):
+        obs["seed_sd"] = float(noise) / out["loss"]
+        obs["seed_sd_source"] = f"scatter of the runs about the parabolas ({(fit.get('noise') or {}).get('source', '')})"
+    widen_interval(out, ex, bt, obs)
 
 
 def _censoring(a1: AllocationFit, N: np.ndarray, D: np.ndarray) -> str | None:
@@ -758,7 +814,8 @@ def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", 
                        f"{'grid' if window is None else 'window'}; found {res.flops.size} "
                        f"({'; '.join(res.warnings)[:200]})")
     d = {**res.to_dict(), "n_points": tbl.n, "source": tbl.source, "notes": list(tbl.notes),
-         "columns": {**tbl.names, **({"budget": col} if col else {})}, "seed": seed}
+         "columns": {**tbl.names, **({"budget": col} if col else {})}, "seed": seed,
+         "observed": tbl.observed(0.0), "backtest": _a2_backtest(tbl, budget, window)}
     d = _clean(d)
     if out is not None:
         write_atomic(out, json.dumps(d, indent=1) + "\n")

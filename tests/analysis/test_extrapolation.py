@@ -132,3 +132,29 @@ def test_fitted_curves_are_dashed_beyond_the_runs():
     assert "--" in styles and "-" in styles
     inside = plots.inside_runs(res.observed, np.array([2e4, 1e7]), np.array([2e4, 2e4]), np.array([1e12, 1e12]))
     assert inside.tolist() == [True, False]
+
+
+def test_approach2_answers_state_extrapolation_and_honest_intervals(tmp_path, capsys):
+    from analysis.approaches import fit_approach2
+    from sweeps.cli import main
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for c in np.logspace(18, 20, 5):
+        for n in np.logspace(7, 9.5, 9):
+            d = c / (6 * n)
+            rows.append({"n_params": n, "n_samples": d, "flops": c, "budget": c, "state": "completed",
+                         "val_loss": float(chinchilla(n, d, **TRUE) * np.exp(0.004 * rng.standard_normal()))})
+    fit_a2 = fit_approach2(pd.DataFrame(rows), bootstrap=100, out=tmp_path / "a2.json")
+    bt = fit_a2["backtest"]
+    assert bt["holdout"] == 9 and bt["reach"] == pytest.approx(0.5, abs=1e-6) and bt["are_max"] < 0.05
+    assert main(["optimal", str(tmp_path / "a2.json"), "--flops", "1e22", "--json"]) == 0
+    opt = json.loads(capsys.readouterr().out)
+    ex = opt["extrapolation"]
+    assert ex["C"] == pytest.approx(100, rel=1e-6) and ex["sides"]["C"] == "above"
+    half = 0.5 * (opt["ci"]["loss"][1] - opt["ci"]["loss"][0])
+    assert half >= 0.999 * bt["are_max"] * (2.0 / 0.5) * opt["loss"]  # 2 decades out, the backtest reached 0.5
+    assert "backtest" in opt["ci_method"]
+    assert main(["predict", str(tmp_path / "a2.json"), "--n", "1e8", "--d", "1e11", "--json"]) == 0
+    pr = json.loads(capsys.readouterr().out)
+    assert pr["extrapolation"]["sides"]["N"] == "inside" and "ci_method" in pr
