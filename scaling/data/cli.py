@@ -159,7 +159,8 @@ def _export_lerobot(args: argparse.Namespace) -> int:
 
 
 def _import_lerobot(args: argparse.Namespace) -> int:
-    out = _lerobot().import_lerobot(args.src, args.out, image_size=args.image_size, overwrite=args.overwrite)
+    out = _lerobot().import_lerobot(args.src, args.out, image_size=args.image_size, overwrite=args.overwrite,
+                                    camera=args.camera)
     _report(Path(out or args.out))
     return 0
 
@@ -217,5 +218,8 @@ def register(subparsers) -> None:
     im.add_argument("src", type=Path, help="LeRobot folder")
     im.add_argument("--out", type=Path, required=True, help="dataset folder to write")
     im.add_argument("--image-size", type=_positive_int, default=None, help="resize images to this side")
+    im.add_argument("--camera", default=None, metavar="NAME",
+                    help="camera to import, e.g. wrist or observation.images.wrist (default: top, else the "
+                         "first); the manifest records it")
     im.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     im.set_defaults(func=_import_lerobot)

@@ -15,21 +15,30 @@ Images are stored as an *image* feature (not video): a struct {bytes: PNG, path:
 Hugging Face ``datasets`` Image feature stores them, so frames survive the round trip bit for bit.
 Data files roll over at ``DATA_FILE_MB`` (LeRobot's default 100 MB) and chunks at 1000 files.
 Our per-episode fields that LeRobot has no column for (task name, success, source, seed, meta) ride
-along as extra columns of the episodes table, which LeRobot's reader ignores.
+along as extra columns of the episodes table, which LeRobot's reader ignores. LeRobot's edit tools
+(``delete_episodes``, ``split_dataset``) rebuild that table from its own columns and rebuild
+meta/stats.json from the per-episode stats there; so every episode row carries q01..q99, and a
+folder edited there imports as foreign data (source "lerobot", its outcome unknown, taken as success).
 
 Import reads a local v3.0 folder only (no hub access), written by us or by LeRobot itself (created,
 edited or merged there), with the camera as image features or as mp4 video (decoded with PyAV, the
 ``video`` extra: any codec its FFmpeg reads, AV1 included), and writes our format through
-``scaling.data.store.write_dataset``. A golden folder written by ``LeRobotDataset`` 0.4.4 is in
-``tests/scaling/data/``.
+``scaling.data.store.write_dataset``. One camera is imported (``camera``; the manifest records which
+and the ones left out); a recording whose task changes within it becomes one episode per task run;
+an image cell that is empty, names a missing file or does not decode is bad input. Golden folders
+written by ``LeRobotDataset`` 0.4.4 are in ``tests/scaling/data/``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
+import re
 import shutil
+import struct
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +55,7 @@ VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.m
 EPISODES_PATH = "meta/episodes/chunk-000/file-000.parquet"
 IMAGE_KEY, STATE_KEY, ACTION_KEY = "observation.images.top", "observation.state", "action"
 DEFAULT_FPS = {"metaworld": 80, "tabletop": 10}  # Meta-World: 5 physics steps of 2.5 ms per action
-IMPORTER_VERSION = "1"
+IMPORTER_VERSION = "2"  # the manifest's generator_version: changes when a folder would import differently
 _INDEX_COLUMNS = ("frame_index", "episode_index", "index", "task_index")  # int64 scalars per frame
 
 # Per-dimension names where the source defines them; generic names otherwise.
@@ -64,13 +73,23 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _vector_stats(x: np.ndarray) -> dict:
-    """LeRobot's per-episode stats of (T, D) rows: lists of length D, count [T]."""
+    """LeRobot's per-episode stats of (T, D) rows: lists of length D (quantiles included), count [T].
+
+    LeRobot's edit tools (``delete_episodes``, ``split_dataset``, ``merge_datasets``) rebuild
+    meta/stats.json from these rows alone, so without the quantiles its QUANTILES and QUANTILE10
+    normalisations fail on an edited export.
+    """
     return {"min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(),
-            "std": x.std(0).tolist(), "count": [int(x.shape[0])]}
+            "std": x.std(0).tolist(), "count": [int(x.shape[0])], **_vector_quantiles(x)}
+
+
+def _vector_quantiles(x: np.ndarray) -> dict:
+    """q01..q99 of (T, D) rows per dimension (numpy's linear interpolation), as lists of length D."""
+    return {name: np.quantile(x, q, axis=0).astype(np.float64).tolist() for name, q in QUANTILES.items()}
 
 
 def _image_stats(images: np.ndarray) -> dict:
-    """Per-channel stats on the [0, 1] scale, shaped (3, 1, 1) as LeRobot stores image stats."""
+    """Per-channel stats on the [0, 1] scale, shaped (3, 1, 1) as LeRobot stores image stats (quantiles included)."""
     from scaling.data.stats import ImageStats
 
     flat = images.reshape(-1, 3)  # (T*H*W, 3) uint8 view: min/max without a float copy
@@ -81,8 +100,10 @@ def _image_stats(images: np.ndarray) -> dict:
     def c11(v) -> list:
         return np.reshape(v, (3, 1, 1)).tolist()
 
+    quantiles = moments.quantiles(list(QUANTILES.values()))  # (3, 5)
     return {"min": c11(flat.min(0) / 255.0), "max": c11(flat.max(0) / 255.0), "mean": c11(mean_std["mean"]),
-            "std": c11(mean_std["std"]), "count": [int(images.shape[0])]}
+            "std": c11(mean_std["std"]), "count": [int(images.shape[0])],
+            **{name: c11(quantiles[:, j]) for j, name in enumerate(QUANTILES)}}
 
 
 def _frame_schema(state_dim: int, action_dim: int):
@@ -106,17 +127,19 @@ def _frame_schema(state_dim: int, action_dim: int):
     return pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": hf_features}})})
 
 
-def _new_folder(out: Path) -> Path:
-    """Checks ``out`` may be written and returns the temporary folder to build it in."""
+def _new_folder(out: Path) -> tuple[Path, list[Path]]:
+    """Checks ``out`` may be written; returns the temporary folder to build it in and the folders
+    above it that were created for it (deepest first), to remove again if the export fails."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInput(f"{out}: already exists and is not an empty folder")
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    made = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "meta").mkdir(parents=True)
     except OSError as exc:
         raise BadInput(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
-    return tmp
+    return tmp, made
 
 
 class _DataFiles:
@@ -177,7 +200,9 @@ def _episode_row(ep: Episode, episode_index: int, first_frame: int, chunk: int, 
         # Beyond LeRobot's columns, so that import restores the episode exactly.
         "task_name": ep.task, "success": bool(ep.success), "source": ep.source,
         "seed": -1 if ep.seed is None else int(ep.seed),
-        "meta": json.dumps({k: v for k, v in ep.meta.items() if k != "uid"}),
+        # The uid rides along so that import puts the episode on the same side of the validation
+        # split (it differs from the content hash for cleaned episodes and split recordings).
+        "meta": json.dumps(ep.meta, default=str),
         **_flat_stats(ep),
     }
 
@@ -213,7 +238,7 @@ def export_lerobot(src_dir: str | Path, out_dir: str | Path, *, fps: int | None 
         raise BadInput(f"export-lerobot: fps must be positive, got {fps}")
     size, p_dim, a_dim = (ds.manifest["features"][k]["shape"] for k in ("images", "proprio", "actions"))
     schema = _frame_schema(int(p_dim[0]), int(a_dim[0]))
-    tmp = _new_folder(out)
+    tmp, made = _new_folder(out)
     data = _DataFiles(tmp, schema)
     try:
         tasks: dict[str, int] = {}  # instruction -> task_index, in order of first appearance
@@ -240,6 +265,11 @@ def export_lerobot(src_dir: str | Path, out_dir: str | Path, *, fps: int | None 
     except BaseException:
         data.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # no longer empty: something else wrote there meanwhile
+                break
         raise
     return out
 
@@ -263,25 +293,23 @@ class _Quantiles:
     """
 
     def __init__(self) -> None:
+        from scaling.data.stats import ImageStats
+
         self.proprio: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
-        self.hist = np.zeros((3, 256), np.int64)
+        self.pixels = ImageStats()
 
     def update(self, ep: Episode) -> None:
         self.proprio.append(ep.proprio.astype(np.float32))
         self.actions.append(ep.actions.astype(np.float32))
-        for c in range(3):
-            self.hist[c] += np.bincount(ep.images[..., c].reshape(-1), minlength=256)
+        self.pixels.update(ep.images)
 
     def vectors(self, key: str) -> dict:
-        x = np.concatenate(self.proprio if key == STATE_KEY else self.actions)
-        return {name: np.quantile(x, q, axis=0).astype(np.float64).tolist() for name, q in QUANTILES.items()}
+        return _vector_quantiles(np.concatenate(self.proprio if key == STATE_KEY else self.actions))
 
     def image(self) -> dict:
-        cdf = np.cumsum(self.hist, axis=1) / self.hist.sum(axis=1, keepdims=True)  # (3, 256)
-        # The smallest pixel value whose cumulative share reaches q (the inverted-CDF quantile), on [0, 1].
-        return {name: np.reshape([int(np.searchsorted(cdf[c], q)) / 255.0 for c in range(3)], (3, 1, 1)).tolist()
-                for name, q in QUANTILES.items()}
+        q = self.pixels.quantiles(list(QUANTILES.values()))  # (3, 5) on [0, 1]
+        return {name: np.reshape(q[:, j], (3, 1, 1)).tolist() for j, name in enumerate(QUANTILES)}
 
 
 def _dataset_stats(ds, rows: list[dict], frames: int, quant: _Quantiles) -> dict:
@@ -351,16 +379,33 @@ def _read_info(src: Path) -> dict:
     return info
 
 
-def _pick_keys(info: dict, path: Path) -> tuple[str, str, str]:
-    """(camera key, state key, action key) of a LeRobot dataset.
+def _cameras(info: dict) -> list[str]:
+    """The image and video features of a LeRobot dataset, in info.json's order."""
+    return [k for k, f in info["features"].items() if isinstance(f, dict) and f.get("dtype") in ("image", "video")]
 
-    The camera is ``observation.images.top`` when present, else the first image or video feature.
+
+def _pick_camera(info: dict, path: Path, camera: str | None) -> str:
+    """The camera feature to import.
+
+    ``camera`` names it by its feature key (``observation.images.wrist``) or by the key's last part
+    (``wrist``); without it, ``observation.images.top`` when present, else the first camera.
     """
-    feats = info["features"]
-    cameras = [k for k, f in feats.items() if f.get("dtype") in ("image", "video")]
+    cameras = _cameras(info)
     if not cameras:
         raise BadInput(f"{path}: no image or video feature (a camera is needed)")
-    image = IMAGE_KEY if IMAGE_KEY in cameras else cameras[0]
+    if camera is None:
+        return IMAGE_KEY if IMAGE_KEY in cameras else cameras[0]
+    named = [k for k in cameras if camera in (k, k.rsplit(".", 1)[-1])]
+    if len(named) != 1:
+        why = "is ambiguous" if named else "is not one of its cameras"
+        raise BadInput(f"{path}: camera {camera!r} {why} (cameras: {', '.join(cameras)})")
+    return named[0]
+
+
+def _pick_keys(info: dict, path: Path, camera: str | None = None) -> tuple[str, str, str]:
+    """(camera key, state key, action key) of a LeRobot dataset (camera as ``_pick_camera``)."""
+    image = _pick_camera(info, path, camera)
+    feats = info["features"]
     for key in (STATE_KEY, ACTION_KEY):
         if key not in feats:
             raise BadInput(f"{path}: feature {key!r} missing (have {', '.join(feats)})")
@@ -414,16 +459,41 @@ def _resized(img, image_size: int | None) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _decode_images(column, src: Path, image_size: int | None) -> np.ndarray:
-    """(T, H, W, 3) uint8 from an Image-feature column ({bytes, path} structs), resized if asked."""
+_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)  # what PIL raises on bad bytes
+
+
+def _decode_images(column, frame_index, src: Path, image_size: int | None, where: str) -> np.ndarray:
+    """(T, H, W, 3) uint8 from an Image-feature column ({bytes, path} structs), resized if asked.
+
+    Raises:
+        BadInput: naming ``where`` and the frame, for an empty cell, a missing image file, or bytes
+            that do not decode (a truncated or corrupt PNG/JPEG).
+    """
     from PIL import Image
 
     frames = []
-    for cell in column:
+    for f, cell in zip(frame_index, column):
         data = cell.get("bytes") if isinstance(cell, dict) else cell
-        if data is None:  # an image stored by path, relative to the dataset root
-            data = (src / cell["path"]).read_bytes()
-        frames.append(_resized(Image.open(io.BytesIO(data)).convert("RGB"), image_size))
+        name = cell.get("path") if isinstance(cell, dict) else None
+        if data is None or (isinstance(data, (bytes, bytearray)) and not data):
+            if not name:
+                raise BadInput(f"{where}, frame {int(f)}: empty image cell (no bytes, no path)")
+            file = src / name  # an image stored by path, relative to the dataset root
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                raise BadInput(f"{where}, frame {int(f)}: image file {file} unreadable "
+                               f"({exc.strerror or type(exc).__name__})") from None
+        if not isinstance(data, (bytes, bytearray)):
+            raise BadInput(f"{where}, frame {int(f)}: not an image cell ({type(cell).__name__})")
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                frames.append(_resized(img.convert("RGB"), image_size))
+        except (*_IMAGE_ERRORS, Image.DecompressionBombError) as exc:
+            # PIL names the in-memory buffer by its address ("<_io.BytesIO object at 0x...>"): noise here.
+            detail = re.sub(r"\s*<[^>]*>", "", str(exc).splitlines()[0] if str(exc) else "")
+            raise BadInput(f"{where}, frame {int(f)}: image does not decode "
+                           f"({type(exc).__name__}: {detail}; {len(data)} bytes)") from None
     return np.stack(frames)
 
 
@@ -459,9 +529,14 @@ def _decode_video(path: Path, times: np.ndarray, fps: float, image_size: int | N
     return np.stack(out)  # type: ignore[arg-type]
 
 
-def _lerobot_episodes(src: Path, info: dict, image_size: int | None) -> Iterator[Episode]:
-    """Streams the episodes of a LeRobot v3.0 folder, one data file in memory at a time."""
-    image_key, state_key, action_key = _pick_keys(info, src / "meta" / "info.json")
+def _lerobot_episodes(src: Path, info: dict, image_key: str, image_size: int | None,
+                      splits: list[int]) -> Iterator[Episode]:
+    """Streams the episodes of a LeRobot v3.0 folder, one data file in memory at a time.
+
+    A recording whose task changes within it comes out as several episodes (``_episodes_from``);
+    ``splits`` receives the number of parts of each recording that was split.
+    """
+    state_key, action_key = STATE_KEY, ACTION_KEY
     tasks = _task_strings(src)
     ep_files = sorted((src / "meta" / "episodes").glob("*/*.parquet"))
     if not ep_files:
@@ -485,12 +560,16 @@ def _lerobot_episodes(src: Path, info: dict, image_size: int | None) -> Iterator
         for index, rows in frames.groupby("episode_index", sort=True):
             rows = rows.sort_values("frame_index")
             meta_row = episodes.loc[index] if index in episodes.index else None
-            task_text = tasks.get(int(rows["task_index"].iloc[0]), "")
+            where = f"{path}: episode {int(index)}"
             if video:
                 images = _episode_video(src, info, image_key, meta_row, rows, fps, image_size)
             else:
-                images = _decode_images(rows[image_key], src, image_size)
-            yield _episode_from(rows, meta_row, task_text, images, (state_key, action_key))
+                images = _decode_images(rows[image_key], rows["frame_index"], src, image_size,
+                                        f"{where}, {image_key}")
+            parts = _episodes_from(rows, meta_row, tasks, images, (state_key, action_key), where)
+            if len(parts) > 1:
+                splits.append(len(parts))
+            yield from parts
 
 
 def _episode_video(src: Path, info: dict, key: str, meta_row, rows, fps: float | None, image_size: int | None):
@@ -509,8 +588,25 @@ def _episode_video(src: Path, info: dict, key: str, meta_row, rows, fps: float |
     return _decode_video(path, times, fps, image_size)
 
 
-def _episode_from(rows, meta_row, task_text: str, images: np.ndarray, keys: tuple) -> Episode:
-    """One Episode from its frame rows (pandas, in frame order), camera frames and meta/episodes row (or None)."""
+def _task_runs(labels: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) positions of the runs of equal labels, in frame order."""
+    change = (np.flatnonzero(np.diff(labels)) + 1).tolist()
+    bounds = [0, *change, len(labels)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _episodes_from(rows, meta_row, tasks: dict[int, str], images: np.ndarray, keys: tuple,
+                   where: str) -> list[Episode]:
+    """The Episodes of one LeRobot episode from its frame rows (pandas, in frame order), camera frames
+    and meta/episodes row (or None): one per run of frames with the same task.
+
+    Our data contract holds one instruction per episode, so a recording whose task changes within it
+    is split at each change: every frame keeps the instruction it was recorded with. The parts share
+    one uid (the recording's), so they fall on the same side of the validation split, and record
+    ``lerobot_segment`` [part, parts] and ``lerobot_frames`` [first, last + 1] (frame_index) in meta.
+    """
+    from scaling.data.store import content_hash
+
     state_key, action_key = keys
     t = len(rows)
     extra = {} if meta_row is None else meta_row.to_dict()
@@ -519,54 +615,93 @@ def _episode_from(rows, meta_row, task_text: str, images: np.ndarray, keys: tupl
         value = extra.get(key)
         return value is not None and not (isinstance(value, float) and np.isnan(value))
 
+    task_index = rows["task_index"].to_numpy(np.int64)
+    unknown = sorted(set(task_index.tolist()) - set(tasks))
+    if unknown:
+        raise BadInput(f"{where}: task_index {unknown[0]} is not in meta/tasks.parquet")
     meta = json.loads(extra["meta"]) if has("meta") else {}
     meta["lerobot_episode_index"] = int(rows["episode_index"].iloc[0])
-    return Episode(
+    whole = Episode(
         images=images,
         proprio=np.stack(rows[state_key].to_numpy()).astype(np.float32).reshape(t, -1),
         actions=np.stack(rows[action_key].to_numpy()).astype(np.float32).reshape(t, -1),
-        instruction=task_text,
+        instruction=tasks[int(task_index[0])],
         # Our own exports carry the task name, outcome and source; other LeRobot datasets are
         # demonstrations with only the instruction.
-        task=str(extra["task_name"]) if has("task_name") else task_text,
+        task=str(extra["task_name"]) if has("task_name") else tasks[int(task_index[0])],
         success=bool(extra["success"]) if has("success") else True,
         source=str(extra["source"]) if has("source") else "lerobot",
         seed=int(extra["seed"]) if has("seed") and int(extra["seed"]) >= 0 else None,
         meta=meta,
     )
+    # Runs of equal text, not of equal task_index: two indices may carry the same string.
+    _, text_id = np.unique([tasks[int(i)] for i in task_index], return_inverse=True)
+    runs = _task_runs(text_id)
+    if len(runs) == 1:
+        return [whole]
+    texts = [tasks[int(task_index[a])] for a, _ in runs]
+    uid = str(meta.get("uid") or content_hash(dataclasses.replace(whole, instruction="\x1e".join(texts))))
+    frame_index = rows["frame_index"].to_numpy(np.int64)
+    return [dataclasses.replace(
+        whole, images=whole.images[a:b], proprio=whole.proprio[a:b], actions=whole.actions[a:b], instruction=text,
+        task=whole.task if has("task_name") else text,
+        meta={**meta, "uid": uid, "lerobot_segment": [k, len(runs)],
+              "lerobot_frames": [int(frame_index[a]), int(frame_index[b - 1]) + 1]},
+    ) for k, ((a, b), text) in enumerate(zip(runs, texts))]
 
 
 def import_lerobot(src_dir: str | Path, out_dir: str | Path, *, image_size: int | None = None,
-                   overwrite: bool = False) -> Path:
-    """Reads a local LeRobot v3.0 folder (image features, no hub access) into our dataset format.
+                   overwrite: bool = False, camera: str | None = None) -> Path:
+    """Reads a local LeRobot v3.0 folder (no hub access) into our dataset format.
+
+    One camera becomes the episodes' images; the manifest's ``meta.lerobot`` records it
+    (``camera``) and the cameras left out (``cameras_left_out``). A recording whose task changes
+    within it is split at each change (see ``_episodes_from``). Notes go to stderr after the
+    dataset is written: the cameras left out when several exist and none was named, and how many
+    recordings were split.
 
     Args:
         src_dir: the LeRobot dataset root (holding ``meta/info.json``).
         out_dir: our dataset folder to write (via ``scaling.data.store.write_dataset``).
         image_size: resize frames to (image_size, image_size); needed when they are not square.
         overwrite: replace an existing dataset at ``out_dir``.
+        camera: the camera feature to import, by key (``observation.images.wrist``) or its last part
+            (``wrist``); default ``observation.images.top`` when present, else the first camera.
 
     Returns:
         ``out_dir``.
 
     Raises:
-        BadInput: missing folder, ``codebase_version`` other than v3.0, video-only cameras,
-            missing state/action, unreadable files, or non-square images without ``image_size``.
+        BadInput: missing folder, ``codebase_version`` other than v3.0, no camera or an unknown one,
+            missing state/action, unreadable files, an image cell that is empty, names a missing file
+            or does not decode, a task_index without a task, or non-square images without
+            ``image_size``. Nothing is left at ``out_dir`` (or beside it).
     """
     from scaling.data.store import write_dataset
 
     src = Path(src_dir)
     info = _read_info(src)
-    shape = info["features"].get(_pick_keys(info, src / "meta" / "info.json")[0], {}).get("shape") or []
+    image_key = _pick_keys(info, src / "meta" / "info.json", camera)[0]
+    shape = info["features"][image_key].get("shape") or []
     if image_size is None and len(shape) == 3 and shape[0] != shape[1]:
-        raise BadInput(f"{src / 'meta' / 'info.json'}: images are {shape[0]}x{shape[1]}, not square; "
+        raise BadInput(f"{src / 'meta' / 'info.json'}: {image_key} images are {shape[0]}x{shape[1]}, not square; "
                        f"pass image_size (--image-size) to resize them")
     if image_size is not None and image_size <= 0:
         raise BadInput(f"import-lerobot: image_size must be positive, got {image_size}")
+    left_out = [k for k in _cameras(info) if k != image_key]
     exported = info.get("exported_from") or {}  # present when the folder is one of our exports
     meta = {**(exported.get("meta") or {}),  # e.g. action_bounds, which cleaning uses
             "lerobot": {"source": str(src.resolve()), "fps": info.get("fps"), "robot_type": info.get("robot_type"),
-                        "codebase_version": info["codebase_version"]}}
-    return write_dataset(_lerobot_episodes(src, info, image_size), out_dir, seed=exported.get("seed"),
-                         generator="lerobot-import", generator_version=IMPORTER_VERSION,
-                         overwrite=overwrite, meta=meta)
+                        "codebase_version": info["codebase_version"], "camera": image_key,
+                        "cameras_left_out": left_out}}
+    splits: list[int] = []
+    out = write_dataset(_lerobot_episodes(src, info, image_key, image_size, splits), out_dir,
+                        seed=exported.get("seed"), generator="lerobot-import", generator_version=IMPORTER_VERSION,
+                        overwrite=overwrite, meta=meta)
+    if left_out and camera is None:
+        sys.stderr.write(f"import-lerobot: warning: {len(left_out) + 1} cameras; imported {image_key}, left out "
+                         f"{', '.join(left_out)} (choose one with --camera NAME)\n")
+    if splits:
+        sys.stderr.write(f"import-lerobot: {len(splits)} recording(s) change task within them: split at each "
+                         f"change into {sum(splits)} episodes (meta lerobot_segment, lerobot_frames)\n")
+    return out

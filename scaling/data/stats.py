@@ -106,6 +106,17 @@ class ImageStats:
         for c in range(3):
             self.hist[c] += np.bincount(flat[:, c], minlength=256)
 
+    def quantiles(self, qs) -> np.ndarray:
+        """(3, len(qs)) per-channel quantiles on the [0, 1] scale, exact from the histogram.
+
+        Each is the smallest pixel value whose cumulative share reaches q (the inverted-CDF
+        quantile, numpy's ``method="inverted_cdf"``): always a pixel value that occurs.
+        """
+        cdf = np.cumsum(self.hist, axis=1) / np.maximum(self.hist.sum(axis=1, keepdims=True), 1)  # (3, 256)
+        # k / n and q are both correctly rounded, so a share that equals q exactly compares equal.
+        idx = [[int(np.searchsorted(cdf[c], q)) for q in qs] for c in range(3)]
+        return np.minimum(np.asarray(idx, dtype=np.float64), 255.0) / 255.0
+
     def result(self) -> dict:
         n = np.maximum(self.hist.sum(axis=1), 1).astype(np.float64)
         v = np.arange(256, dtype=np.float64) / 255.0

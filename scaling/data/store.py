@@ -106,6 +106,8 @@ class DatasetWriter:
         if self.shard_frames <= 0:
             raise BadInput(f"shard_frames must be positive, got {self.shard_frames}")
         self.tmp = self.out.parent / f"{self.out.name}.tmp-{os.getpid()}"
+        # Folders created for this dataset (deepest first): `abort` removes them again.
+        self.made = [p for p in [self.out.parent, *self.out.parent.parents] if not p.exists()]
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             _remove_stale_temps(self.out)
@@ -268,8 +270,13 @@ class DatasetWriter:
             shutil.rmtree(spill, ignore_errors=True)
 
     def abort(self) -> None:
-        """Removes the temporary folder (nothing half-written is left behind)."""
+        """Removes the temporary folder and the folders made for it (nothing half-written is left behind)."""
         shutil.rmtree(self.tmp, ignore_errors=True)
+        for folder in self.made:
+            try:
+                folder.rmdir()
+            except OSError:  # no longer empty: something else wrote there meanwhile
+                break
 
 
 def write_dataset(episodes: Iterable[Episode], out: str | Path, *, seed: int | None, generator: str,
