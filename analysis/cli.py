@@ -229,10 +229,12 @@ def _optimal(a) -> int:
         print(f"success {target['target_success']:g} is reached at C = {target['flops']:.4g} FLOPs"
               + (f"  [{tci[0]:.4g}, {tci[1]:.4g}]" if tci else "")
               + f" (success-vs-compute law; the law reaches it in {100 * target.get('reached_in', 1):.0f}% of resamples)")
-    how = f"{res['form']}" + (f", {res['flops_per_sample']:.4g} FLOPs per sample at N_opt" if res.get("flops_per_sample")
+    how = f"{res.get('form', 'approach 2')}" + (f", {res['flops_per_sample']:.4g} FLOPs per sample at N_opt" if res.get("flops_per_sample")
                               else f", k = {res['k']:.4g}")
     _print_answer(res, f"C = {res['flops']:.4g} FLOPs ({how}):",
                   [("N_opt", "n_opt", " parameters"), ("D_opt", "d_opt", " samples"), ("loss ", "loss", "")])
+    if res.get("flops_per_sample") is None and res.get("k"):
+        print(f"  (k = {res['k']:.4g} FLOPs per parameter per sample)")
     if a.emit_config:
         print(f"wrote {a.emit_config}")
     return 0
