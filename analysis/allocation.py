@@ -190,8 +190,12 @@ def _load_fit(fit):
     return fit
 
 
-def widen_interval(out: dict, ex: dict, backtest: dict | None, observed: dict | None, level: float = 0.95) -> None:
-    """Widen out["ci"]["loss"] to `interval_floor`, keeping the bootstrap's as ci_bootstrap, saying how in ci_method."""
+def widen_interval(out: dict, ex: dict, backtest: dict | None, observed: dict | None, level: float = 0.95,
+                   floor: float | None = None) -> None:
+    """Widen out["ci"]["loss"] to `interval_floor`, keeping the bootstrap's as ci_bootstrap, saying how in ci_method.
+
+    The widened interval never reaches below the data's known loss floor (`floor`), nor below 0.
+    """
     half, why = interval_floor(backtest, observed, out["loss"], ex, level)
     boot = out["ci"].get("loss")
     out["ci_bootstrap"] = {"loss": boot} if boot else {}
@@ -200,13 +204,17 @@ def widen_interval(out: dict, ex: dict, backtest: dict | None, observed: dict | 
     if boot:
         lo, hi = min(lo, boot[0]), max(hi, boot[1])
     if lo is not None:
+        bound = max(float(floor or 0.0), 0.0)
+        if half and lo < bound <= out["loss"] and (not boot or boot[0] >= bound):
+            lo = bound
+            why = (why or "") + f"; its lower end held at {'the loss floor' if floor else 0} ({bound:.4g})"
         out["ci"]["loss"] = [float(lo), float(hi)]
     out["ci_method"] = ("loss: the wider of the bootstrap percentile interval and " + why) if why else \
         "loss: bootstrap percentile interval (no backtest or seed spread recorded to bound it)"
 
 
 def _widen(fit, out: dict, ex: dict, level: float) -> None:
-    widen_interval(out, ex, fit.backtest, fit.observed, level)
+    widen_interval(out, ex, fit.backtest, fit.observed, level, getattr(fit, "loss_floor", None))
 
 
 def optimal(fit, flops: float, level: float = 0.95) -> dict:

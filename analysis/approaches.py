@@ -642,6 +642,10 @@ def _a2_finish(fit: dict, out: dict, n: float, d: float, c: float) -> None:
     ex = extrapolation(obs, n, d, c)
     ex.update({k: v for k, v in (out.get("extrapolation") or {}).items() if k not in ex})
     out["extrapolation"] = ex
+    if ex.get("epochs") is not None and ex["epochs"] > 1.0:
+        out.setdefault("warnings", []).append(
+            f"D = {d:.3g} samples is {ex['epochs']:.3g}x the unique samples of the data ({ex['unique_samples']:.3g}): "
+            "repeated data is worth less than fresh data, which the IsoFLOP surface does not model")
     bt = dict(fit.get("backtest") or {})
     obs["backtest_reach"] = bt.get("reach")
     noise = (fit.get("noise") or {}).get("sd")

@@ -158,3 +158,15 @@ def test_approach2_answers_state_extrapolation_and_honest_intervals(tmp_path, ca
     assert main(["predict", str(tmp_path / "a2.json"), "--n", "1e8", "--d", "1e11", "--json"]) == 0
     pr = json.loads(capsys.readouterr().out)
     assert pr["extrapolation"]["sides"]["N"] == "inside" and "ci_method" in pr
+
+
+def test_a_widened_interval_stops_at_the_known_loss_floor():
+    from analysis.allocation import widen_interval
+
+    out = {"loss": 2.0, "ci": {"loss": [1.9, 2.1]}}
+    ex = {"log10_max": 2.0}
+    widen_interval(out, ex, {"are_max": 0.2}, {"backtest_reach": 0.3}, floor=1.5)
+    assert out["ci"]["loss"][0] == 1.5 and out["ci"]["loss"][1] > 2.1 and "loss floor" in out["ci_method"]
+    out = {"loss": 2.0, "ci": {}}
+    widen_interval(out, ex, {"are_max": 0.2}, {"backtest_reach": 0.3})
+    assert out["ci"]["loss"][0] == 0.0
