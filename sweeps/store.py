@@ -7,7 +7,10 @@ Storage:
   worker stops beating for ``grace_period`` seconds is failed and put back in the queue
   (``heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback``, Optuna's successor of
   ``RetryFailedTrialCallback``). SQLite is refused with more than one worker: its locking is not
-  safe for that.
+  safe for that. A lost connection (the server restarting, a failover) is ridden out: every storage
+  call is retried for up to ``RECONNECT_S`` seconds, so workers and their runs live through it.
+  Heartbeat interval, grace period and reconnect time can be set in the environment
+  (``SWEEP_HEARTBEAT_S``, ``SWEEP_GRACE_S``, ``SWEEP_RECONNECT_S``).
 
 Each point is one WAITING trial with ``user_attrs['run_key']``. Enqueueing runs under a lock (an
 ``flock`` beside the journal, or a PostgreSQL advisory lock) and skips keys already present, so any
@@ -25,9 +28,11 @@ Watch a sweep in the browser (needs ``pip install optuna-dashboard``)::
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import socket
+import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -45,10 +50,30 @@ from analysis.errors import BadInput
 from sweeps.data_source import file_lock
 from sweeps.storage_url import check, mask, scrub
 
-HEARTBEAT_S = 10
-"""How often a worker records that its run is alive (seconds)."""
-GRACE_S = 60
-"""A run without a heartbeat for this long is presumed dead and re-queued (seconds)."""
+def _seconds(name: str, default: int) -> int:
+    """A whole number of seconds from the environment variable ``name`` (default when unset)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise BadInput(f"{name}={raw!r}: expected a whole number of seconds >= 1")
+    return value
+
+
+HEARTBEAT_S = _seconds("SWEEP_HEARTBEAT_S", 10)
+"""How often a worker records that its run is alive (seconds; environment ``SWEEP_HEARTBEAT_S``)."""
+GRACE_S = _seconds("SWEEP_GRACE_S", 60)
+"""A run without a heartbeat for this long is presumed dead and re-queued (seconds; environment
+``SWEEP_GRACE_S``). Keep it several heartbeats long: a loaded machine beats late."""
+RECONNECT_S = _seconds("SWEEP_RECONNECT_S", 300)
+"""How long a worker keeps retrying a database it lost (a server restart, a failover) before it gives up
+(seconds; environment ``SWEEP_RECONNECT_S``)."""
+if GRACE_S <= HEARTBEAT_S:
+    raise BadInput(f"SWEEP_GRACE_S={GRACE_S} must exceed SWEEP_HEARTBEAT_S={HEARTBEAT_S}: a live run would look dead")
 MAX_REQUEUES = 5
 """How many times a point is re-queued after its worker died, before it is recorded as failed."""
 HOST = socket.gethostname()
@@ -82,6 +107,77 @@ def _advisory_key(name: str) -> int:
     return int(hashlib.sha256(name.encode()).hexdigest()[:15], 16)
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database connection was lost or refused, which a
+    retry after the server is back can cure; bad SQL or data is not."""
+    import sqlalchemy
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                            sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.PendingRollbackError)):
+            return True
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+_LOSS_NOTED = [float("-inf")]  # when a lost database was last reported (monotonic seconds)
+
+
+def _riding_out(fn, url: str):
+    """``fn`` retried while the database is unreachable, for up to :data:`RECONNECT_S` seconds."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        deadline, delay = None, 0.5
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not _connection_lost(exc):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + RECONNECT_S
+                    if now - _LOSS_NOTED[0] > 30:  # one line per outage, not one per call
+                        _LOSS_NOTED[0] = now
+                        detail = str(getattr(exc, "__cause__", None) or exc).strip().splitlines()
+                        sys.stderr.write(f"sweep: lost the database {mask(url)} "
+                                         f"({scrub(detail[0] if detail else '', url)}); retrying for up to "
+                                         f"{RECONNECT_S} s\n")
+                elif now > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return call
+
+
+class _ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose every call rides out a lost connection (see :func:`_riding_out`).
+
+    Without it a worker dies at the first heartbeat that meets a restarting server, and its run with it.
+    A call is retried whole; the one that cannot be repeated safely, WAITING -> RUNNING, answers
+    "lost" the second time, and :meth:`Queue.requeue_stale` frees a point claimed that way.
+    """
+
+
+for _name in ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+              "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+              "get_study_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+              "get_trial_id_from_study_id_trial_number", "set_trial_state_values", "set_trial_intermediate_value",
+              "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
+              "get_best_trial", "record_heartbeat", "_get_stale_trial_ids"):
+    _fn = getattr(optuna.storages.RDBStorage, _name)
+
+    def _method(self, *args, _fn=_fn, **kwargs):
+        return _riding_out(_fn, self.url)(self, *args, **kwargs)
+
+    setattr(_ReconnectingRDBStorage, _name, functools.wraps(_fn)(_method))
+
+
 def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
     """RDBStorage with heartbeats; on PostgreSQL, schema creation is serialised by an advisory lock.
 
@@ -95,17 +191,23 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
     """
     import sqlalchemy
 
+    engine_kwargs = None
+    if url.startswith("postgresql"):
+        # An unreachable host is refused in seconds, not after the system's TCP timeout.
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    elif not url.startswith("sqlite"):
+        engine_kwargs = {"pool_pre_ping": True}
+
     def make() -> optuna.storages.RDBStorage:
-        return optuna.storages.RDBStorage(
+        return _ReconnectingRDBStorage(
             url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=_RETRY(max_retry=MAX_REQUEUES),
-            engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True},
+            heartbeat_stale_trial_callback=_RETRY(max_retry=MAX_REQUEUES), engine_kwargs=engine_kwargs,
         )
 
     try:
         if not url.startswith("postgresql"):
             return make()
-        engine = sqlalchemy.create_engine(url)
+        engine = sqlalchemy.create_engine(url, **{k: v for k, v in engine_kwargs.items() if k == "connect_args"})
         try:
             with engine.connect() as conn:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key("optuna-schema")})
@@ -245,12 +347,28 @@ class Queue:
             import sqlalchemy
 
             key = _advisory_key(f"sweep:{self.name}")
-            with self.storage.engine.connect() as conn:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+
+            def locked():
+                conn = self.storage.engine.connect()
                 try:
-                    yield
-                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                except BaseException:
+                    conn.close()
+                    raise
+                return conn
+
+            conn = _riding_out(locked, url)()
+            try:
+                yield
+            finally:
+                try:
                     conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                except Exception as exc:
+                    if not _connection_lost(exc):
+                        raise
+                    # The server ended the session, and with it the lock.
+                finally:
+                    conn.close()
             return
         if url.startswith("sqlite:///"):
             with file_lock(Path(url[len("sqlite:///"):] + ".queue.lock")):
@@ -349,11 +467,13 @@ class Queue:
                 self.storage.set_trial_user_attr(t._trial_id, "duplicate_of", dup[0].number)
                 self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
                 continue
+            if self.is_rdb:
+                # First: from now on a silent worker counts as dead. A claim that dies before this has
+                # no stamp either, and requeue_stale frees it by its age.
+                self.storage.record_heartbeat(t._trial_id)
             stamp = {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "heartbeat": time.time()}
             self.storage.set_trial_user_attr(t._trial_id, "worker", stamp)
             _set_dashboard_params(self.storage, t)
-            if self.is_rdb:
-                self.storage.record_heartbeat(t._trial_id)  # from now on a silent worker counts as dead
             return Claim(t._trial_id, t.number, key, dict(t.user_attrs))
         return None
 
@@ -368,16 +488,23 @@ class Queue:
     def requeue_stale(self) -> int:
         """Fail the runs of dead workers and put their points back in the queue; returns how many.
 
-        RDB: Optuna's heartbeat check. Journal: a RUNNING trial whose worker process on this host is
-        gone (pid and start time), or whose heartbeat is older than ``GRACE_S``.
+        RDB: Optuna's heartbeat check, and a RUNNING trial claimed more than ``GRACE_S`` ago that has
+        no worker stamp (its claim never finished: no heartbeat either). Journal: a RUNNING trial
+        whose worker process on this host is gone (pid and start time), or whose heartbeat is older
+        than ``GRACE_S``.
         """
         if self.is_rdb:
             before = len(self.trials((TrialState.WAITING,)))
             optuna.storages.fail_stale_trials(self.study)
+            now = time.time()
+            with self.lock():
+                for t in self.trials((TrialState.RUNNING,)):
+                    started = t.datetime_start.timestamp() if t.datetime_start else now
+                    if "worker" not in t.user_attrs and now - started > GRACE_S:
+                        self._requeue(t._trial_id)
             return max(0, len(self.trials((TrialState.WAITING,))) - before)
         n = 0
         now = time.time()
-        retry = _RETRY(max_retry=MAX_REQUEUES)
         with self.lock():
             for t in self.trials((TrialState.RUNNING,)):
                 w = t.user_attrs.get("worker") or {}
@@ -387,15 +514,25 @@ class Queue:
                     # No stamp: the worker died between claiming and stamping; age from the claim.
                     started = t.datetime_start.timestamp() if t.datetime_start else now
                     dead = now - float(w.get("heartbeat", started)) > GRACE_S
-                if not dead:
-                    continue
-                try:
-                    self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    continue
-                retry(self.study, self.storage.get_trial(t._trial_id))
-                n += 1
+                if dead and self._requeue(t._trial_id):
+                    n += 1
         return n
+
+    def _requeue(self, trial_id: int) -> bool:
+        """Fail a RUNNING trial and queue its point again (as Optuna's heartbeat does); False if it had ended."""
+        try:
+            self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        _RETRY(max_retry=MAX_REQUEUES)(self.study, self.storage.get_trial(trial_id))
+        return True
+
+    def release(self, trial_id: int) -> None:
+        """Hand a claimed point back to the queue now: its worker is stopping (SIGTERM: SLURM cancelled,
+        preempted or requeued its task). The run folder is kept, so whoever takes the point resumes
+        from its checkpoints."""
+        with self.lock():
+            self._requeue(trial_id)
 
     def finish(self, trial_id: int, state: TrialState, attrs: dict, value: float | None = None) -> None:
         """Store a run's outcome: user attrs first, then the final state (and value)."""

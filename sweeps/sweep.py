@@ -60,6 +60,8 @@ class Sweep:
         self.code_version = code_version()
         self.generation: generation.Generation | None = None
         self._queue: Queue | None = None
+        self.launch_report = None
+        """How the workers of the last :meth:`run` ended (``sweeps.launcher.LaunchReport``)."""
 
     @classmethod
     def open(cls, spec_path: str | Path, sweep_dir: str | Path | None = None, storage: str | None = None,
@@ -171,8 +173,12 @@ class Sweep:
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True,
-            retry_failed: bool = False, slurm: dict | None = None, only: set[str] | None = None) -> dict:
+            retry_failed: bool = False, slurm: dict | None = None, only: set[str] | None = None,
+            on_interrupt: str = "cancel", max_requeues: int | None = None) -> dict:
         """Enqueue, run every point with ``workers`` processes, then write results (and fit if all done).
+
+        However the workers end (a job that fails or is cancelled, Ctrl-C or SIGTERM of this
+        process), results.csv is written from the ledger; :attr:`launch_report` says how they ended.
 
         Args:
             retry_failed: Put points recorded as failed back in the queue first (they resume from
@@ -180,17 +186,28 @@ class Sweep:
             slurm: SLURM resources from the command line (over the spec's ``slurm:``).
             only: run just these keys (and the stable phases they branch from), e.g. to re-run rows
                 of a committed study; the results table is written, the fit is not.
+            on_interrupt: What Ctrl-C or SIGTERM does to SLURM arrays: ``cancel`` or ``leave``.
+            max_requeues: How many times a timed-out SLURM task is requeued (None: submitit's 3).
 
         Returns:
             The final counts ``{total, completed, running, waiting, failed, diverged, pruned}``.
-        """
-        from sweeps.launcher import launch, preflight
 
-        preflight(launcher)
+        Raises:
+            BadInput: Before anything is queued or written: a launcher this machine lacks, or SLURM
+                refusing an array (``sbatch --test-only``).
+        """
+        from sweeps.launcher import DEFAULT_REQUEUES, check_slurm, launch, preflight
+
+        requeues = DEFAULT_REQUEUES if max_requeues is None else max_requeues
+        preflight(launcher, on_interrupt, requeues)
+        if launcher == "slurm":
+            check_slurm(self, workers or self.workers, slurm)
         self.enqueue(only)
         if retry_failed:
             self.queue.retry_failed()
-        launch(self, workers or self.workers, launcher, progress=progress, slurm=slurm)
+        self.launch_report = launch(self, workers or self.workers, launcher, progress=progress, slurm=slurm,
+                                    on_interrupt=on_interrupt, max_requeues=requeues)
+        self.queue.requeue_stale()  # a point whose worker died counts as unfinished, not as running
         return self.finalize(fit=only is None)
 
     def table(self):  # -> pd.DataFrame

@@ -72,6 +72,12 @@ def register(subparsers) -> None:
                    help="the spec (or code) changed: plan it as a new generation whose table and fit use its own "
                         "points (default: refuse, saying what changed)")
     _slurm_flags(p)
+    p.add_argument("--on-interrupt", choices=("cancel", "leave"), default="cancel",
+                   help="what Ctrl-C or SIGTERM of this command does to its SLURM arrays: cancel them (their points "
+                        "go back to the queue) or leave them running to finish the sweep")
+    p.add_argument("--max-requeues", type=int, default=None,
+                   help="times a SLURM task that reaches its time limit is requeued (default: 3); reaching the "
+                        "limit is reported")
     p.add_argument("--only", default=None, metavar="KEY[,KEY...]",
                    help="run just these run keys (and the WSD stable phases they branch from), e.g. to "
                         "reproduce rows of a committed study; writes results.csv, no fit")
@@ -142,28 +148,58 @@ def _plan(args) -> int:
     return 0
 
 
+def _continue_command(args, sw, failed: int) -> str:
+    """The command that takes the sweep up again (the storage shown masked: it may hold a password)."""
+    from sweeps import storage_url
+
+    cmd = ["scaling", "sweep", "run", args.spec, "--dir", str(sw.dir)]
+    if args.storage:  # as given (one from SCALING_STORAGE is still there next time)
+        cmd += ["--storage", storage_url.mask(args.storage)]
+    if args.launcher != "local":
+        cmd += ["--launcher", args.launcher]
+    if args.workers != 1:
+        cmd += ["--workers", str(args.workers)]
+    if failed:
+        cmd.append("--retry-failed")
+    return " ".join(cmd)
+
+
 def _run(args) -> int:
+    import signal
+
     sw = _open(args, args.workers)
     slurm = _slurm_resources(args)
-    if slurm and args.launcher != "slurm":
-        raise BadInput(f"--{next(iter(slurm)).replace('_', '-')}: SLURM resources need --launcher slurm")
+    if args.launcher != "slurm":
+        given = next(iter(slurm), None) or ("max_requeues" if args.max_requeues is not None else None)
+        if given:
+            raise BadInput(f"--{given.replace('_', '-')}: SLURM resources need --launcher slurm")
     only = None
     if args.only is not None:
         only = {k.strip() for k in args.only.split(",") if k.strip()}
         if not only:
             raise BadInput("--only: give one or more run keys, comma-separated (see `scaling sweep plan`)")
     counts = sw.run(args.workers, args.launcher, progress=not args.no_progress, retry_failed=args.retry_failed,
-                    slurm=slurm, only=only)
+                    slurm=slurm, only=only, on_interrupt=args.on_interrupt, max_requeues=args.max_requeues)
     print(json.dumps(counts))
     print(f"results: {sw.dir / 'results.csv'}")
     if sw.spec.wsd.enabled:
         s = sw.wsd_savings()
         print(f"WSD branching saved {100 * s['saved_frac']:.0f}% of the compute "
               f"({s['branched_flops']:.3g} FLOPs vs {s['independent_flops']:.3g} independent)")
+    name = sw.spec.name
+    report = sw.launch_report
+    for line in report.problems:
+        sys.stderr.write(f"sweep {name}: {line}\n")
+    if report.interrupted is not None:
+        sys.stderr.write(f"sweep {name}: interrupted by {signal.Signals(report.interrupted).name}: {report.stopped}\n")
     unfinished = counts["running"] + counts["waiting"]
-    if counts["failed"] or unfinished:
-        sys.stderr.write(f"sweep {sw.spec.name}: {counts['failed']} failed, {unfinished} not finished\n")
-        return 1
+    if counts["failed"] or unfinished or report.interrupted is not None:
+        still = f", {counts['running']} of them still running" if counts["running"] else ""
+        how = (f"once job(s) {', '.join(report.left_running)} end, write the fit with" if report.left_running
+               else "continue with")
+        sys.stderr.write(f"sweep {name}: {counts['failed']} failed, {unfinished} not finished{still}; the table is "
+                         f"written; {how}: {_continue_command(args, sw, counts['failed'])}\n")
+        return 128 + report.interrupted if report.interrupted is not None else 1
     return 0
 
 

@@ -20,7 +20,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,8 +90,55 @@ def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
     return cfg
 
 
+class _Stop:
+    """SIGTERM to a worker (SLURM cancelling, preempting or requeueing its task; the local launcher
+    stopping): end the run, hand its point back to the queue, take no other.
+
+    A stopped run is not a failed attempt: it neither uses up a retry nor records the point failed.
+    """
+
+    signum: int | None = None
+    """The signal received, None while the worker may go on."""
+    pid: int | None = None
+    """The run in progress (its process id), None between runs."""
+
+    @classmethod
+    def handler(cls, signum, frame) -> None:
+        cls.signum = signum
+        cls._signal_run(signal.SIGTERM)
+
+    @classmethod
+    def _signal_run(cls, sig: int) -> None:
+        if cls.pid is not None:
+            try:
+                os.kill(cls.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+STOP_KILL_S = 30
+"""A run still alive this long after the worker asked it to stop is killed (seconds)."""
+
+
+def _end_run(proc) -> None:
+    """Stop the run ``proc`` and wait for it, so that no process trains in its folder once its point is handed back."""
+    _Stop._signal_run(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_KILL_S)
+    except (subprocess.TimeoutExpired, forkserver.ForkServerDied):
+        _Stop._signal_run(signal.SIGKILL)
+        try:
+            proc.wait(timeout=STOP_KILL_S)
+        except (subprocess.TimeoutExpired, forkserver.ForkServerDied):
+            pass
+
+
 def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> int:
-    """One attempt: the run as its own process, heartbeats while it lives; returns its exit status."""
+    """One attempt: the run as its own process, heartbeats while it lives; returns its exit status.
+
+    Anything raised meanwhile (SystemExit from submitit's requeue on timeout, KeyboardInterrupt) ends
+    the run before it propagates.
+    """
     server = _fork_server()
     with open(run_dir / "train.log", "ab") as log:
         try:
@@ -98,14 +147,31 @@ def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> 
             else:
                 proc = subprocess.Popen(run_command(cfg_path), stdout=log, stderr=subprocess.STDOUT, env=env,
                                         preexec_fn=die_with_parent)
+        except forkserver.ForkServerDied as exc:  # the run died with it: a failed attempt, retried
+            log.write(f"sweep worker: {exc}\n".encode())
+            return -signal.SIGKILL
+        _Stop.pid = proc.pid
+        if _Stop.signum is not None:  # the stop came while the run was starting
+            _Stop._signal_run(signal.SIGTERM)
+        stop_seen = None
+        try:
             while True:
                 try:
                     return proc.wait(timeout=HEARTBEAT_S)
                 except subprocess.TimeoutExpired:
                     q.heartbeat(claim.trial_id)
-        except forkserver.ForkServerDied as exc:  # the run died with it: a failed attempt, retried
+                if _Stop.signum is not None:
+                    stop_seen = stop_seen or time.time()
+                    if time.time() - stop_seen > STOP_KILL_S:
+                        _Stop._signal_run(signal.SIGKILL)
+        except forkserver.ForkServerDied as exc:
             log.write(f"sweep worker: {exc}\n".encode())
             return -signal.SIGKILL
+        except BaseException:
+            _end_run(proc)
+            raise
+        finally:
+            _Stop.pid = None
 
 
 def _set_aside_other_code(run_dir: Path, code: str | None) -> None:
@@ -147,8 +213,15 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
         else:
             (run_dir / "result.json").unlink(missing_ok=True)  # a failed attempt's result must not pass
             t_proc = time.time()
-            rc = _train(q, claim, cfg_path, run_dir, env)
+            try:
+                rc = _train(q, claim, cfg_path, run_dir, env)
+            except BaseException:  # the worker is going away (its run already ended): hand the point back
+                _hand_back(q, claim)
+                raise
             process_s += time.time() - t_proc
+            if _Stop.signum is not None and finished_result(run_dir) is None:
+                _hand_back(q, claim)
+                return "stopped"
         result = None
         try:
             result = json.loads((run_dir / "result.json").read_text())
@@ -171,6 +244,16 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
     q.finish(claim.trial_id, TrialState.FAIL,
              {"state": "failed", "reason": str(reason)[:500], "attempts": s.retries + 1, "run_dir": str(run_dir)})
     return "failed"
+
+
+def _hand_back(q: Queue, claim: Claim) -> None:
+    """Put a claimed point back in the queue now; if the storage cannot be reached, its heartbeat
+    going stale does the same later."""
+    try:
+        q.release(claim.trial_id)
+    except Exception as exc:  # noqa: BLE001 - the worker is stopping either way
+        sys.stderr.write(f"sweep worker: could not hand point {claim.run_key} back ({exc}); "
+                         "it is re-queued once its heartbeat goes stale\n")
 
 
 def _fail_orphans(q: Queue, states: dict) -> None:
@@ -197,33 +280,63 @@ def _warm_up() -> None:
         _SERVER_BROKEN = True
 
 
+@contextmanager
+def _stop_on_sigterm():
+    """SIGTERM stops the worker through :class:`_Stop` while :func:`work` runs (only the main thread has signals)."""
+    _Stop.signum, _Stop.pid = None, None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _Stop.handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
-    """Run points until none is left (or ``max_runs``); returns how many this worker ran."""
+    """Run points until none is left (or ``max_runs``); returns how many this worker ran.
+
+    A worker limited to some sizes stops once no point of its sizes waits or runs, whatever other
+    sizes still do: on SLURM it gives its allocation back instead of polling.
+    SIGTERM stops it: the run in progress ends and its point goes back to the queue.
+    """
     done = 0
     _warm_up()
-    while max_runs is None or done < max_runs:
-        q.requeue_stale()
-        states = q.point_states()
-        _fail_orphans(q, states)
+    with _stop_on_sigterm():
+        while (max_runs is None or done < max_runs) and _Stop.signum is None:
+            q.requeue_stale()
+            states = q.point_states()
+            _fail_orphans(q, states)
 
-        def ready(attrs: dict) -> bool:
-            if s.sizes is not None and str(attrs.get("size")) not in s.sizes:
-                return False
-            dep, branch = attrs.get("depends_on"), attrs.get("branch")
-            if dep is not None and states.get(dep, ("", None))[0] != "completed":
-                return False
-            # Without a shared disk only the machine that trained the stable phase has its checkpoint.
-            return not branch or (s.sweep_dir / "runs" / branch["from_key"] / "checkpoints" / branch["checkpoint"]).exists()
+            def ready(attrs: dict) -> bool:
+                if not _mine(attrs, s):
+                    return False
+                dep, branch = attrs.get("depends_on"), attrs.get("branch")
+                if dep is not None and states.get(dep, ("", None))[0] != "completed":
+                    return False
+                # Without a shared disk only the machine that trained the stable phase has its checkpoint.
+                return not branch or (s.sweep_dir / "runs" / branch["from_key"] / "checkpoints"
+                                      / branch["checkpoint"]).exists()
 
-        claim = q.claim(ready=ready)
-        if claim is not None:
-            run_point(q, claim, s)
-            done += 1
-            continue
-        counts = q.counts()
-        if not s.wait or (counts["running"] == 0 and counts["waiting"] == 0):
-            break
-        if counts["running"] == 0 and not any(ready(t.user_attrs) for st, t in states.values() if st == "waiting"):
-            break  # only blocked points left and nothing running that could unblock them
-        time.sleep(s.poll_s)
+            claim = q.claim(ready=ready)
+            if claim is not None:
+                if run_point(q, claim, s) == "stopped":
+                    break
+                done += 1
+                continue
+            states = q.point_states()
+            mine = [(st, t) for st, t in states.values() if _mine(t.user_attrs, s)]
+            running = sum(1 for st, _ in mine if st == "running")
+            waiting = [t for st, t in mine if st == "waiting"]
+            if not s.wait or (running == 0 and not waiting):
+                break
+            if running == 0 and not any(ready(t.user_attrs) for t in waiting):
+                break  # only blocked points left and nothing running that could unblock them
+            time.sleep(s.poll_s)
     return done
+
+
+def _mine(attrs: dict, s: WorkerSettings) -> bool:
+    """Whether a point is of this worker's sizes."""
+    return s.sizes is None or str(attrs.get("size")) in s.sizes

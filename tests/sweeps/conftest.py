@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import pg_cluster
+import slurm_cluster
 from specfiles import REPO, write_spec  # noqa: F401  (re-exported for the fixtures below)
 FAKE_TRAIN = Path(__file__).resolve().parent / "fake_train.py"
 
@@ -52,3 +56,36 @@ def invocations(sweep_dir: Path) -> list[list[str]]:
     """The fake trainer's start/resume/finish lines, split."""
     log = sweep_dir / "invocations.log"
     return [ln.split() for ln in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def slurm(monkeypatch):
+    """A fresh single-node SLURM cluster (``tests/sweeps/slurm_cluster.py``), ``SLURM_CONF`` set for this
+    test and its subprocesses; every job cancelled and every daemon stopped (by pid) afterwards.
+    Skipped where slurm-wlm or munge is not installed, or without root (slurmd starts jobs as their user)."""
+    missing = slurm_cluster.missing_binaries()
+    if missing:
+        pytest.skip(f"SLURM binaries not found: {', '.join(missing)} (apt-get install slurm-wlm munge)")
+    if os.geteuid() != 0:
+        pytest.skip("a test SLURM cluster needs root: slurmd runs jobs as the user who submitted them")
+    cluster = slurm_cluster.start(Path(tempfile.mkdtemp(prefix="sweep-slurm-")))
+    try:
+        for k, v in cluster.env.items():
+            monkeypatch.setenv(k, v)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg():
+    """A throwaway PostgreSQL server (``tests/sweeps/pg_cluster.py``) that a test may restart; stopped and
+    removed afterwards. Skipped where initdb and pg_ctl are not installed."""
+    if not pg_cluster.pg_bin("initdb") or not pg_cluster.pg_bin("pg_ctl"):
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found (apt-get install postgresql)")
+    server = pg_cluster.start(Path(tempfile.mkdtemp(prefix="sweep-pg-")))
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(server.base, ignore_errors=True)
