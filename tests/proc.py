@@ -20,3 +20,28 @@ def run_group(args: list[str], *, timeout: float, **kwargs) -> subprocess.Comple
         proc.communicate()
         raise
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
+    """Wait for a process started with `start_new_session=True`; (exit status, stderr). On timeout its whole
+    group is killed and the test fails with what it printed."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        raise AssertionError(f"{' '.join(map(str, proc.args[:4]))} ... did not end in {timeout} s:\n{err}") from None
+    return proc.returncode, err
+
+
+def wait_for(what: str, cond, timeout: float = 120, every: float = 0.2):
+    """Poll `cond()` until it returns something true (returned), or fail after `timeout` s naming `what`."""
+    import time
+
+    end = time.time() + timeout
+    while time.time() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"waited {timeout} s for {what}")

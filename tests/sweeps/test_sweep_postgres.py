@@ -2,78 +2,20 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-PASSWORD = "s3cret-pw"
-
-
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return cands[-1] if cands else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pg_cluster import PASSWORD
 
 
 @pytest.fixture
-def postgres_url():
-    """Start a PostgreSQL cluster in a temp folder on a free loopback port; yield its URL; stop it."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found")
-    base = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root: run the server as an unprivileged user
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            user = pwd.getpwnam("nobody")
-        os.chown(base, user.pw_uid, user.pw_gid)
-        prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--"]
-    data = base / "data"
-    env = {**os.environ, "LC_ALL": "C"}
-    run = lambda *c: subprocess.run([*prefix, *c], check=True, capture_output=True, env=env, timeout=120)  # noqa: E731
-    pwfile = base / "pw"
-    pwfile.write_text(PASSWORD + "\n")
-    os.chown(pwfile, *(os.stat(base).st_uid, os.stat(base).st_gid))
-    # Password authentication, so the test proves the password reaches every worker (through the
-    # environment, not a command line).
-    run(initdb, "-D", str(data), "-A", "scram-sha-256", "-U", "sweep", f"--pwfile={pwfile}", "--no-sync")
-    # The port is free when picked but released before the server binds it, so another process may
-    # take it in between: the server then fails to start, and we try another port.
-    for attempt in range(5):
-        port = _free_port()
-        try:
-            run(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-            break
-        except subprocess.CalledProcessError:
-            if attempt == 4:
-                raise
-    try:
-        # The plain form the README documents: no driver named (SQLAlchemy 2.1 would pick psycopg 3).
-        yield f"postgresql://sweep:{PASSWORD}@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, env=env)
-        shutil.rmtree(base, ignore_errors=True)
+def postgres_url(pg):
+    """The plain URL the README documents (no driver named) of a throwaway server (the `pg` fixture)."""
+    return pg.url()
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pg_cluster import PASSWORD
-from tests.proc import run_group
+from tests.proc import finish, run_group, wait_for
 
 CLI = [sys.executable, "-m", "sweeps.cli"]
 # Heartbeats every 2 s, presumed dead after 15 s without one: short for the test, long enough that a
@@ -28,26 +28,6 @@ def _machine(spec: Path, d: Path, url: str, env: dict) -> subprocess.Popen:
     return subprocess.Popen([*CLI, "sweep", "run", str(spec), "--dir", str(d), "--storage", url, "--no-progress"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-
-
-def _end(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        raise AssertionError(f"sweep run did not end in {timeout} s:\n{err}") from None
-    return proc.returncode, err
-
-
-def _wait_for(what, cond, timeout: float = 120):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"waited {timeout} s for {what}")
 
 
 def _trials(url: str, spec: Path, d: Path) -> list:
@@ -66,14 +46,14 @@ def test_a_machine_killed_mid_run_is_requeued_by_heartbeat_and_finished_once(tmp
     env = {**fake_env, **FAST_HEARTBEAT, "FAKE_STEPS": "6", "FAKE_STEP_S": "0.5"}
     a, b = tmp_path / "a", tmp_path / "b"
     ma = _machine(spec, a, pg.url(), env)
-    start = _wait_for("a run on machine a", lambda: [ln for ln in runs_of(a) if ln[0] == "start"])[0]
+    start = wait_for("a run on machine a", lambda: [ln for ln in runs_of(a) if ln[0] == "start"])[0]
     killed = start[1]
     ckpt = a / "runs" / killed / "checkpoints" / "last.json"
-    _wait_for("its first checkpoint", ckpt.is_file)
+    wait_for("its first checkpoint", ckpt.is_file)
     mb = _machine(spec, b, pg.url(), env)
     os.killpg(ma.pid, signal.SIGKILL)  # the machine: launcher, worker and run, with no chance to say so
     ma.communicate()
-    rc, err = _end(mb)
+    rc, err = finish(mb, timeout=300)
     assert rc == 0, err
     finishes = Counter(k for d in (a, b) for ev, k, *_ in runs_of(d) if ev == "finish")
     assert len(finishes) == 6 and set(finishes.values()) == {1}, finishes
@@ -91,9 +71,9 @@ def test_a_server_restart_mid_sweep_loses_and_doubles_nothing(tmp_path, spec_fil
     env = {**fake_env, **FAST_HEARTBEAT, "SWEEP_HEARTBEAT_S": "1", "FAKE_STEPS": "8", "FAKE_STEP_S": "0.5"}
     dirs = [tmp_path / "a", tmp_path / "b"]
     procs = [_machine(spec, d, pg.url(), env) for d in dirs]
-    _wait_for("runs on both machines", lambda: all(any(ln[0] == "start" for ln in runs_of(d)) for d in dirs))
+    wait_for("runs on both machines", lambda: all(any(ln[0] == "start" for ln in runs_of(d)) for d in dirs))
     pg.restart(downtime_s=3)  # every session ends; heartbeats and polls meet a server that is down
-    ends = [_end(p) for p in procs]
+    ends = [finish(p, timeout=300) for p in procs]
     assert [rc for rc, _ in ends] == [0, 0], ends
     finishes = Counter(k for d in dirs for ev, k, *_ in runs_of(d) if ev == "finish")
     assert len(finishes) == 6 and set(finishes.values()) == {1}, finishes

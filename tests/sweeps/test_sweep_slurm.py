@@ -9,14 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.proc import run_group
+from tests.proc import finish, run_group, wait_for
 
 CLI = [sys.executable, "-m", "sweeps.cli"]
 
@@ -30,26 +29,6 @@ def _start(spec: Path, d: Path, env: dict, *flags: str) -> subprocess.Popen:
     return subprocess.Popen([*CLI, "sweep", "run", str(spec), "--dir", str(d), "--launcher", "slurm", "--no-progress",
                              *flags], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        raise AssertionError(f"sweep run did not end in {timeout} s:\n{err}") from None
-    return proc.returncode, err
-
-
-def _wait_for(what, cond, timeout: float = 120, every: float = 0.3):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"waited {timeout} s for {what}")
 
 
 def _started(d: Path, runs_of) -> list[list[str]]:
@@ -102,15 +81,15 @@ def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint(tmp_path, spec_fil
     spec = spec_file(models=[1e5], samples=[64, 128])
     d = tmp_path / "d"
     proc = _start(spec, d, {**fake_env, **slurm.env, "FAKE_STEPS": "8", "FAKE_STEP_S": "1"})
-    first = _wait_for("a run to start", lambda: _started(d, runs_of))[0][1]
+    first = wait_for("a run to start", lambda: _started(d, runs_of))[0][1]
     ckpt = d / "runs" / first / "checkpoints" / "last.json"
-    _wait_for("its first checkpoint", lambda: ckpt.is_file() and json.loads(ckpt.read_text())["step"] >= 2)
-    task = _wait_for("the job in squeue", slurm.jobs)[0]  # one task: a plain job
+    wait_for("its first checkpoint", lambda: ckpt.is_file() and json.loads(ckpt.read_text())["step"] >= 2)
+    task = wait_for("the job in squeue", slurm.jobs)[0]  # one task: a plain job
     slurm.run("scontrol", "requeue", task)
     # SLURM holds a requeued batch job back for two minutes (its fixed requeue delay); let it start now.
-    _wait_for("the task to be pending again", lambda: slurm.job(task).get("JobState") == "PENDING", timeout=60)
+    wait_for("the task to be pending again", lambda: slurm.job(task).get("JobState") == "PENDING", timeout=60)
     slurm.run("scontrol", "update", f"JobId={task}", "StartTime=now")
-    rc, err = _finish(proc)
+    rc, err = finish(proc, timeout=240)
     assert rc == 0, err + slurm.logs()
     assert slurm.job(task)["Restarts"] == "1"
     df = _table_complete(d, 2)
@@ -128,12 +107,12 @@ def test_a_task_whose_worker_is_killed_still_ends_with_the_full_table(tmp_path, 
     spec = spec_file(models=[1e5, 2e5], samples=[64, 128, 256])
     d = tmp_path / "d"
     proc = _start(spec, d, {**fake_env, **slurm.env, "FAKE_STEPS": "6", "FAKE_STEP_S": "0.5"}, "--workers", "2")
-    _wait_for("both tasks running", lambda: len([t for t in slurm.jobs()
+    wait_for("both tasks running", lambda: len([t for t in slurm.jobs()
                                                  if slurm.job(t).get("JobState") == "RUNNING"]) == 2)
-    run_pid = int(_wait_for("a run to start", lambda: _started(d, runs_of))[0][2])
+    run_pid = int(wait_for("a run to start", lambda: _started(d, runs_of))[0][2])
     worker = int(Path(f"/proc/{run_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # the run's parent
     os.kill(worker, signal.SIGKILL)
-    rc, err = _finish(proc)
+    rc, err = finish(proc, timeout=240)
     assert rc == 0, err + slurm.logs()  # every point finished: the failed task is reported, not fatal
     failed = re.findall(r"job (\d+_\d) of array 't' \(2 task\(s\)[^)]*\) FAILED", err)
     assert len(failed) == 1, err
@@ -186,9 +165,9 @@ def test_ctrl_c_cancels_the_arrays_and_still_writes_the_table(tmp_path, spec_fil
     d = tmp_path / "d"
     env = {**fake_env, **slurm.env, "FAKE_STEPS": "20", "FAKE_STEP_S": "1"}
     proc = _start(spec, d, env)
-    _wait_for("a run to start", lambda: _started(d, runs_of))
+    wait_for("a run to start", lambda: _started(d, runs_of))
     proc.send_signal(signal.SIGINT)
-    rc, err = _finish(proc, timeout=120)
+    rc, err = finish(proc, timeout=120)
     assert rc == 130, err
     assert re.search(r"interrupted by SIGINT: cancelled job\(s\) \d+", err), err
     assert "continue with: scaling sweep run" in err
@@ -207,14 +186,14 @@ def test_sigterm_with_on_interrupt_leave_leaves_the_arrays_to_finish(tmp_path, s
     d = tmp_path / "d"
     env = {**fake_env, **slurm.env, "FAKE_STEPS": "4", "FAKE_STEP_S": "1"}
     proc = _start(spec, d, env, "--on-interrupt", "leave")
-    _wait_for("a run to start", lambda: _started(d, runs_of))
+    wait_for("a run to start", lambda: _started(d, runs_of))
     proc.send_signal(signal.SIGTERM)
-    rc, err = _finish(proc, timeout=120)
+    rc, err = finish(proc, timeout=120)
     assert rc == 143, err
     job = re.search(r"interrupted by SIGTERM: left job\(s\) (\d+) running", err)
     assert job and f"once job(s) {job.group(1)} end, write the fit with: scaling sweep run" in err, err
     assert slurm.jobs(), "the array was cancelled"
-    _wait_for("the array to finish the sweep", lambda: not slurm.jobs(), timeout=200, every=1)
+    wait_for("the array to finish the sweep", lambda: not slurm.jobs(), timeout=200, every=1)
     assert slurm.job(job.group(1))["JobState"] == "COMPLETED"
     _finished_once(d, runs_of, 4)
 

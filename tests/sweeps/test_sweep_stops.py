@@ -8,26 +8,15 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from sweeps.cli import main
-from tests.proc import run_group
+from tests.proc import run_group, wait_for
 
 CLI = [sys.executable, "-m", "sweeps.cli"]
-
-
-def _wait_for(what, cond, timeout: float = 60):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"waited {timeout} s for {what}")
 
 
 def test_a_worker_of_some_sizes_leaves_when_they_are_done(tmp_path, spec_file, fake_env):
@@ -58,10 +47,10 @@ def test_sigterm_stops_a_worker_and_hands_its_point_back(tmp_path, spec_file, fa
     env = {**fake_env, "FAKE_STEPS": "30", "FAKE_STEP_S": "0.5", "SCALING_STORAGE": str(sw.dir / "optuna.journal")}
     cmd = [*CLI, "sweep", "worker", "--study", sw.queue.name, "--dir", str(sw.dir)]
     worker = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    start = _wait_for("the run to start", lambda: [ln for ln in runs_of(sw.dir) if ln[0] == "start"])[0]
+    start = wait_for("the run to start", lambda: [ln for ln in runs_of(sw.dir) if ln[0] == "start"])[0]
     key, run_pid = start[1], int(start[2])
     ckpt = sw.dir / "runs" / key / "checkpoints" / "last.json"
-    _wait_for("a checkpoint", ckpt.is_file)
+    wait_for("a checkpoint", ckpt.is_file)
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
@@ -86,7 +75,7 @@ def test_interrupting_a_local_sweep_still_writes_the_table_and_says_how_to_go_on
                             env={**fake_env, "FAKE_STEPS": "40", "FAKE_STEP_S": "0.5"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _wait_for("two runs to start", lambda: len([ln for ln in runs_of(d) if ln[0] == "start"]) >= 2, timeout=120)
+        wait_for("two runs to start", lambda: len([ln for ln in runs_of(d) if ln[0] == "start"]) >= 2, timeout=120)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
