@@ -303,8 +303,10 @@ def write_train_config(opt: dict, path, fit_source: str = "", training: dict | N
     ci = opt.get("ci", {})
     lines = [
         f"# Compute-optimal run for C = {opt['flops']:.4g} FLOPs ({opt['form']} fit{' of ' + fit_source if fit_source else ''};",
-        f"# k = {opt['k']:.4g} FLOPs per parameter per sample: N_opt * D_opt * k = {opt['n_opt'] * opt['d_opt'] * opt['k']:.4g} FLOPs)."
-        f" Predicted loss {opt['loss']:.4g}"
+        (f"# {opt['flops_per_sample']:.4g} FLOPs per sample for a model of N_opt parameters: x D_opt = "
+         f"{opt['flops_per_sample'] * opt['d_opt']:.4g} FLOPs)." if opt.get("flops_per_sample") else
+         f"# k = {opt['k']:.4g} FLOPs per parameter per sample: N_opt * D_opt * k = {opt['n_opt'] * opt['d_opt'] * opt['k']:.4g} FLOPs).")
+        + f" Predicted loss {opt['loss']:.4g}"
         + (f", 95% interval [{ci['loss'][0]:.4g}, {ci['loss'][1]:.4g}]." if "loss" in ci else "."),
         f"# Use: scaling train --config {path.name} --data DATASET",
         f"size: {float(opt['n_opt']):.6e}",  # always a dot and a signed exponent: YAML 1.1 reads a float
