@@ -331,6 +331,10 @@ def _setting(v, n_opt: float):
 
 FAR = 10.0
 """Budgets more than this many times the largest fitted run's compute are far extrapolations."""
+SINGLE_SEED = ("the fitted runs have one seed per configuration, so the interval has no measured spread between "
+               "seeds: runs that switch a skill on at different times can differ by more than the scatter about "
+               "the fitted law; run two or more seeds at a few configurations to measure it")
+"""Said with every answer from a table without repeated configurations."""
 FAR_AXIS = 3.0
 """An N or D more than this factor outside the fitted runs' range is named in a warning."""
 
@@ -359,6 +363,8 @@ def _extrapolation_warnings(fit, out: dict) -> list[str]:
     floor = getattr(fit, "loss_floor", None) or obs.get("loss_floor")
     if floor is not None and out["loss"] < floor:
         warns.append(f"predicted loss {out['loss']:.4g} is below the data's known loss floor ({floor:.4g}): impossible")
+    if obs.get("seed_sd") is None and fit.n_points:
+        warns.append(SINGLE_SEED)
     if obs.get("blind_loss") is not None and out["loss"] >= obs["blind_loss"]:
         warns.append(f"predicted loss {out['loss']:.4g} is no better than the blind baseline "
                      f"({obs['blind_loss']:.4g}): the model would not use its inputs")

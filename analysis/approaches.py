@@ -646,6 +646,10 @@ def _a2_finish(fit: dict, out: dict, n: float, d: float, c: float) -> None:
         out.setdefault("warnings", []).append(
             f"D = {d:.3g} samples is {ex['epochs']:.3g}x the unique samples of the data ({ex['unique_samples']:.3g}): "
             "repeated data is worth less than fresh data, which the IsoFLOP surface does not model")
+    if obs.get("seed_sd") is None:
+        from analysis.allocation import SINGLE_SEED
+
+        out.setdefault("warnings", []).append(SINGLE_SEED)
     bt = dict(fit.get("backtest") or {})
     obs["backtest_reach"] = bt.get("reach")
     noise = (fit.get("noise") or {}).get("sd")

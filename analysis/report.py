@@ -105,7 +105,10 @@ def _validation_html(raw) -> str:
     for r in rounds:
         verdict = "won" if r["recommended_won"] else "did <b>not</b> win"
         parts.append(f"<h3>C = {r['budget']:.3g} FLOPs: the recommended size {verdict}"
-                     + (f" (mean {r['margin']:+.4f} against the best alternative)" if r["margin"] is not None else "")
+                     + (f" (mean {r['margin']:+.4f} against the best alternative, "
+                        + ("with one seed per size" if r.get("decisive") is None else
+                           f"{'beyond' if r['decisive'] else '<b>within</b>'} the seed noise, sd {r['seed_sd']:.4f}")
+                        + ")" if r["margin"] is not None else "")
                      + f"; the printed interval covered {r['covered']} of {r['runs']} runs</h3>")
         rows = "".join(
             f"<tr><td>{e(x['size'])}{' (recommended)' if x['recommended'] else ''}</td><td>{x['n_params']:,}</td>"

@@ -32,7 +32,9 @@ def summarize(df: pd.DataFrame, loss_col: str = "val_loss") -> list[dict]:
         [{"budget", "sizes": [{"n_params", "samples", "size", "recommended", "losses", "mean",
         "predicted_loss", "predicted_lo", "predicted_hi", "covered" (runs inside the interval),
         "mean_covered"}], "winner" (n_params of the lowest mean loss), "recommended_won",
-        "margin" (recommended mean - best other mean; negative when it won), "covered", "runs"}]
+        "margin" (recommended mean - best other mean; negative when it won), "seed_sd" (pooled between
+        seeds where a size ran several, else None), "decisive" (|margin| beyond twice its standard error
+        from that spread; None without repeats), "covered", "runs"}]
     """
     v = validation_rows(df)
     out = []
@@ -51,12 +53,24 @@ def summarize(df: pd.DataFrame, loss_col: str = "val_loss") -> list[dict]:
                           "mean_covered": bool(lo <= loss.mean() <= hi)})
         best = min(sizes, key=lambda s: s["mean"])
         rec = next((s for s in sizes if s["recommended"]), None)
-        others = [s["mean"] for s in sizes if not s["recommended"]]
+        others = [s for s in sizes if not s["recommended"]]
+        rival = min(others, key=lambda s: s["mean"]) if others else None
+        sd = _pooled_sd([s["losses"] for s in sizes])
+        margin = float(rec["mean"] - rival["mean"]) if rec is not None and rival is not None else None
+        noise = (2.0 * sd * np.sqrt(1.0 / len(rec["losses"]) + 1.0 / len(rival["losses"]))
+                 if sd is not None and margin is not None else None)
         out.append({"budget": float(budget), "sizes": sizes, "winner": best["n_params"],
-                    "recommended_won": bool(rec is not None and rec is best),
-                    "margin": float(rec["mean"] - min(others)) if rec is not None and others else None,
+                    "recommended_won": bool(rec is not None and rec is best), "margin": margin,
+                    "seed_sd": sd, "decisive": None if noise is None else bool(abs(margin) > noise),
                     "covered": int(sum(s["covered"] for s in sizes)), "runs": int(sum(len(s["losses"]) for s in sizes))})
     return out
+
+
+def _pooled_sd(groups: list[list[float]]) -> float | None:
+    """Pooled standard deviation between seeds over the sizes run with more than one (None: no repeats)."""
+    ss = sum(float(((np.asarray(g) - np.mean(g)) ** 2).sum()) for g in groups if len(g) > 1)
+    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+    return float(np.sqrt(ss / dof)) if dof else None
 
 
 def summary_lines(rounds: list[dict]) -> list[str]:
@@ -66,6 +80,9 @@ def summary_lines(rounds: list[dict]) -> list[str]:
         lines.append(f"validation at C = {r['budget']:.3g} FLOPs: the recommended size "
                      + ("won" if r["recommended_won"] else "did NOT win")
                      + (f" (its mean loss {r['margin']:+.4f} against the best alternative)" if r["margin"] is not None else "")
+                     + (f", {'beyond' if r['decisive'] else 'within'} the seed noise (sd {r['seed_sd']:.4f} between seeds)"
+                        if r.get("decisive") is not None else ", with one seed per size: whether that is beyond the "
+                        "seed noise is not measured")
                      + f"; the printed interval covered {r['covered']} of {r['runs']} runs")
         for s in r["sizes"]:
             tag = "recommended" if s["recommended"] else "alternative"

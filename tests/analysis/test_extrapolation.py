@@ -170,3 +170,30 @@ def test_a_widened_interval_stops_at_the_known_loss_floor():
     out = {"loss": 2.0, "ci": {}}
     widen_interval(out, ex, {"are_max": 0.2}, {"backtest_reach": 0.3})
     assert out["ci"]["loss"][0] == 0.0
+
+
+def test_answers_from_one_seed_say_the_spread_between_seeds_is_unmeasured():
+    from analysis.allocation import SINGLE_SEED
+
+    one = fit(_stem_frame()[0], bootstrap=0)
+    assert SINGLE_SEED in optimal(one, 1e13)["warnings"] and SINGLE_SEED in predict(one, 3e4, 1e5)["warnings"]
+    two = fit(_stem_frame(seeds=(0, 1), noise=0.02)[0], bootstrap=0)
+    assert SINGLE_SEED not in optimal(two, 1e13)["warnings"]
+
+
+def test_a_validation_verdict_says_whether_it_is_beyond_the_seed_noise():
+    from analysis.validation import summarize
+
+    def rows(rec_losses, alt_losses):
+        out = []
+        for n, losses, rec in ((1e3, alt_losses, False), (4e3, rec_losses, True)):
+            out += [dict(phase="validation", state="completed", val_loss=v, budget=1e13, n_params=n, n_samples=10,
+                         size="x", recommended=rec, predicted_loss=2.2, predicted_lo=2.1, predicted_hi=2.3)
+                    for v in losses]
+        return pd.DataFrame(out)
+
+    close = summarize(rows([2.22, 2.24], [2.25, 2.17]))[0]
+    assert not close["recommended_won"] and close["decisive"] is False and close["seed_sd"] > 0.03
+    clear = summarize(rows([2.10, 2.11], [2.30, 2.31]))[0]
+    assert clear["recommended_won"] and clear["decisive"] is True
+    assert summarize(rows([2.1], [2.3]))[0]["decisive"] is None  # one seed: not measured
