@@ -159,21 +159,6 @@ def _fit_approach2(a) -> int:
     return 0
 
 
-def _load_any_fit(path: str):
-    """(FitResult, None) for an Approach 3 fit.json, (None, dict) for an Approach 2 one."""
-    from pathlib import Path
-
-    from analysis.result import FitResult
-
-    try:
-        d = json.loads(Path(path).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return FitResult.load(path), None  # FitResult.load says what is wrong, in one line
-    if isinstance(d, dict) and d.get("approach") == 2:
-        return None, d
-    return FitResult.load(path), None
-
-
 def _show_ci(ci: dict, k: str) -> str:
     return f"  [{ci[k][0]:.4g}, {ci[k][1]:.4g}]" if ci.get(k) else ""
 
@@ -194,18 +179,19 @@ def _optimal(a) -> int:
 
     if a.emit_config:
         _file_out("--emit-config", a.emit_config)
-    fit, a2 = _load_any_fit(a.fit)
+    from analysis.allocation import load_any_fit, optimal_any
+
+    fit = load_any_fit(a.fit)
+    a2 = fit if isinstance(fit, dict) else None
     target = None
     if (a.flops is None) == (a.target_success is None):
         raise BadInput("scaling optimal: give exactly one of --flops C and --target-success S")
     if a2 is not None:
-        from analysis.approaches import a2_optimal
-
         if a.target_success is not None:
             raise BadInput(f"{a.fit}: an Approach 2 fit has no success-rate law; use --flops")
         if not (a.flops > 0):
             raise BadInput(f"--flops {a.flops}: compute must be a positive number of FLOPs")
-        res = a2_optimal(a2, a.flops)
+        res = optimal_any(a2, a.flops)
     else:
         if a.target_success is not None:
             target = _target(fit, a)
@@ -220,7 +206,7 @@ def _optimal(a) -> int:
     for w in res.get("warnings", []):
         sys.stderr.write(f"scaling: warning: {w}\n")
     if a.emit_config:
-        write_train_config(res, a.emit_config, a.fit, fit.training if fit is not None else None)
+        write_train_config(res, a.emit_config, a.fit, None if a2 is not None else fit.training)
     if a.json:
         print(json.dumps(res))
         return 0
@@ -233,26 +219,18 @@ def _optimal(a) -> int:
                               else f", k = {res['k']:.4g}")
     _print_answer(res, f"C = {res['flops']:.4g} FLOPs ({how}):",
                   [("N_opt", "n_opt", " parameters"), ("D_opt", "d_opt", " samples"), ("loss ", "loss", "")])
-    if res.get("flops_per_sample") is None and res.get("k"):
-        print(f"  (k = {res['k']:.4g} FLOPs per parameter per sample)")
     if a.emit_config:
         print(f"wrote {a.emit_config}")
     return 0
 
 
 def _predict(a) -> int:
-    from analysis.allocation import predict
+    from analysis.allocation import load_any_fit, predict_any
 
-    fit, a2 = _load_any_fit(a.fit)
-    if a2 is not None:
-        from analysis.approaches import a2_predict
-
-        for flag, v in (("--n", a.n), ("--d", a.d)):
-            if not (v > 0):
-                raise BadInput(f"{flag} {v}: must be a positive number")
-        res = a2_predict(a2, a.n, a.d)
-    else:
-        res = predict(fit, a.n, a.d)
+    for flag, v in (("--n", a.n), ("--d", a.d)):
+        if not (v > 0):
+            raise BadInput(f"{flag} {v}: must be a positive number")
+    res = predict_any(load_any_fit(a.fit), a.n, a.d)
     for w in res.get("warnings", []):
         sys.stderr.write(f"scaling: warning: {w}\n")
     if a.json:

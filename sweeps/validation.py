@@ -33,38 +33,6 @@ def _shape(size: float, dims, spec) -> str:
     return f"{cfg.d_model}x{cfg.n_layers}"
 
 
-def recommend(fit_path: str, flops: float) -> dict:
-    """The fit's compute-optimal answer at `flops` (an Approach 3 fit.json or an Approach 2 fit)."""
-    import json
-
-    from analysis.allocation import optimal
-    from analysis.result import FitResult
-
-    try:
-        raw = json.loads(Path(fit_path).read_text())
-    except (OSError, ValueError):
-        raw = None
-    if isinstance(raw, dict) and raw.get("approach") == 2:
-        from analysis.approaches import a2_optimal
-
-        return a2_optimal(raw, flops)
-    return optimal(FitResult.load(fit_path), flops)
-
-
-def _predict(fit_path: str, n: float, d: float, flops: float) -> dict:
-    import json
-
-    from analysis.allocation import predict
-    from analysis.result import FitResult
-
-    raw = json.loads(Path(fit_path).read_text())
-    if raw.get("approach") == 2:
-        from analysis.approaches import a2_predict
-
-        return a2_predict(raw, n, d, flops=flops)
-    return predict(FitResult.load(fit_path), n, d)
-
-
 def plan_round(sweep, fit_path: str, flops: float, factors=(0.25, 4.0), seeds=(0,)) -> dict:
     """The validation round for budget `flops`: recommended size and alternatives, each predicted.
 
@@ -85,8 +53,11 @@ def plan_round(sweep, fit_path: str, flops: float, factors=(0.25, 4.0), seeds=(0
         raise BadInput(f"--flops {flops}: a positive number of FLOPs")
     if any(not (f > 0) or f == 1 for f in factors):
         raise BadInput(f"--factors {','.join(map(str, factors))}: positive numbers other than 1 (N_opt itself is always run)")
+    from analysis.allocation import load_any_fit, optimal_any, predict_any
+
     spec = sweep.spec
-    opt = recommend(fit_path, flops)
+    fit = load_any_fit(fit_path)
+    opt = optimal_any(fit, flops)
     dims = data_dims(sweep.local_data())
     targets = [(1.0, opt["n_opt"])] + [(f, opt["n_opt"] * f) for f in factors]
     shapes = [(f, _shape(t, dims, spec)) for f, t in targets]
@@ -103,7 +74,7 @@ def plan_round(sweep, fit_path: str, flops: float, factors=(0.25, 4.0), seeds=(0
         d = int(flops // m.flops_per_sample)
         if d < 1:
             raise BadInput(f"--flops {flops:.3g}: below one sample of {sh} ({m.flops_per_sample} FLOPs per sample)")
-        pr = _predict(fit_path, m.n_params, d, flops)
+        pr = predict_any(fit, m.n_params, d, flops)
         lo, hi = (pr["ci"].get("loss") or [pr["loss"], pr["loss"]])
         points.append({"size": sh, "n_params": int(m.n_params), "samples": d, "predicted_loss": round(pr["loss"], 5),
                        "predicted_lo": round(lo, 5), "predicted_hi": round(hi, 5), "recommended": f == 1.0,
