@@ -149,7 +149,9 @@ def interval_floor(backtest: dict | None, observed: dict | None, loss: float, ex
     interval for the loss a run will reach is at least +-1.96 of it.
     """
     bt, obs = backtest or {}, observed or {}
-    z = 1.959964 if level == 0.95 else float(__import__("scipy.stats", fromlist=["norm"]).norm.ppf(0.5 + level / 2))
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
     half, why = 0.0, []
     err, reach = bt.get("are_max"), obs.get("backtest_reach")
     if err is not None and reach:
