@@ -219,36 +219,6 @@ def _widen(fit, out: dict, ex: dict, level: float) -> None:
     widen_interval(out, ex, fit.backtest, fit.observed, level, getattr(fit, "loss_floor", None))
 
 
-def load_any_fit(path) -> "FitResult | dict":
-    """A fit file as `optimal_any` and `predict_any` take it: a FitResult (Approach 3), or the plain dict
-    of an Approach 2 fit (`"approach": 2`). BadInput (one line) when it is neither."""
-    from analysis.result import FitResult
-
-    try:
-        d = json.loads(Path(path).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return FitResult.load(path)  # says what is wrong, in one line
-    return d if isinstance(d, dict) and d.get("approach") == 2 else FitResult.from_dict(d, str(path))
-
-
-def optimal_any(fit, flops: float) -> dict:
-    """`optimal` for an Approach 3 fit, `analysis.approaches.a2_optimal` for an Approach 2 one."""
-    if isinstance(fit, dict) and fit.get("approach") == 2:
-        from analysis.approaches import a2_optimal
-
-        return a2_optimal(fit, flops)
-    return optimal(fit, flops)
-
-
-def predict_any(fit, n: float, d: float, flops: float | None = None) -> dict:
-    """`predict` for an Approach 3 fit, `analysis.approaches.a2_predict` (at `flops` when given) for Approach 2."""
-    if isinstance(fit, dict) and fit.get("approach") == 2:
-        from analysis.approaches import a2_predict
-
-        return a2_predict(fit, n, d, flops=flops)
-    return predict(fit, n, d)
-
-
 def optimal(fit, flops: float, level: float = 0.95) -> dict:
     """Compute-optimal N, D and predicted loss at `flops`, with intervals and how far it extrapolates.
 

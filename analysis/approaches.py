@@ -15,7 +15,9 @@ says whether the approaches agree and which one's assumptions the data meets.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -828,3 +830,33 @@ def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", 
     if out is not None:
         write_atomic(out, json.dumps(d, indent=1) + "\n")
     return d
+
+
+def load_any_fit(path) -> "FitResult | dict":
+    """A fit file as `optimal_any` and `predict_any` take it: a FitResult (Approach 3), or the plain dict
+    of an Approach 2 fit (`"approach": 2`). BadInput (one line) when it is neither."""
+    from analysis.result import FitResult
+
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return FitResult.load(path)  # says what is wrong, in one line
+    return d if isinstance(d, dict) and d.get("approach") == 2 else FitResult.from_dict(d, str(path))
+
+
+def optimal_any(fit, flops: float) -> dict:
+    """`optimal` for an Approach 3 fit, `a2_optimal` for an Approach 2 one."""
+    from analysis.allocation import optimal
+
+    if isinstance(fit, dict) and fit.get("approach") == 2:
+        return a2_optimal(fit, flops)
+    return optimal(fit, flops)
+
+
+def predict_any(fit, n: float, d: float, flops: float | None = None) -> dict:
+    """`predict` for an Approach 3 fit, `a2_predict` (at `flops` when given) for Approach 2."""
+    from analysis.allocation import predict
+
+    if isinstance(fit, dict) and fit.get("approach") == 2:
+        return a2_predict(fit, n, d, flops=flops)
+    return predict(fit, n, d)

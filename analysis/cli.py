@@ -179,7 +179,7 @@ def _optimal(a) -> int:
 
     if a.emit_config:
         _file_out("--emit-config", a.emit_config)
-    from analysis.allocation import load_any_fit, optimal_any
+    from analysis.approaches import load_any_fit, optimal_any
 
     fit = load_any_fit(a.fit)
     a2 = fit if isinstance(fit, dict) else None
@@ -225,7 +225,7 @@ def _optimal(a) -> int:
 
 
 def _predict(a) -> int:
-    from analysis.allocation import load_any_fit, predict_any
+    from analysis.approaches import load_any_fit, predict_any
 
     for flag, v in (("--n", a.n), ("--d", a.d)):
         if not (v > 0):

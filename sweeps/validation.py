@@ -53,7 +53,7 @@ def plan_round(sweep, fit_path: str, flops: float, factors=(0.25, 4.0), seeds=(0
         raise BadInput(f"--flops {flops}: a positive number of FLOPs")
     if any(not (f > 0) or f == 1 for f in factors):
         raise BadInput(f"--factors {','.join(map(str, factors))}: positive numbers other than 1 (N_opt itself is always run)")
-    from analysis.allocation import load_any_fit, optimal_any, predict_any
+    from analysis.approaches import load_any_fit, optimal_any, predict_any
 
     spec = sweep.spec
     fit = load_any_fit(fit_path)
