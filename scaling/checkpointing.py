@@ -3,7 +3,7 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts::
 
     {"global_step": int,                      # optimizer steps done
-     "state_dict": {"model.<name>": Tensor},  # full (unsharded) weights, names as in `VLA`
+     "state_dict": {"model.<name>": Tensor},  # full (unsharded) weights, names as in the bare model
      "optimizer_states": [AdamW state],       # keyed by parameter name (see below)
      "scaling": {...}}                        # the run's own state: losses, timings, configs
 

@@ -100,6 +100,11 @@ class RunConfig:
     fsdp_sharding: str = "full"
     """FSDP only: full (shard everything) | hybrid (shard within a node, replicate across nodes) | grad_op."""
 
+    family: str = "vla"
+    """Model family (`scaling.model.family`): vla (the built-in transformer), conv (a convolutional
+    behaviour-cloning policy) or MODULE:ATTR, a factory(size, dims) -> nn.Module imported from sys.path,
+    $SCALING_FAMILY_PATH or the current directory. For a family other than vla, `size` is a target
+    parameter count (30000, 3e4 or 30k) and the vla options below stay at their defaults."""
     chunk: int = 1
     """Action chunk: the model predicts the next `chunk` actions (steps)."""
     head: str = "discrete"
@@ -190,6 +195,8 @@ class RunConfig:
             if getattr(self, name) not in allowed:
                 raise BadInput(f"train: --{_flag(name)} must be one of {'|'.join(allowed)}, "
                                f"got {getattr(self, name)!r}{_hint(str(getattr(self, name)), allowed)}")
+        if not isinstance(self.family, str) or not self.family.strip():
+            raise BadInput(f"train: --family must be a family name or MODULE:ATTR, got {self.family!r}")
         if any(c <= 0 for c in self.checkpoint_at):
             raise BadInput(f"train: --checkpoint-at sample counts must be positive, got {list(self.checkpoint_at)}")
 
@@ -249,7 +256,7 @@ REQUESTED = "requested"
 # The run's settings by section. `out` and `run_id` name the run and belong to none.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "dataset": ("data", "samples", "seed", "chunk", "blind", "val_every", "val_samples"),
-    "model": ("size", "head", "d_model", "n_layers", "n_heads", "patch_size", "keypoints", "film", "mup_base_width"),
+    "model": ("size", "family", "head", "d_model", "n_layers", "n_heads", "patch_size", "keypoints", "film", "mup_base_width"),
     "optim": ("lr", "min_lr_ratio", "warmup", "schedule", "wsd_decay_frac", "weight_decay", "beta1", "beta2",
               "grad_clip", "batch_size", "precision", "divergence_factor", "checkpoint_at", "branch_from"),
     "hardware": ("devices", "num_nodes", "strategy", "accelerator", "micro_batch_size", "num_workers", "threads",

@@ -1,4 +1,5 @@
-"""Closed-loop evaluation: the trained `VLA` as a batched tabletop policy, and its success rate.
+"""Closed-loop evaluation: the trained model (any family's: its `predict`) as a batched tabletop policy,
+and its success rate.
 
 The policy sees what a robot would: the image (uint8), raw proprioception and the instruction text.
 It applies the dataset's own preprocessing (instruction tokenizer, proprio mean/std) and maps the
@@ -65,7 +66,8 @@ class VLAPolicy:
     """Batched policy ``policy(obs) -> (B, A)`` raw actions for `evaluate_policy`.
 
     Args:
-        model: a trained `VLA` (any device; run in eval mode without gradients).
+        model: a trained model with ``predict(batch) -> (B, chunk, A)`` (a `VLA`, or any family's
+            module as `ResolvedModel.build` returns it; any device; run in eval mode without gradients).
         source: the run's DataSource (tokenizer, proprio stats, action tokenizer).
         autocast_dtype: torch dtype for autocast (None = full precision).
     """

@@ -21,7 +21,7 @@ from scaling.result import RunResult
 # Fields that may change between the first start of a run and its resumption (by section).
 _RESUMABLE_CHANGES = resumable_fields()
 # Fields a branched run must share with the run whose stable-phase checkpoint it starts from.
-_BRANCH_SAME = ("data", "size", "batch_size", "seed", "lr", "chunk", "head", "d_model", "n_layers", "n_heads",
+_BRANCH_SAME = ("data", "size", "family", "batch_size", "seed", "lr", "chunk", "head", "d_model", "n_layers", "n_heads",
                 "patch_size", "keypoints", "film",
                 "mup_base_width", "weight_decay", "beta1", "beta2", "precision")
 
@@ -42,25 +42,28 @@ def _env_rank() -> int:
     return node * int(os.environ.get("LOCAL_WORLD_SIZE", 1)) + local if node else local
 
 
-def model_config(cfg: RunConfig, source):
-    """The ModelConfig for this run's size and data dimensions (BadInput on impossible shapes)."""
-    from scaling.model import ModelConfig, parse_size
+def resolve_model(cfg: RunConfig, source):
+    """This run's model (`scaling.model.family.ResolvedModel`): its family's resolution of the size for
+    the data's dimensions and the run's model options; a factory family's module is built, counted and
+    measured here. Raises BadInput on a size or family that cannot build."""
+    from scaling.model.family import dims_of, model_options, resolve_model as resolve
 
-    data = dict(image_size=source.image_size, vocab_size=source.tokenizer.vocab_size,
-                max_instr_len=source.tokenizer.max_len, proprio_dim=source.proprio_dim,
-                action_dim=source.action_dim, chunk=cfg.chunk, head=cfg.head, mup_base_width=cfg.mup_base_width,
-                keypoints=cfg.keypoints, film=cfg.film, patch_size=cfg.patch_size)
-    shape = {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads") if getattr(cfg, k) is not None}
-    if len(shape) == 3:  # the whole shape given (a resolved config.yaml pins it): no size solver
-        parse_size(cfg.size_value)  # still a valid size (a typo is reported, not ignored)
-        return ModelConfig.from_shape(**shape, **data)
-    model_cfg = ModelConfig.from_size(cfg.size_value, **data)
-    if shape:
-        if "d_model" in shape and "n_heads" not in shape:  # keep the preset's head width
-            shape["n_heads"] = max(1, shape["d_model"] // model_cfg.head_dim)
-        shape.setdefault("d_ff", 4 * shape.get("d_model", model_cfg.d_model))
-        model_cfg = dataclasses.replace(model_cfg, **shape)  # __post_init__ checks heads divide width
-    return model_cfg
+    return resolve(cfg.family, cfg.size_value, dims_of(source, cfg.chunk), model_options(cfg.to_dict()))
+
+
+def model_config(cfg: RunConfig, source):
+    """The `ModelConfig` of this run's model (benchmarks and the precision probe build the VLA from it).
+
+    Raises:
+        BadInput: a family whose models have no `ModelConfig` (any but vla).
+    """
+    from scaling.model import ModelConfig
+
+    config = resolve_model(cfg, source).config
+    if not isinstance(config, ModelConfig):
+        raise BadInput(f"train: family {cfg.family} has no vla ModelConfig: --precision auto times the vla "
+                       "model's training step, so give this family a precision (32-true or bf16-mixed)")
+    return config
 
 
 def _check_same(old: dict, new: dict, keys, what: str) -> None:
@@ -131,19 +134,19 @@ def _finished(cfg: RunConfig) -> RunResult | None:
     return None
 
 
-def resolved_config(cfg: RunConfig, model_cfg, saved: tuple[dict, dict] | None = None) -> tuple[RunConfig, dict]:
+def resolved_config(cfg: RunConfig, model, saved: tuple[dict, dict] | None = None) -> tuple[RunConfig, dict]:
     """(`cfg` as this run resolves it, {field: value asked} where they differ): what config.yaml records.
 
-    Resolved: the exact parameter count as `size` and the shape that count is (`d_model`, `n_layers`,
-    `n_heads`; the solver is never asked again), the accelerator, the torch threads and the precision that
-    run here (`scaling.trainer.resolved_hardware`). `saved`, the config.yaml of an earlier start, keeps
-    what that start was asked where this one asks for what it resolved (a rerun of config.yaml itself).
+    Resolved: what the family pins of `model` (a `ResolvedModel`; for vla the exact parameter count as
+    `size` and the shape that count is, `d_model`, `n_layers`, `n_heads`: the solver is never asked
+    again; a factory family keeps the size, its factory's input), the accelerator, the torch threads and
+    the precision that run here (`scaling.trainer.resolved_hardware`). `saved`, the config.yaml of an
+    earlier start, keeps what that start was asked where this one asks for what it resolved (a rerun of
+    config.yaml itself).
     """
-    from scaling.model import count_params
     from scaling.trainer import resolved_hardware
 
-    resolved = cfg.replace(size=count_params(model_cfg)[0], d_model=model_cfg.d_model,
-                           n_layers=model_cfg.n_layers, n_heads=model_cfg.n_heads, **resolved_hardware(cfg))
+    resolved = cfg.replace(**model.pinned, **resolved_hardware(cfg))
     new, asked = resolved.to_dict(), cfg.to_dict()
     requested = {k: v for k, v in asked.items() if new[k] != v}
     if saved is not None:
@@ -188,19 +191,17 @@ def train(cfg: RunConfig) -> RunResult | None:
         return done
     from scaling.data import open_source
     from scaling.datamodule import plan_accumulation
-    from scaling.model import count_params, describe, flops_per_sample
 
     source = open_source(cfg.data)
     if cfg.blind:  # the input-free baseline: same model and data, images and instruction withheld
         from scaling.data.blind import BlindSource
         source = BlindSource(source)
-    model_cfg = model_config(cfg, source)
+    model = resolve_model(cfg, source)
     if cfg.fsdp_sharding == "hybrid" and cfg.strategy == "fsdp" and cfg.num_nodes < 2:
         _say("--fsdp-sharding hybrid on one node shards within it and replicates nothing (same as full)")
     if cfg.compile and cfg.strategy == "fsdp":
         raise BadInput("train: --compile is not supported with --strategy fsdp yet (use ddp, or no compile)")
-    n_params, n_nonembed = count_params(model_cfg)
-    fps = flops_per_sample(model_cfg)
+    n_params, n_nonembed, fps = model.n_params, model.n_params_nonembed, model.flops_per_sample
     world_size = cfg.devices * cfg.num_nodes
     micro, accumulate = plan_accumulation(cfg.batch_size, world_size, cfg.micro_batch_size)
     cfg_path = cfg.run_dir / "config.yaml"
@@ -214,7 +215,7 @@ def train(cfg: RunConfig) -> RunResult | None:
                                                    if cfg.checkpoint_minutes else "")
         _say(f"no checkpoint in {cfg.run_dir / 'checkpoints'} yet: starting from step 0 (one is saved every {every})")
     if _env_rank() == 0:
-        resolved, requested = resolved_config(cfg, model_cfg, saved)
+        resolved, requested = resolved_config(cfg, model, saved)
         resolved.save(cfg_path, requested=requested)
 
     indices = source.train_indices(cfg.samples, seed=cfg.seed)  # (D,) nested subset, epochs repeat
@@ -225,15 +226,15 @@ def train(cfg: RunConfig) -> RunResult | None:
         _say(f"D={cfg.samples} exceeds the {n_train_frames} unique training frames: "
              f"{cfg.samples / n_train_frames:.2f} epochs of repeated data")
     _say(f"{n_params:,} parameters ({n_nonembed:,} non-embedding), {cfg.steps} steps of {cfg.batch_size} "
-         f"samples, {fps * cfg.samples:.3g} FLOPs")
+         f"samples, {fps * cfg.samples:.3g} FLOPs (family {model.family}, FLOPs per sample {model.flops_source})")
 
     from scaling.trainer import fit
 
     try:
-        outcome = fit(cfg, source, model_cfg, indices, micro, accumulate, ckpt_path, start_step, t_start)
+        outcome = fit(cfg, source, model, indices, micro, accumulate, ckpt_path, start_step, t_start)
     except Exception:
         if _env_rank() == 0:
-            _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start,
+            _failed_result(cfg, model, world_size, t_start,
                            _loss_floor(source)).save(cfg.run_dir / "result.json")
         raise
     if outcome is None:
@@ -260,7 +261,7 @@ def train(cfg: RunConfig) -> RunResult | None:
     peak = peak_flops_per_device(cfg, state.precision)  # hardware.Peak(value, dtype, source)
     result = RunResult(
         run_id=cfg.name, status=status, n_params=n_params, n_params_nonembed=n_nonembed,
-        model=describe(model_cfg), flops_per_sample=fps, flops=float(fps) * n_seen, n_samples=n_seen,
+        model=model.describe(), flops_per_sample=fps, flops=float(fps) * n_seen, n_samples=n_seen,
         n_unique_samples=int(np.unique(indices[:n_seen]).size), epochs=n_seen / max(n_train_frames, 1),
         lr=cfg.lr, global_batch_size=cfg.batch_size, precision=state.precision, world_size=state.world_size,
         val_loss=state.val_loss, val_loss_best=state.val_loss_best, train_loss=state.train_loss,
@@ -289,21 +290,18 @@ def peak_flops_per_device(cfg: RunConfig, precision: str | None = None):
     return mfu_peak(cfg.accelerator, cfg.threads, override=cfg.peak_flops)
 
 
-def _failed_result(cfg, model_cfg, n_params, n_nonembed, fps, world_size, t_start,
-                   loss_floor: float | None = None) -> RunResult:
-    from scaling.model import describe
-
+def _failed_result(cfg, model, world_size, t_start, loss_floor: float | None = None) -> RunResult:
     try:
         versions = _versions()
     except Exception:  # noqa: BLE001 - the failure report must not fail
         versions = {}
     return RunResult(
-        run_id=cfg.name, status="failed", n_params=n_params, n_params_nonembed=n_nonembed,
-        model=describe(model_cfg), flops_per_sample=fps, flops=0.0, n_samples=0, n_unique_samples=0,
+        run_id=cfg.name, status="failed", n_params=model.n_params, n_params_nonembed=model.n_params_nonembed,
+        model=model.describe(), flops_per_sample=model.flops_per_sample, flops=0.0, n_samples=0, n_unique_samples=0,
         epochs=0.0, lr=cfg.lr, global_batch_size=cfg.batch_size, precision=cfg.precision,
         world_size=world_size, val_loss=None, val_loss_best=None, train_loss=None, action_mse=None,
         success_rate=None, wall_seconds=time.time() - t_start, samples_per_second=None, mfu=None,
         versions=versions, peak_flops=None, loss_floor=loss_floor)
 
 
-__all__ = ["train", "model_config", "resolved_config", "peak_flops_per_device"]
+__all__ = ["train", "model_config", "resolve_model", "resolved_config", "peak_flops_per_device"]

@@ -61,8 +61,17 @@ def _handle(args: argparse.Namespace) -> int:
 
 def resolve_auto_precision(cfg):
     """`cfg` with precision "auto" replaced by the fastest precision for this device, measured on the
-    run's own model shape, micro-batch and thread count (`scaling.hardware.resolve_precision`, cached
-    per machine). The resolved config is what config.yaml and result.json record."""
+    run's own model shape, micro-batch and thread count (`auto_precision`). The resolved config is what
+    config.yaml and result.json record."""
+    precision, why = auto_precision(cfg)
+    sys.stderr.write(f"scaling train: precision {precision}: {why}\n")
+    return cfg.replace(precision=precision)
+
+
+def auto_precision(cfg) -> tuple[str, str]:
+    """(precision, why): what "auto" resolves to for the run `cfg` (a RunConfig) on this machine, measured
+    on its own model shape, micro-batch and thread count (`scaling.hardware.resolve_precision`, cached per
+    machine). A sweep calls it once per model size at plan time (`sweeps.auto_precision`)."""
     from scaling.data import open_source
     from scaling.datamodule import plan_accumulation
     from scaling.hardware import resolve_precision
@@ -73,10 +82,7 @@ def resolve_auto_precision(cfg):
     micro, _ = plan_accumulation(cfg.batch_size, cfg.devices * cfg.num_nodes, cfg.micro_batch_size)
     # The probe runs where the run will: on CPUs at the run's own thread count (GPUs ignore it).
     threads = run_threads(cfg, "cpu")
-    precision, why = resolve_precision("auto", cfg.accelerator, threads, model_cfg=model_cfg,
-                                       batch_size=min(micro, 32))
-    sys.stderr.write(f"scaling train: precision {precision}: {why}\n")
-    return cfg.replace(precision=precision)
+    return resolve_precision("auto", cfg.accelerator, threads, model_cfg=model_cfg, batch_size=min(micro, 32))
 
 
 def _fmt(value) -> str:

@@ -55,7 +55,7 @@ class RunState:
     wall_before: float = 0.0  # wall seconds of earlier (interrupted) invocations of this run
     world_size: int = 1
     precision: str = "32-true"  # the precision that actually ran
-    eval_model: Any = field(default=None, repr=False)  # an unsharded VLA for closed-loop evaluation
+    eval_model: Any = field(default=None, repr=False)  # an unsharded copy of the model for closed-loop evaluation
 
 
 def _accelerator(cfg: RunConfig) -> str:
@@ -118,18 +118,21 @@ def _strategy(cfg: RunConfig, accelerator: str):
 
 
 def _fsdp_strategy(cfg: RunConfig, accelerator: str):
-    """Fabric's FSDPStrategy, one FSDP unit per transformer block; it wraps with an explicit device,
+    """Fabric's FSDPStrategy, one FSDP unit per block the model names in its ``fsdp_units`` (the VLA's
+    transformer blocks; none named: the whole model is one unit); it wraps with an explicit device,
     which is what lets torch's FSDP run on CPU processes over gloo (Fabric refuses `"fsdp"` on CPUs)."""
     from lightning.fabric.strategies import FSDPStrategy
     from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-    from scaling.model.vla import Block
+    from scaling.model.measure import fsdp_unit_classes
 
     class _FSDP(FSDPStrategy):
         def setup_module(self, module):
+            units = fsdp_unit_classes(module)
             wrapped = FullyShardedDataParallel(
-                module, auto_wrap_policy=ModuleWrapPolicy({Block}), mixed_precision=self.mixed_precision_config,
+                module, auto_wrap_policy=ModuleWrapPolicy(units) if units else None,
+                mixed_precision=self.mixed_precision_config,
                 sharding_strategy=self.sharding_strategy, device_id=self.root_device, use_orig_params=True,
                 limit_all_gathers=True)
             return wrapped
@@ -138,26 +141,36 @@ def _fsdp_strategy(cfg: RunConfig, accelerator: str):
                  process_group_backend="gloo" if accelerator == "cpu" else None, state_dict_type="full")
 
 
+_WRAPPERS = ("_forward_module", "_fsdp_wrapped_module", "_orig_mod", "_checkpoint_wrapped_module")
+
+
 def clean_name(name: str) -> str:
-    """A parameter's name as in the bare `VLA`, whatever wrappers (Fabric, DDP, FSDP, compile) add."""
-    for part in ("_forward_module.", "_fsdp_wrapped_module.", "_orig_mod.", "_checkpoint_wrapped_module.",
-                 "module."):
-        name = name.replace(part, "")
-    return name
+    """A parameter's name as in the bare model, whatever wrappers (Fabric, DDP, FSDP, compile) add.
+
+    Whole name components only, and DDP's ``module`` only in front: a family's own submodule may be
+    called ``encoder_module`` or ``module``."""
+    parts = [p for p in name.split(".") if p not in _WRAPPERS]
+    while len(parts) > 1 and parts[0] == "module":
+        parts.pop(0)
+    return ".".join(parts)
 
 
 def group_plan(model: torch.nn.Module, cfg: RunConfig) -> list[dict]:
-    """AdamW group settings and member names, decided on the bare `model` (call it before wrapping).
+    """AdamW group settings and member names, decided on the bare `model` (call it before wrapping): the
+    model's own ``param_groups(lr, weight_decay)`` (the VLA's muP rates), else weight decay on matrices
+    outside embeddings (`scaling.model.measure.generic_param_groups`).
 
     FSDP (use_orig_params) turns every parameter into a 1-D view and renames the modules it wraps,
     so a decision by `p.dim()` after wrapping would put every matrix among the vectors (no weight
     decay, no muP rate).
     """
-    from scaling.model import param_groups
+    from scaling.model.measure import generic_param_groups
 
+    own = getattr(model, "param_groups", None)
+    groups = own(cfg.lr, cfg.weight_decay) if callable(own) else generic_param_groups(model, cfg.lr, cfg.weight_decay)
     names = {id(p): n for n, p in model.named_parameters()}
     return [{**{k: v for k, v in g.items() if k != "params"}, "param_names": [names[id(p)] for p in g["params"]]}
-            for g in param_groups(model, cfg.lr, cfg.weight_decay)]
+            for g in groups]
 
 
 def optimizer_groups(plan: list[dict], wrapped: torch.nn.Module) -> list[dict]:
@@ -208,14 +221,14 @@ def make_fabric(cfg: RunConfig):
                   plugins=[_precision_plugin(precision, accelerator, cfg.strategy == "fsdp")])
 
 
-def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accumulate: int,
+def fit(cfg: RunConfig, source, resolved, indices: np.ndarray, micro: int, accumulate: int,
         ckpt_path: str | None, start_step: int, t_start: float) -> RunState | None:
-    """Train, validate and checkpoint; returns the run's state on global rank 0, None on other ranks."""
+    """Train, validate and checkpoint the model `resolved` (a `scaling.model.family.ResolvedModel`);
+    returns the run's state on global rank 0, None on other ranks."""
     from lightning.fabric.utilities.seed import seed_everything
 
     from scaling.checkpointing import load_checkpoint, save_checkpoint
     from scaling.datamodule import TrainBatches, loader, val_batches
-    from scaling.model import VLA
 
     fabric = make_fabric(cfg)
     accelerator = "gpu" if fabric.device.type == "cuda" else "cpu"
@@ -237,7 +250,7 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
 
     # Same construction order as before (seed, then validation data, then the model): same init.
     val = val_batches(source, cfg.val_samples, max(micro, 64), rank, world, cfg.chunk)
-    model = VLA(model_cfg)
+    model = resolved.build()
     plan = group_plan(model, cfg)
     names = [n for g in plan for n in g["param_names"]]  # optimizer order
     wrapped = fabric.setup_module(torch.compile(model) if cfg.compile else model)
@@ -273,7 +286,7 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
     def save(path) -> None:
         meta = {**{k: getattr(state, k) for k in _STATE},
                 "wall_seconds": state.wall_before + time.time() - t_start,
-                "run_config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "precision": precision}
+                "run_config": cfg.to_dict(), "model_config": resolved.to_dict(), "precision": precision}
         save_checkpoint(path, inner, optimizer.optimizer, state.step, meta, is_rank_zero=zero,
                         barrier=fabric.barrier)
 
@@ -356,7 +369,7 @@ def fit(cfg: RunConfig, source, model_cfg, indices: np.ndarray, micro: int, accu
     if not state.diverged:
         save(ckpt_dir / "last.ckpt")
         # For closed-loop evaluation and the input-reliance probe (a gathered copy under FSDP).
-        state.eval_model = _unsharded(cfg, model, inner, model_cfg)
+        state.eval_model = _unsharded(cfg, model, inner, resolved)
     if zero:
         loggers.close()
     return state if zero else None
@@ -397,15 +410,14 @@ def validate(fabric, wrapped, val_data: list, action_tokenizer, state: RunState)
         state.action_mse = float(totals[1] / totals[3])
 
 
-def _unsharded(cfg: RunConfig, model, inner, model_cfg):
-    """The trained model as a plain `VLA` with full weights (a gathered copy under FSDP; collective)."""
+def _unsharded(cfg: RunConfig, model, inner, resolved):
+    """The trained model, plain, with full weights (a gathered copy under FSDP; collective)."""
     if cfg.strategy != "fsdp":
         return model
     from scaling.checkpointing import gather_weights
-    from scaling.model import VLA
 
     weights = gather_weights(inner)
-    copy = VLA(model_cfg)
+    copy = resolved.build()
     copy.load_state_dict(weights)
     return copy.to(next(model.parameters()).device)
 

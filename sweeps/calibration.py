@@ -34,9 +34,10 @@ METHOD = "timed-steps-v2"
 """Names the way of timing in the cache key, so estimates measured the older way are measured again."""
 
 
-def _time_steps(model_cfg, source: Any, batch_size: int, val_samples: int, *, bf16: bool = False,
+def _time_steps(resolved, source: Any, batch_size: int, val_samples: int, *, chunk: int = 1, bf16: bool = False,
                 steps: int = STEPS, max_steps: int = MAX_STEPS, min_seconds: float = MIN_SECONDS) -> tuple[float, float]:
-    """(seconds per optimizer step, seconds per validation pass) of ``model_cfg`` on real batches.
+    """(seconds per optimizer step, seconds per validation pass) of the model ``resolved`` (a
+    `scaling.model.family.ResolvedModel`) on real batches of ``chunk`` actions.
 
     Times at least ``steps`` and at most ``max_steps`` steps, stopping once they add up to
     ``min_seconds``; ``bf16`` runs forward and loss under CPU bf16 autocast, as ``bf16-mixed`` does.
@@ -46,13 +47,10 @@ def _time_steps(model_cfg, source: Any, batch_size: int, val_samples: int, *, bf
     import numpy as np
     import torch
 
-    from scaling.model import VLA
-
     torch.manual_seed(0)
-    model = VLA(model_cfg)
+    model = resolved.build()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     idx = source.train_indices(batch_size * (max_steps + 1), seed=0)
-    chunk = getattr(model_cfg, "chunk", 1)
 
     def cast():
         return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -112,7 +110,7 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
         ``{"seconds_per_flop": {flops_per_sample: s/FLOP}, "overhead_s": float, "models": [...]}``.
     """
     from scaling.data import open_source
-    from scaling.model import ModelConfig
+    from sweeps.points import model_of
 
     train = spec.train_dict
     batch = int(train.get("batch_size", 64))
@@ -123,6 +121,8 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
     threads, precisions = _run_settings(runs, local_data)
     cache_key = {"sizes": sorted(map(str, ends.values())), "batch": batch, "val": train.get("val_samples", 512),
                  "dims": dims.__dict__, "extra": extra, "threads": threads, "bf16": list(precisions), "method": METHOD}
+    if "family" in train:  # only then: the calibrations of earlier specs stay valid
+        cache_key["family"] = train["family"]
     cache = sweep_dir / "calibration.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
@@ -137,11 +137,10 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
     torch.set_num_threads(threads)
     try:
         for fps, size in ends.items():
-            cfg = ModelConfig.from_size(size, image_size=dims.image_size, vocab_size=dims.vocab_size,
-                                        max_instr_len=dims.max_instr_len, proprio_dim=dims.proprio_dim,
-                                        action_dim=dims.action_dim, **extra)
+            model = model_of(spec, size, dims)
             # `auto` runs whichever precision is faster at this size: keep the faster timing.
-            sec, val_s = min(_time_steps(cfg, source, batch, val_samples, bf16=b) for b in precisions)
+            sec, val_s = min(_time_steps(model, source, batch, val_samples, chunk=int(train.get("chunk", 1)), bf16=b)
+                             for b in precisions)
             spf[str(fps)] = sec / (fps * batch)  # seconds per training FLOP at this size
             vspf[str(fps)] = val_s / (fps * val_samples)  # seconds per validation pass, per sample-FLOP
     finally:

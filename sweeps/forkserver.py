@@ -46,9 +46,9 @@ PRELOAD = (
     "torch.distributed.checkpoint.state_dict", "torch.utils.serialization",
     "sweeps.cli", "scaling.data.cli", "scaling.train_cli", "sweeps.sweep_cli", "analysis.cli", "scaling.train",
     "scaling.trainer", "scaling.checkpointing", "scaling.datamodule", "scaling.metrics_csv", "scaling.model.vla",
-    "scaling.model.mup", "scaling.data", "scaling.data.dataset", "scaling.data.mixture", "scaling.data.stats",
-    "scaling.data.blind", "scaling.evaluation", "scaling.probe", "scaling.schedules", "scaling.hardware",
-    "scaling.versions",
+    "scaling.model.mup", "scaling.model.family", "scaling.model.vla_family", "scaling.model.measure",
+    "scaling.data", "scaling.data.dataset", "scaling.data.mixture", "scaling.data.stats", "scaling.data.blind",
+    "scaling.evaluation", "scaling.probe", "scaling.schedules", "scaling.hardware", "scaling.versions",
 )
 """Modules the server imports before the first run (missing ones are skipped)."""
 ENTRY = "sweeps.cli:main"

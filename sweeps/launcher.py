@@ -11,7 +11,8 @@ launchers on any number of machines cooperate.
   that share resources (the spec's ``slurm:`` block, overridden by command-line flags; per size where
   ``slurm.per_size`` says so); each task only takes points of its sizes. A preempted or timed-out
   task is requeued by submitit (:class:`WorkerJob` is ``Checkpointable``), at most ``--max-requeues``
-  times on timeout; its point goes back in the queue and resumes from the run's last checkpoint.
+  (else the spec's ``slurm.max_requeues``, else 3) times on timeout; its point goes back in the queue
+  and resumes from the run's last checkpoint.
   Arrays are named after the sweep, checked with ``sbatch --test-only`` before anything is written
   (:func:`check_slurm`) and followed through ``squeue`` (:mod:`sweeps.slurm_jobs`); a task that
   fails is reported by name. Tests run a real single-node cluster (``tests/sweeps/slurm_cluster.py``)
@@ -449,7 +450,8 @@ def launch_submitit(sweep: "Sweep", workers: int, local: bool = False, progress:
                 os.environ[STORAGE_ENV] = saved
     for a in arrays:
         sys.stderr.write(f"sweep {sweep.spec.name}: submitted job {a.job_id}: {a.what}; a task that times out is "
-                         f"requeued at most {max_requeues} time(s) (--max-requeues), a preempted one always\n")
+                         f"requeued at most {max_requeues} time(s) (slurm.max_requeues or --max-requeues), a "
+                         "preempted one always\n")
     tasks = [(a, j) for a in arrays for j in a.jobs]
     watch = _LocalWatch(tasks) if local else _SlurmWatch(tasks)
     report = LaunchReport()
@@ -488,20 +490,31 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _log_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def _task_reason(job, max_requeues: int) -> str:
-    """Why a task ended badly, in one line: its result (submitit's record of what the worker raised),
-    else the last line of its stderr."""
+    """Why a task ended badly, in one line: the requeue limit where submitit refused to requeue it, else
+    its result (submitit's record of what the worker raised), else the last line of its stderr."""
     from submitit.core.utils import pickle_load
 
     try:
         outcome, value = pickle_load(job.paths.result_pickle)
     except Exception:  # no result (killed) or one being written: fall back to the log
         outcome, value = None, None
-    if outcome == "error":
-        text = str(value)
-        if "timed-out too many times" in text:
-            return (f"the requeue limit was reached: timed out {max_requeues + 1} time(s), requeued {max_requeues} "
-                    f"(--max-requeues)")
+    text = str(value) if outcome == "error" else ""
+    # submitit logs its refusal before raising it; the raise can be lost (SLURM sends SIGCONT with the
+    # USR2, and an exception raised while the SIGCONT handler logs is swallowed by logging), and the
+    # task then runs on until SLURM ends it at the limit: its log still says why it was not requeued.
+    if "timed-out too many times" in text or "not requeued because: timed-out too many times" in _log_text(
+            Path(job.paths.stdout)):
+        return (f"the requeue limit was reached: timed out {max_requeues + 1} time(s), requeued {max_requeues} "
+                f"(the spec's slurm.max_requeues, or --max-requeues)")
+    if text:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         if lines:
             return lines[-1][:300]

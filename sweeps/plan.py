@@ -5,8 +5,9 @@ data identity, model, samples, seed, training settings, branching), so the same 
 keys on every machine and across restarts; the output folder and the local data path are left out
 because they differ per machine.
 
-Parameter counts and FLOPs come from the model family's exact accounting
-(``scaling.model.count_params`` / ``flops_per_sample``) with the data's own dimensions.
+Parameter counts and FLOPs come from the spec's model family (``scaling.model.family``) with the data's
+own dimensions: the built-in family's exact accounting, or another family's module counted and its
+FLOPs per sample measured once per size.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from analysis.errors import BadInput
-from sweeps.points import DataDims, ModelPoint, PlannedRun, base_config, run_key
+from sweeps.points import DataDims, ModelPoint, PlannedRun, base_config, model_of, run_key
 from sweeps.spec import SweepSpec
 from sweeps.wsd import branch_runs
 
@@ -25,29 +26,17 @@ __all__ = ["DataDims", "ModelPoint", "PlannedRun", "run_key", "plan_runs", "reso
 
 
 def resolve_models(spec: SweepSpec, dims: DataDims) -> list[ModelPoint]:
-    """Resolve the model ladder through ``ModelConfig.from_size`` and the exact accounting.
+    """Resolve the model ladder through the spec's model family (`sweeps.points.model_of`): exact counts,
+    and FLOPs per sample from the family's accounting (vla) or measured once per size (any other family).
 
     Raises:
-        BadInput: An unknown preset name or an impossible size.
+        BadInput: An unknown preset name, an impossible size, or a family that cannot build it.
     """
-    from scaling.model import ModelConfig, count_params, flops_per_sample  # lazy: planning only
-
-    extra = spec.model_options
     points = []
     for size in spec.models:
-        try:
-            cfg = ModelConfig.from_size(
-                size, image_size=dims.image_size, vocab_size=dims.vocab_size,
-                max_instr_len=dims.max_instr_len, proprio_dim=dims.proprio_dim,
-                action_dim=dims.action_dim, **extra,
-            )
-        except (KeyError, ValueError) as exc:
-            if isinstance(exc, BadInput):
-                raise
-            raise BadInput(f"{spec.source or 'spec'}: models: {size!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-        total, nonembed = count_params(cfg)
-        shape = {k: getattr(cfg, k) for k in ("d_model", "n_layers", "n_heads") if hasattr(cfg, k)}
-        points.append(ModelPoint(size, int(total), int(nonembed), int(flops_per_sample(cfg)), shape))
+        m = model_of(spec, size, dims)
+        shape = {k: m.shape[k] for k in ("d_model", "n_layers", "n_heads") if k in m.shape}
+        points.append(ModelPoint(size, m.n_params, m.n_params_nonembed, m.flops_per_sample, shape))
     points.sort(key=lambda p: p.n_params)
     return points
 

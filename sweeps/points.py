@@ -79,6 +79,9 @@ class PlannedRun:
     validation: dict | None = None
     """``phase = validation`` only: predicted_loss, predicted_lo, predicted_hi (printed before the run),
     recommended (the compute-optimal size, else an alternative at the same compute) and fit (whose answer)."""
+    precision: str | None = None
+    """The precision the run trains in where ``config`` says ``auto``: resolved once per model size when
+    the sweep is planned (``sweeps.auto_precision``); the key keeps ``auto``. None: the config's own."""
 
 
 def run_key(config: dict, data_identity: Any) -> str:
@@ -99,3 +102,28 @@ def base_config(spec: SweepSpec, size: str | float, samples: int, seed: int, lrs
     if lrs is not None and str(size) in lrs:
         cfg["lr"] = float(lrs[str(size)])
     return cfg
+
+
+def model_of(spec: SweepSpec, size: str | float, dims: DataDims):
+    """The model a run of this spec builds for ``size`` (a `scaling.model.family.ResolvedModel`): the spec's
+    family (``train.family``, default vla) resolves it with the spec's model options and the data's
+    dimensions; a family module is also looked up in the spec's folder.
+
+    Raises:
+        BadInput: a family that cannot be loaded, or a size it cannot build (naming the spec).
+    """
+    from pathlib import Path
+
+    from analysis.errors import BadInput
+    from scaling.model.family import Dims, model_options, resolve_model
+
+    train = spec.train_dict
+    family_dims = Dims(image_size=dims.image_size, proprio_dim=dims.proprio_dim, action_dim=dims.action_dim,
+                       vocab_size=dims.vocab_size, max_instr_len=dims.max_instr_len, chunk=int(train.get("chunk", 1)))
+    search = [Path(spec.source).resolve().parent] if spec.source else []
+    try:
+        return resolve_model(train.get("family"), size, family_dims, model_options(train), search)
+    except BadInput as exc:
+        raise BadInput(f"{spec.source or 'spec'}: models: {size!r}: {str(exc).splitlines()[0]}") from None
+    except (KeyError, ValueError) as exc:
+        raise BadInput(f"{spec.source or 'spec'}: models: {size!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None

@@ -173,6 +173,9 @@ class SlurmSpec:
     cpus_per_task, qos, constraint."""
     per_size: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     """Overrides per model size as written in ``models`` (``{"1e8": {"gpus_per_node": 4}}``)."""
+    max_requeues: int | None = None
+    """How many times a task that reaches its time limit is requeued (``--max-requeues`` overrides it;
+    None: submitit's 3). For the whole sweep, never per size."""
 
     def for_size(self, size: Any) -> dict[str, Any]:
         """The resources of a task running points of model ``size``."""
@@ -181,13 +184,19 @@ class SlurmSpec:
 
 def parse_slurm(where: str, raw: Any) -> SlurmSpec:
     """Validate a ``slurm:`` block (or the flags' dict) into a :class:`SlurmSpec`."""
-    _check_keys(where, raw, (*SLURM_KEYS, "per_size"))
+    _check_keys(where, raw, (*SLURM_KEYS, "per_size", "max_requeues"))
     per = raw.get("per_size") or {}
     if not isinstance(per, Mapping):
         raise BadInput(f"{where}.per_size: expected a mapping of model size -> resources")
+    requeues = raw.get("max_requeues")
+    if requeues is not None:
+        requeues = _number(f"{where}.max_requeues", requeues, int, positive=False)
+        if requeues < 0:
+            raise BadInput(f"{where}.max_requeues: must be >= 0, got {raw['max_requeues']!r}")
     return SlurmSpec(
-        resources=_slurm_values(where, {k: v for k, v in raw.items() if k != "per_size"}),
+        resources=_slurm_values(where, {k: v for k, v in raw.items() if k not in ("per_size", "max_requeues")}),
         per_size=tuple(sorted((_size_key(s), _slurm_values(f"{where}.per_size.{s}", r)) for s, r in per.items())),
+        max_requeues=requeues,
     )
 
 
@@ -246,6 +255,11 @@ class SweepSpec:
     """Validation rounds written by `scaling sweep validate` after the design was fitted: they add rows
     with ``phase = validation`` and are left out of the fingerprint (they test the design's answer,
     they do not change what its points compute)."""
+    auto_precision: tuple[tuple[str, str], ...] = ()
+    """What ``train.precision: auto`` resolved to, per model size (``(str(size), precision)``), written into
+    the spec by `scaling sweep plan` or `run` the first time they plan a size (``sweeps.auto_precision``):
+    every run of that size, and a row re-run by key on any machine, trains in it. Left out of the
+    fingerprint and of the run keys, which keep ``auto``."""
     blind_baseline: bool = True
     """Add the input-free baseline: one run at the largest N and D with the images and instruction
     withheld (``phase = blind`` in the results table, never fitted). Default: on, except for design
@@ -270,7 +284,7 @@ class SweepSpec:
         SLURM resources are left out: they change where runs go, not what they compute.
         """
         d = dataclasses.asdict(self)
-        for k in ("source", "slurm", "data", "validation"):
+        for k in ("source", "slurm", "data", "validation", "auto_precision"):
             d.pop(k)
         d["data"] = self.data.identity()
         d["train"] = dict(self.train)
@@ -435,7 +449,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     """
     where = source or "spec"
     top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries", "slurm",
-           "blind_baseline", "validation")
+           "blind_baseline", "validation", "auto_precision")
     _check_keys(where, raw, top, ("name", "data", "models"))
     name = str(raw["name"])
     if not _NAME_RE.match(name):
@@ -539,11 +553,37 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     if not isinstance(blind, bool):
         raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
     validation = _parse_validation(f"{where}: validation", raw.get("validation"))
+    auto_precision = _parse_auto_precision(f"{where}: auto_precision", raw.get("auto_precision"), train)
     return SweepSpec(
         name=name, data=data, models=models, samples=samples, seeds=seeds,
         train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
-        wsd=wsd, retries=retries, slurm=slurm, validation=validation, blind_baseline=blind, source=source,
+        wsd=wsd, retries=retries, slurm=slurm, validation=validation, auto_precision=auto_precision,
+        blind_baseline=blind, source=source,
     )
+
+
+RESOLVED_PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+"""What ``auto`` can resolve to (``scaling.hardware.resolve_precision``)."""
+
+
+def _parse_auto_precision(where: str, raw: Any, train: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The ``auto_precision:`` mapping (model size -> precision) of a spec whose ``train.precision`` is auto."""
+    if raw is None:
+        return ()
+    if train.get("precision") != "auto":
+        raise BadInput(f"{where}: only for train.precision: auto (this spec's is "
+                       f"{train.get('precision', 'the default')}); remove it")
+    if not isinstance(raw, Mapping):
+        raise BadInput(f"{where}: expected a mapping of model size -> precision, got {type(raw).__name__}")
+    out: dict[str, str] = {}
+    for size, precision in raw.items():
+        key = str(_parse_model(f"{where}.{size}", size))
+        if precision not in RESOLVED_PRECISIONS:
+            raise BadInput(f"{where}.{size}: {precision!r} is not one of {', '.join(RESOLVED_PRECISIONS)}")
+        if key in out:
+            raise BadInput(f"{where}: size {size!r} is listed twice")
+        out[key] = precision
+    return tuple(out.items())
 
 
 _POINT_KEYS = ("size", "n_params", "samples", "predicted_loss", "predicted_lo", "predicted_hi", "recommended")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from analysis.atomic import write_atomic
 from analysis.errors import BadInput
+from scaling.model.family import BUILT_IN, export_search_dirs
 from scaling.versions import code_version
 from sweeps import generation, storage_url
 from sweeps.plan import PlannedRun, plan_runs, with_estimates
@@ -41,6 +43,8 @@ def _point(r: PlannedRun, gen: "generation.Generation") -> dict:
         attrs["branch"] = r.branch
     if r.validation is not None:
         attrs.update(r.validation)
+    if r.precision is not None:
+        attrs["precision"] = r.precision
     params = {"run_key": r.key, "size": str(r.size), "samples": r.samples, "seed": r.seed, "phase": r.phase}
     return {"run_key": r.key, "params": params, "attrs": attrs}
 
@@ -71,6 +75,9 @@ class Sweep:
         ``storage`` None reads :data:`sweeps.storage_url.STORAGE_ENV`, else the journal in the folder.
         """
         spec = load_spec(spec_path)
+        if spec.train_dict.get("family") not in (None, *BUILT_IN):
+            # Its module, beside the spec or in this folder, is found by every worker and run this starts.
+            export_search_dirs(Path(spec_path).resolve().parent, Path.cwd())
         if workers < 1:
             raise BadInput(f"--workers {workers}: must be at least 1")
         storage = storage_url.check(storage_url.from_env(storage), workers)
@@ -114,13 +121,27 @@ class Sweep:
 
         return local_data(self.spec.data, self.dir)
 
-    def plan(self, calibrate: bool = False, lrs: dict | None = None) -> list[PlannedRun]:
-        """Every run with key, N, D, FLOPs (and estimated time when ``calibrate``)."""
+    def plan(self, calibrate: bool = False, lrs: dict | None = None,
+             ledger_precision: dict[str, str] | None = None, record: bool = False) -> list[PlannedRun]:
+        """Every run with key, N, D, FLOPs (and estimated time when ``calibrate``).
+
+        With ``precision: auto`` each run also gets the precision of its size: as the spec records it,
+        else as ``ledger_precision`` (size -> precision of points already enqueued), else resolved on
+        this machine now (``sweeps.auto_precision``; a line on stderr says so), and written into the
+        spec file only when ``record`` (the sweep's first enqueue), never by a plan alone.
+        """
+        from sweeps import auto_precision
         from sweeps.data_source import data_dims
 
         local = self.local_data()
         dims = data_dims(local)
         runs = plan_runs(self.spec, dims, lrs if lrs is not None else self._chosen_lrs())
+        self.spec, runs, notes = auto_precision.settle(self.spec, runs, local, ledger_precision, write=record)
+        where = self.spec.source or "the spec"
+        for line in notes:
+            sys.stderr.write(f"sweep {self.spec.name}: precision auto for size {line}; "
+                             + (f"recorded in {where} (auto_precision)\n" if record else
+                                f"to be recorded in {where} when the sweep first runs\n"))
         if calibrate:
             from sweeps.calibration import calibrate as measure
 
@@ -150,7 +171,9 @@ class Sweep:
 
             search(self)
         q = self.queue  # first: opens this spec's generation, or refuses a changed spec or code
-        runs = self.plan()
+        from sweeps.auto_precision import needed
+
+        runs = self.plan(ledger_precision=_ledger_precisions(q) if needed(self.spec) else None, record=True)
         if only is not None:
             runs = select_runs(runs, only, str(self.spec.source or "spec"))
         self.write_local_info()
@@ -169,7 +192,8 @@ class Sweep:
         study = self.queue.name
         self._write_json("sweep.json", {"sweep": self.spec.name, "study": study, "data": self.local_data(),
                                         "retries": self.spec.retries, "storage": self.storage_shown,
-                                        "spec": str(self.spec.source), "code_version": self.code_version})
+                                        "spec": str(self.spec.source), "code_version": self.code_version,
+                                        "auto_precision": dict(self.spec.auto_precision)})
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, workers: int | None = None, launcher: str = "local", progress: bool = True,
@@ -187,7 +211,8 @@ class Sweep:
             only: run just these keys (and the stable phases they branch from), e.g. to re-run rows
                 of a committed study; the results table is written, the fit is not.
             on_interrupt: What Ctrl-C or SIGTERM does to SLURM arrays: ``cancel`` or ``leave``.
-            max_requeues: How many times a timed-out SLURM task is requeued (None: submitit's 3).
+            max_requeues: How many times a timed-out SLURM task is requeued (None: the spec's
+                ``slurm.max_requeues``, else submitit's 3).
 
         Returns:
             The final counts ``{total, completed, running, waiting, failed, diverged, pruned}``.
@@ -198,6 +223,8 @@ class Sweep:
         """
         from sweeps.launcher import DEFAULT_REQUEUES, check_slurm, launch, preflight
 
+        if max_requeues is None:
+            max_requeues = self.spec.slurm.max_requeues
         requeues = DEFAULT_REQUEUES if max_requeues is None else max_requeues
         preflight(launcher, on_interrupt, requeues)
         if launcher == "slurm":
@@ -269,6 +296,16 @@ class Sweep:
         fit.save(self.dir / "fit.json")
         analysis.write_report(report_df, self.dir, fit=fit)  # report.html + figures beside results.csv
         note.unlink(missing_ok=True)
+
+
+def _ledger_precisions(q: Queue) -> dict[str, str]:
+    """Model size -> the precision its points in the ledger carry (enqueued by whichever machine came first)."""
+    out: dict[str, str] = {}
+    for _, t in q.point_states().values():
+        p = t.user_attrs.get("precision")
+        if p:
+            out.setdefault(str(t.user_attrs.get("size")), p)
+    return out
 
 
 def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:

@@ -55,7 +55,8 @@ def register(subparsers) -> None:
                                   description=__doc__)
     sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
 
-    p = sub.add_parser("plan", help="list every run with key, N, D, FLOPs and estimated time")
+    p = sub.add_parser("plan", help="list every run with key, N, D, FLOPs and estimated time (and, for precision: "
+                                    "auto, the precision of each size, resolved once and recorded in the spec)")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--no-calibrate", action="store_true", help="skip the timing calibration (no estimates)")
@@ -76,8 +77,8 @@ def register(subparsers) -> None:
                    help="what Ctrl-C or SIGTERM of this command does to its SLURM arrays: cancel them (their points "
                         "go back to the queue) or leave them running to finish the sweep")
     p.add_argument("--max-requeues", type=int, default=None,
-                   help="times a SLURM task that reaches its time limit is requeued (default: 3); reaching the "
-                        "limit is reported")
+                   help="times a SLURM task that reaches its time limit is requeued (default: the spec's "
+                        "slurm.max_requeues, else 3); reaching the limit is reported")
     p.add_argument("--only", default=None, metavar="KEY[,KEY...]",
                    help="run just these run keys (and the WSD stable phases they branch from), e.g. to "
                         "reproduce rows of a committed study; writes results.csv, no fit")
@@ -138,7 +139,12 @@ def _plan(args) -> int:
     if args.json:
         print(json.dumps({"runs": plan_as_json(runs), "totals": totals(runs)}, indent=1, default=str))
     else:
+        from sweeps.auto_precision import summary
+
         print(format_plan(runs))
+        line = summary(sw.spec, runs)
+        if line:
+            print(line)
         if sw.spec.wsd.enabled:
             from sweeps.wsd import savings
 

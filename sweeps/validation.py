@@ -24,13 +24,11 @@ HEADER = ("# Validation rounds: written by `scaling sweep validate` before their
 
 
 def _shape(size: float, dims, spec) -> str:
-    """The WIDTHxBLOCKS shape the model family builds for a target parameter count."""
-    from scaling.model import ModelConfig
+    """The size that names the model the spec's family builds for a target parameter count (for vla its
+    WIDTHxBLOCKS shape, so the solver of another day cannot change it; for a factory family the count)."""
+    from sweeps.points import model_of
 
-    cfg = ModelConfig.from_size(size, image_size=dims.image_size, vocab_size=dims.vocab_size,
-                                max_instr_len=dims.max_instr_len, proprio_dim=dims.proprio_dim,
-                                action_dim=dims.action_dim, **spec.model_options)
-    return f"{cfg.d_model}x{cfg.n_layers}"
+    return model_of(spec, size, dims).size_name
 
 
 def plan_round(sweep, fit_path: str, flops: float, factors=(0.25, 4.0), seeds=(0,)) -> dict:

@@ -83,6 +83,10 @@ def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
     cfg = dict(claim.attrs["config"])
     cfg["data"] = s.data
     cfg["out"] = str(run_dir)
+    if claim.attrs.get("precision"):
+        # `precision: auto`, resolved once for this size when the sweep was planned (sweeps.auto_precision):
+        # resolving it here again, under this machine's load, could train another precision.
+        cfg["precision"] = claim.attrs["precision"]
     branch = claim.attrs.get("branch")
     if branch:
         # WSD cooldown: start from the stable phase's checkpoint at this D's cooldown start.

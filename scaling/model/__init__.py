@@ -1,4 +1,5 @@
-"""The VLA model family: configs and named sizes, the size solver, accounting, and the module.
+"""Model families (`scaling.model.family`: the seam; `vla` the built-in transformer, `conv` a conv policy)
+and the VLA's configs and named sizes, the size solver, accounting, and the module.
 
 `ModelConfig`, `PRESETS`, `count_params`, `flops_per_sample` and friends are torch-free; `VLA`
 and `param_groups` import torch on first use.
@@ -6,6 +7,7 @@ and `param_groups` import torch on first use.
 
 from scaling.model.accounting import approx_6nd, count_params, describe, flops_per_sample
 from scaling.model.config import ModelConfig, image_normalisation
+from scaling.model.family import Dims, ModelFamily, ResolvedModel, load_family, resolve_model
 from scaling.model.presets import CPU_LADDER, PRESETS, parse_size
 from scaling.model.solver import shape_for_params as _shape_for_params
 
@@ -21,9 +23,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'scaling.model' has no attribute {name!r}")
 
 
-__all__ = ["CPU_LADDER", "PRESETS", "VLA", "ModelConfig", "approx_6nd", "count_params", "describe",
-           "flops_per_sample", "image_normalisation", "param_groups", "parse_size",
-           "shape_for_params"]
+__all__ = ["CPU_LADDER", "PRESETS", "VLA", "Dims", "ModelConfig", "ModelFamily", "ResolvedModel", "approx_6nd", "count_params", "describe",
+           "flops_per_sample", "image_normalisation", "load_family", "param_groups", "parse_size",
+           "resolve_model", "shape_for_params"]
 
 
 def shape_for_params(target: float, **data) -> tuple[int, int, int]:

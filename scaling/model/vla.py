@@ -192,6 +192,9 @@ class VLA(nn.Module):
     action_tokens int64 (B, k, A), actions float (B, k, A) in [-1, 1].
     """
 
+    fsdp_units = (Block,)
+    """FSDP wraps each transformer block as one unit (`scaling.model.measure.fsdp_unit_classes`)."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -245,3 +248,15 @@ class VLA(nn.Module):
     def predict(self, batch: dict) -> torch.Tensor:
         """(B, chunk, A) normalised continuous actions in [-1, 1]."""
         return self.head.predict(self.encode(batch))
+
+    def n_params_nonembed(self) -> int:
+        """Parameters outside the input maps (`scaling.model.accounting`): more than the embedding tables."""
+        from scaling.model.accounting import count_params
+
+        return count_params(self.cfg)[1]
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """AdamW groups with muP learning rates (`scaling.model.mup.param_groups`)."""
+        from scaling.model.mup import param_groups
+
+        return param_groups(self, lr, weight_decay)

@@ -70,7 +70,7 @@ def main() -> int:
         "n_params_nonembed": int(0.9 * n), "model": {"d_model": 32, "n_layers": 2, "n_heads": 2},
         "flops_per_sample": int(6 * n), "flops": 6 * n * d, "n_samples": d, "n_unique_samples": d,
         "epochs": 1.0, "lr": cfg.get("lr", 3e-4), "global_batch_size": cfg.get("batch_size", 64),
-        "precision": "32-true", "world_size": 1, "val_loss": None if diverged else val,
+        "precision": cfg.get("precision") or "32-true", "world_size": 1, "val_loss": None if diverged else val,
         "val_loss_best": None if diverged else val, "train_loss": val, "action_mse": 0.1,
         "success_rate": None, "wall_seconds": 0.1, "samples_per_second": 1000.0, "mfu": None,
         "versions": {"fake": "1", "code": os.environ.get("FAKE_CODE_VERSION") or _code_version()},

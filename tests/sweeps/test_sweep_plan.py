@@ -150,13 +150,11 @@ def test_calibration_times_steps_as_the_spec_runs_them(tiny_dataset, tmp_path, m
 
 def test_timed_steps_run_until_min_seconds(tiny_dataset):
     from scaling.data import open_source
-    from scaling.model import ModelConfig
+    from scaling.model.family import dims_of, resolve_model
     from sweeps import calibration
 
     src = open_source(tiny_dataset)
-    cfg = ModelConfig.from_size("debug", image_size=src.image_size, vocab_size=src.tokenizer.vocab_size,
-                                max_instr_len=src.tokenizer.max_len, proprio_dim=src.proprio_dim,
-                                action_dim=src.action_dim)
+    cfg = resolve_model("vla", "debug", dims_of(src))
     calls = []
     real = src.get_batch
 
