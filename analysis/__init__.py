@@ -18,6 +18,7 @@ from analysis.errors import BadInput
 # Public name -> module that defines it, imported on first access (PEP 562).
 _LAZY = {
     "fit": "analysis.workflow",
+    "fit_by_family": "analysis.families",
     "FitResult": "analysis.result",
     "optimal": "analysis.allocation",
     "write_report": "analysis.report",

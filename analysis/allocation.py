@@ -297,7 +297,7 @@ def write_train_config(opt: dict, path, fit_source: str = "", training: dict | N
     """Write a `scaling train` YAML config for the compute-optimal N and D (atomically).
 
     Sets `size` (target parameter count) and `samples`, and the training settings the fitted runs
-    used (`training` from fit.json: lr, global_batch_size as batch_size, precision), so the run
+    used (`training` from fit.json: lr, global_batch_size as batch_size, precision, the model family), so the run
     reproduces the conditions the law was measured under. A setting that varied with model size
     takes the value of the fitted size nearest N_opt (in log N).
     """
@@ -314,7 +314,8 @@ def write_train_config(opt: dict, path, fit_source: str = "", training: dict | N
         f"size: {float(opt['n_opt']):.6e}",  # always a dot and a signed exponent: YAML 1.1 reads a float
         f"samples: {int(round(opt['d_opt']))}",
     ]
-    for key, cfg_key in (("lr", "lr"), ("global_batch_size", "batch_size"), ("precision", "precision")):
+    for key, cfg_key in (("lr", "lr"), ("global_batch_size", "batch_size"), ("precision", "precision"),
+                         ("family", "family")):
         v = _setting((training or {}).get(key), opt["n_opt"])
         if v is not None:
             lines.append(f"{cfg_key}: {json.dumps(v)}  # as in the fitted runs")

@@ -54,7 +54,12 @@ def register(subparsers) -> None:
     p.add_argument("--loss-floor", type=float, default=None, metavar="X",
                    help="a known lower bound on the loss, for tables without a loss_floor column; "
                    "the fit warns when its E lies below it")
-    p.add_argument("--out", required=True, help="where to write fit.json")
+    p.add_argument("--by", choices=("family",), default=None,
+                   help="family: fit each model family of the table (its family column) on its own, and test the "
+                   "difference of their exponents by bootstrap; --out then names the comparison (families.json), "
+                   "each family's fit is written beside it as fit_<family>.json. A table of several families is "
+                   "never fitted pooled")
+    p.add_argument("--out", required=True, help="where to write fit.json (with --by family: families.json)")
     p.add_argument("--json", action="store_true", help="print fit.json instead of the text summary")
     p.set_defaults(func=_fit)
 
@@ -128,14 +133,34 @@ def _file_out(flag: str, path: str) -> None:
 
 
 def _fit(a) -> int:
+    if a.by == "family" and a.approach == 2:
+        raise BadInput("--by family: fits the parametric law (Approach 3) per family; leave out --approach 2")
     if a.approach == 2:
         return _fit_approach2(a)
+    if a.by == "family":
+        return _fit_by_family(a)
     from analysis.workflow import fit
 
     _file_out("--out", a.out)
     res = fit(a.results, all_states=a.all_states, **_fit_kwargs(a))
     path = res.save(a.out)
     print(json.dumps(res.to_dict()) if a.json else res.summary() + f"\nwrote {path}")
+    return 0
+
+
+def _fit_by_family(a) -> int:
+    from analysis.families import fit_by_family
+
+    _file_out("--out", a.out)
+    res = fit_by_family(a.results, all_states=a.all_states, **_fit_kwargs(a))
+    path = res.save(a.out)
+    if a.json:
+        print(path.read_text().strip())
+        return 0
+    from analysis.families import fit_file
+
+    beside = ", ".join(str(path.parent / fit_file(n)) for n in res.fits)
+    print(res.summary() + f"\nwrote {path} and {beside}")
     return 0
 
 

@@ -213,3 +213,41 @@ def success(table, fit, x: str = "compute", ax=None):
            title=f"Success rate against {x}")
     ax.legend(fontsize=7)
     return ax
+
+
+def families_vs(tables: dict, fits: dict, x: str = "N", ax=None):
+    """Loss against N at each family's largest D (``x = "N"``), or against D at its largest N (``"D"``):
+    one colour per family, its runs there, its own law at that D (or N), its blind baseline dotted."""
+    ax = _axes(ax)
+    by = "D" if x == "N" else "N"
+    exponent = {"N": "alpha", "D": "beta"}[x]
+    for j, (name, table) in enumerate(tables.items()):
+        col = f"C{j}"
+        at = float(table.cols[by].max())
+        m = np.isclose(table.cols[by], at, rtol=1e-6)
+        ax.scatter(table.cols[x][m], table.loss[m], s=18, color=col, label=f"{name}: runs at {by} = {at:.3g}")
+        fit = fits.get(name)
+        if fit is not None:
+            xv = table.cols[x]
+            grid = np.logspace(np.log10(xv.min()), np.log10(xv.max()), 60)
+            cols = {x: grid, by: np.full_like(grid, at)}
+            cols["U"] = cols["D"]
+            e = fit.params.get(exponent)
+            ax.plot(grid, _predict(fit, cols), color=col, lw=1.2,
+                    label=f"{name}: its law" + (f" ({exponent} = {e:.3g})" if e is not None else ""))
+        if getattr(table, "blind_loss", None) is not None:
+            ax.axhline(table.blind_loss, color=col, ls=":", lw=1, label=f"{name}: blind baseline ({table.blind_loss:.3g})")
+    ax.set(xscale="log", yscale="log", xlabel=f"{x} ({'parameters' if x == 'N' else 'samples'})", ylabel="loss",
+           title=f"Loss against {x} at the largest {by}, per family")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def families_vs_compute(tables: dict, ax=None):
+    """Every run's loss against its compute, one colour per family."""
+    ax = _axes(ax)
+    for j, (name, table) in enumerate(tables.items()):
+        ax.scatter(table.compute, table.loss, s=14, color=f"C{j}", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss against compute, per family")
+    ax.legend(fontsize=8)
+    return ax

@@ -155,14 +155,19 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
                  d_col: str = "n_samples", loss_col: str = "val_loss", c_col: str | None = None,
                  bootstrap: int = 1000, holdout_frac: float = 0.2, seed: int = 0, fit=None,
                  grid=None, all_states: bool = False, exclude_col: str | None = None, delta: float = 1e-3,
-                 asymmetry: float = 0.5, loss_floor: float | None = None) -> Path:
+                 asymmetry: float = 0.5, loss_floor: float | None = None, families=None) -> Path:
     """Fit the table and write report.html plus its PNG figures into `out_dir`.
+
+    A table of several model families (its ``family`` column) is fitted family by family and reported
+    as such (`analysis.families`): each family's law and curves, and which family scales better.
 
     Args:
         table_or_path: DataFrame, results file, or sweep directory holding results.csv.
         out_dir: output directory (created).
         form, n_col, d_col, loss_col, c_col, bootstrap, holdout_frac, seed, grid: as in `analysis.fit`.
         fit: an existing `FitResult` to report instead of fitting again.
+        families: an existing `analysis.families.FamilyFits` of a table of several families, to report
+            instead of fitting again.
         all_states: keep runs whose state is not completed.
         exclude_col, delta, asymmetry: as in `analysis.fit`.
         loss_floor: the data's known lower bound on the loss, for a table without a `loss_floor` column;
@@ -178,13 +183,20 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
     from analysis.workflow import fit as run_fit
 
     src = table_or_path if hasattr(table_or_path, "columns") else resolve_results(table_or_path)
+    from analysis.table import families_in, read_frame
+
+    raw = src if hasattr(src, "columns") else read_frame(src)[0]
+    if families is not None or len(families_in(raw)) > 1:
+        kw = dict(n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col, bootstrap=bootstrap,
+                  holdout_frac=holdout_frac, seed=seed, grid=grid, all_states=all_states, exclude_col=exclude_col,
+                  delta=delta, asymmetry=asymmetry, loss_floor=loss_floor)
+        return _write_families_report(raw, str(src) if not hasattr(src, "columns") else None, Path(out_dir),
+                                      families, form, kw)
     f = get_form(form if fit is None else fit.form)
     tbl = load_table(src, need=f.columns, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
                      n_params=len(f.params), all_states=all_states, exclude_col=exclude_col)
-    from analysis.table import read_frame
     from analysis.workflow import fit_pair, known_loss_floor
 
-    raw = src if hasattr(src, "columns") else read_frame(src)[0]
     floor, _ = known_loss_floor(tbl, loss_floor)
     kw = dict(bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid, delta=delta, asymmetry=asymmetry)
     pair = None
@@ -250,6 +262,113 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49
 {_pair_html(pair)}
 {_validation_html(raw)}
 {_success_html(fit)}
+<h2>Figures</h2>{''.join(f'<img src="{n}" alt="{e(t)}" title="{e(t)}">' for t, n in figs)}
+</body></html>
+"""
+    return write_atomic(out / "report.html", body)
+
+
+def _families_html(comparison: dict) -> str:
+    """"Which family scales better": each exponent per family, the difference with its interval and
+    p-value, and the verdict."""
+    e = html.escape
+    c = comparison
+    level = f"{100 * c['level']:.0f}%"
+    rows = []
+    for d in c["differences"]:
+        ci = d["ci"]
+        fam_ci = c["families"][d["family"]]["ci"].get(d["exponent"])
+        ref_ci = c["families"][d["reference"]]["ci"].get(d["exponent"])
+        if not d["determined"]:
+            verdict = "no verdict (an exponent at an edge of its domain)"
+        elif ci is None:
+            verdict = "not tested (no bootstrap)"
+        elif d["beyond_noise"]:
+            verdict = f"<b>beyond the noise</b>: {e(d['better'])} scales better"
+        else:
+            verdict = "within the noise"
+        p = d["p_value"]
+        p_txt = "" if p is None else (f"&lt; {2 / d['n']:.2g}" if p == 0 else f"{p:.2g}")
+        rows.append(f"<tr><td>{e(d['exponent'])}{' (' + e(d['variable']) + ')' if d['variable'] else ''}</td>"
+                    f"<td>{e(d['family'])}: {d['family_value']:.4g} {_ci(fam_ci)}</td>"
+                    f"<td>{e(d['reference'])}: {d['reference_value']:.4g} {_ci(ref_ci)}</td>"
+                    f"<td>{d['value']:+.4g}</td><td>{_ci(ci)}</td><td>{p_txt}</td><td>{verdict}</td></tr>")
+    warn = "".join(f"<li>{e(w)}</li>" for w in c["warnings"])
+    return (f"<h2>Which family scales better</h2><p>{e(c['verdict'])}</p>"
+            f"<p>Each family fitted on its own runs ({e(c['form'])} law). The difference of an exponent is read off "
+            f"the two fits' bootstrap refits (runs resampled within each family, independently); {level} percentile "
+            "interval and a two-sided bootstrap p-value. A larger exponent: a loss that falls faster with that "
+            "variable over the runs' range.</p>"
+            f"<table><tr><th>exponent</th><th>family [{level}]</th><th>reference [{level}]</th>"
+            f"<th>difference (family - reference)</th><th>{level} interval</th><th>p</th><th>verdict</th></tr>" + "".join(rows) + "</table>"
+            + (f"<ul class='warn'>{warn}</ul>" if warn else ""))
+
+
+def _family_section(name: str, fit) -> str:
+    """One family's law: parameters with intervals, backtest, compute-optimal choice, warnings."""
+    e = html.escape
+    params = "".join(f"<tr><td>{e(k)}</td><td>{v:.5g}</td><td>{_ci(fit.ci.get(k))}</td></tr>"
+                     for k, v in {**fit.params, **{k: v for k, v in fit.exponents.items() if v is not None}}.items())
+    bt = fit.backtest or {}
+    bt_txt = (f"backtest (refit without the {bt['holdout']} largest-compute runs, predict them): mean |rel. error| "
+              f"{100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%." if bt.get("are_mean") is not None
+              else f"backtest: {e(str(bt.get('skipped', 'not run')))}.")
+    opt = fit.optimum or {}
+    opt_txt = (f" At C = {opt['flops']:.3g} FLOPs: N_opt = {opt['n_opt']:.3g} {_ci(opt['ci'].get('n_opt'))}, "
+               f"D_opt = {opt['d_opt']:.3g} {_ci(opt['ci'].get('d_opt'))}." if opt else "")
+    blind = (fit.observed or {}).get("blind_loss")
+    blind_txt = f" Its blind baseline (same model, images and instruction withheld): loss {blind:.4g}." if blind else ""
+    warn = "".join(f"<li>{e(w)}</li>" for w in fit.warnings) or "<li>none</li>"
+    return (f"<h3>{e(name)}: {fit.n_points} runs</h3><table><tr><th>name</th><th>value</th><th>95% interval</th></tr>"
+            f"{params}</table><p>{bt_txt}{opt_txt}{blind_txt}</p><ul class='warn'>{warn}</ul>")
+
+
+def _write_families_report(raw, source: str | None, out: Path, families, form: str, kw: dict) -> Path:
+    """report.html of a table of several model families: both families' curves (loss against N at the
+    largest D, against D at the largest N), each family's law, and which one scales better."""
+    from analysis import plots
+    from analysis.families import file_slug, fit_by_family
+    from analysis.forms import get_form
+    from analysis.table import family_column, load_table
+
+    if families is None:
+        families = fit_by_family(raw, form, source=source, **kw)
+    out.mkdir(parents=True, exist_ok=True)
+    families.save(out / "families.json")
+    f = get_form(families.comparison["form"])
+    fam = family_column(raw)
+    tables = {name: load_table(raw[fam == name].reset_index(drop=True), need=f.columns, n_col=kw["n_col"],
+                               d_col=kw["d_col"], loss_col=kw["loss_col"], c_col=kw["c_col"], n_params=len(f.params),
+                               all_states=kw["all_states"], exclude_col=kw["exclude_col"])
+              for name in families.fits}
+    fits = families.fits
+    figs = []
+    if "N" in f.columns and "D" in f.columns:
+        figs.append(("Loss against N at the largest D, per family",
+                     _save(plots.families_vs(tables, fits, "N"), out, "families_vs_n.png")))
+        figs.append(("Loss against D at the largest N, per family",
+                     _save(plots.families_vs(tables, fits, "D"), out, "families_vs_d.png")))
+    figs.append(("Loss against compute, per family", _save(plots.families_vs_compute(tables), out,
+                                                           "families_vs_compute.png")))
+    for name, tbl in tables.items():
+        slug = file_slug(name)
+        if "N" in f.columns and "D" in f.columns:
+            figs.append((f"{name}: loss against N", _save(plots.loss_vs_n(tbl, fits[name]), out, f"loss_vs_n_{slug}.png")))
+            figs.append((f"{name}: loss against D", _save(plots.loss_vs_d(tbl, fits[name]), out, f"loss_vs_d_{slug}.png")))
+        figs.append((f"{name}: observed against predicted",
+                     _save(plots.observed_vs_predicted(tbl, fits[name]), out, f"observed_vs_predicted_{slug}.png")))
+    e = html.escape
+    c = families.comparison
+    names = ", ".join(f"{e(n)} ({fits[n].n_points} runs)" for n in fits)
+    body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Scaling-law report: model families</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49%;vertical-align:top}}
+.warn{{color:#a40}}</style></head><body>
+<h1>Scaling-law report: {len(fits)} model families</h1>
+<p>Source: {e(c['source'])}. Families: {names}. Form: <b>{e(c['form'])}</b>, fitted to each family's runs on their
+own (never pooled). Intervals: 95% percentile bootstrap over each family's runs.</p>
+{_families_html(c)}
+<h2>Each family's law</h2>{''.join(_family_section(n, fit) for n, fit in fits.items())}
 <h2>Figures</h2>{''.join(f'<img src="{n}" alt="{e(t)}" title="{e(t)}">' for t, n in figs)}
 </body></html>
 """

@@ -64,6 +64,9 @@ TABLE_PHASES = ("main", "stable", "cooldown", "lr_search", "blind", "validation"
 FITTED_PHASES = ("main", "cooldown")
 """The phases whose rows are design points: the only rows a scaling-law fit of a sweep's table uses."""
 MODEL_COLUMNS = ("d_model", "n_layers", "n_heads")
+DEFAULT_FAMILY = "vla"
+"""The model family of a row whose table has no `family` column (written before it existed: the built-in
+family was the only one)."""
 RELIANCE_INPUTS = ("image", "instruction", "proprio")
 """The inputs of result.json's `input_reliance`, each a `reliance_<input>` column of the table."""
 """The keys of result.json's `model` that the results table carries as columns."""
@@ -110,6 +113,11 @@ RUN_RESULT: tuple[Field, ...] = (
        "offers (docs/throughput.md); null where unknown.", nullable=True, required=False, minimum=0),
     _f("peak_flops_source", "string", "Where peak_flops comes from: vendor table, measured probe, config.",
        nullable=True, required=False),
+    _f("peak_flops_load", "number", "A measured (CPU) peak: the 1-minute load average per core before its probe; "
+       "a probe under load is used by its run only, never cached (docs/throughput.md). Null for other peaks.",
+       nullable=True, required=False, minimum=0),
+    _f("peak_flops_age_s", "number", "A measured (CPU) peak: seconds between its probe and the result. Null for "
+       "other peaks.", nullable=True, required=False, minimum=0),
     _f("success_per_task", "object", "success_rate per task family ({family: rate}); null when not measured.",
        nullable=True, required=False, values="number"),
     _f("loss_floor", "number", "The dataset's loss floor (its manifest.json): the lowest val_loss the discrete "
@@ -153,6 +161,9 @@ SWEEP_COLUMNS: tuple[Field, ...] = (
        "trial; blind: the input-free baseline (never fitted); validation: a recommended configuration or an "
        "alternative run at a held-out budget after the fit, its prediction made first (never fitted).", enum=TABLE_PHASES),
     _f("size", "string", "The model size as the spec wrote it (preset name, target parameters or WIDTHxBLOCKS shape).", nullable=True),
+    _f("family", "string", "The run's model family: vla (the built-in transformer), conv, or MODULE:ATTR. A "
+       "table without this column is all vla; fits never pool two families (`scaling fit --by family`).",
+       required=False),
     _f("budget", "number", "IsoFLOP design: the compute budget C (FLOPs) that planned the point.", nullable=True),
     _f("reason", "string", "Why a point failed or was pruned.", nullable=True),
     _f("attempts", "integer", "Times the point was started.", nullable=True),
@@ -240,17 +251,39 @@ OPTIMAL: tuple[Field, ...] = (
     _f("warnings", "array", "What a reader must know before using the answer.", items="string", required=False),
 )
 
+FAMILIES: tuple[Field, ...] = (
+    _f("form", "string", "Law form every family was fitted with."),
+    _f("source", "string", "The results table the families came from."),
+    _f("reference", "string", "The family the others are compared against (vla when present)."),
+    _f("level", "number", "Coverage of the differences' intervals (0.95).", minimum=0, maximum=1),
+    _f("families", "object", "Per family: fit (its fit.json, `fit_<family>.json` beside this file), n_points, "
+       "params, ci (their 95% intervals), observed (the range fitted), seed (its bootstrap seed: each family's "
+       "own, so their resamples are independent), warnings.", values="object"),
+    _f("differences", "array", "Per exponent and family against the reference: exponent, variable (N, D or C), "
+       "family, reference, family_value, reference_value, value (family - reference), ci (percentile interval of "
+       "the paired bootstrap refits' differences; null without a bootstrap), p_value (two-sided: 2 x the smaller "
+       "share of differences on either side of 0), n (pairs), determined (false when an exponent is at an edge "
+       "of its domain), beyond_noise (the interval excludes 0), better (the family whose loss falls faster, "
+       "null within the noise).", items="object"),
+    _f("verdict", "string", "One sentence per family compared: which scales better over the runs' range, and "
+       "whether the difference is beyond the noise."),
+    _f("warnings", "array", "What a reader must know before trusting the comparison.", items="string"),
+    _f("format_version", "integer", "families.json format version.", enum=(1,)),
+)
+
 CONTRACTS: dict[str, tuple[tuple[Field, ...], str]] = {
     "run_result": (RUN_RESULT, "Run result: `RUN_DIR/result.json` (scaling.result.RunResult)"),
     "results_table": (RESULTS_TABLE, "Results table: a sweep's `results.csv` / `.parquet`, one row per point "
                       "(sweeps.results)"),
     "fit": (FIT_RESULT, "Fit result: `fit.json` (analysis.result.FitResult)"),
     "optimal": (OPTIMAL, "Compute-optimal choice: `scaling optimal --json` (analysis.allocation.optimal)"),
+    "families": (FAMILIES, "Family comparison: `families.json` of `scaling fit --by family` and a `families:` "
+                 "sweep (analysis.families)"),
 }
 
 
 def fields(name: str) -> tuple[Field, ...]:
-    """The fields of contract `name` (run_result | results_table | fit | optimal)."""
+    """The fields of contract `name` (run_result | results_table | fit | optimal | families)."""
     return CONTRACTS[name][0]
 
 
@@ -378,6 +411,8 @@ def table_problems(df) -> list[str]:
             v = _plain(v)
             if v is None and f.completed and done:
                 out.append(f"row {i}: {f.name} is empty on a completed row")
+            elif v is None and not f.nullable:
+                out.append(f"row {i}: {f.name} is null")
             elif v is not None:
                 out += [f"row {i}: {p}" for p in field_problems(f, v)]
             if len(out) > 20:

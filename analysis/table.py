@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import BadInput
-from analysis.schema import FITTED_PHASES
+from analysis.schema import DEFAULT_FAMILY, FITTED_PHASES
 
 DEFAULT_COLUMNS = {"N": "n_params", "D": "n_samples", "loss": "val_loss", "C": "flops", "U": "n_unique_samples"}
 """Results-table column for each quantity (docs/contracts.md): parameters, samples, loss, FLOPs, unique samples."""
-TRAINING_COLUMNS = ("lr", "global_batch_size", "precision", "schedule", "warmup", "weight_decay", "spec", "sweep")
+TRAINING_COLUMNS = ("lr", "global_batch_size", "precision", "schedule", "warmup", "weight_decay", "spec", "sweep",
+                    "family")
 """Results-table columns that describe how the runs were trained; fit.json carries them."""
+FAMILY_COLUMN = "family"
+"""Results-table column of each run's model family (docs/contracts.md)."""
 _TRUE = {"true", "1", "yes", "y", "t", "1.0"}
 _DONE = {"completed", "complete", "success", "succeeded", "finished", "done", "ok"}
 
@@ -184,6 +187,21 @@ def read_frame(source) -> tuple[pd.DataFrame, str]:
         raise BadInput(f"{path}: cannot read as a table ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
 
 
+def family_column(df: pd.DataFrame, col: str = FAMILY_COLUMN) -> pd.Series:
+    """Each row's model family: the column's value, `DEFAULT_FAMILY` where the table has no such column
+    or the cell is empty (tables written before the column existed hold the built-in family only)."""
+    if col not in df.columns:
+        return pd.Series(DEFAULT_FAMILY, index=df.index, dtype=object)
+    v = df[col].astype(object).where(df[col].notna(), DEFAULT_FAMILY).astype(str).str.strip()
+    return v.where(v != "", DEFAULT_FAMILY)
+
+
+def families_in(df: pd.DataFrame, col: str = FAMILY_COLUMN) -> list[str]:
+    """The distinct model families of a table, `DEFAULT_FAMILY` first when present, then by name."""
+    names = set(family_column(df, col))
+    return sorted(names, key=lambda n: (n != DEFAULT_FAMILY, n))
+
+
 def _rows(mask: np.ndarray) -> str:
     bad = np.flatnonzero(mask)
     shown = ", ".join(str(i) for i in bad[:8])
@@ -208,9 +226,15 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
 
     Raises:
         BadInput: missing column (lists the available ones), non-numeric, NaN or non-positive
-            values (names the rows), too few runs, a single N or D for a two-variable law.
+            values (names the rows), too few runs, a single N or D for a two-variable law, rows of
+            more than one model family (`FAMILY_COLUMN`: never pooled into one law).
     """
     df, name = read_frame(source)
+    families = families_in(df)
+    if len(families) > 1:
+        raise BadInput(f"{name}: its runs are of {len(families)} model families ({', '.join(families)}); one law "
+                       "fitted to them pooled describes none of them: fit each on its own (`scaling fit --by "
+                       "family`; `scaling report` does so by itself)")
     notes = []
     blind = blind_success = None
     if "phase" in df.columns:

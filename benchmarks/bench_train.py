@@ -146,7 +146,7 @@ def precision_table(args, size: str, peak: float, tmp: str) -> dict:
         for name, (precision, cache, attention) in BARE_VARIANTS.items():
             sps = bare_loop(args.data, size, args.batch, args.steps, precision, cache, attention, args.family)
             best[name] = max(best.get(name, 0.0), sps)
-    chosen, why = resolve_precision("auto", "cpu", None, model_cfg=model_cfg, batch_size=args.batch)
+    chosen, why = resolve_precision("auto", "cpu", None, model=model_cfg, batch_size=args.batch)
     better = max(best["train() 32-true"], best["train() bf16-mixed"])
     return {
         "size": size, "n_params": count_params(model_cfg)[0], "flops_per_sample": fps,

@@ -9,11 +9,13 @@ checked is exactly what users run. On one GPU:
 1. `16-mixed` and `bf16-mixed` at a mid-size preset: completes, finite loss, samples/s, MFU; and
    bf16-mixed with the keypoint stem (`--keypoints 16`, the CPU specs' vision path);
 2. MFU of bf16-mixed at a large preset against the device's dense bf16 peak (table) and the measured
-   bf16 matmul peak.
+   bf16 matmul peak;
+3. two seeds trained together in one process (`--seeds 0,1`, bf16-mixed): both members complete and
+   seed 0's val_loss is within 2% of the 1-GPU bf16 run's (the same run, trained beside another).
 With 2+ GPUs, also (N = all GPUs, one node):
-3. DDP x N and FSDP x N with bf16-mixed, and FSDP x N with 16-mixed: val_loss within 2% of the 1-GPU
+4. DDP x N and FSDP x N with bf16-mixed, and FSDP x N with 16-mixed: val_loss within 2% of the 1-GPU
    bf16 run of the same config (same global batch and samples);
-4. the FSDP run's stable checkpoint loads with torch.load(weights_only=True) and resumes on 1 GPU to the
+5. the FSDP run's stable checkpoint loads with torch.load(weights_only=True) and resumes on 1 GPU to the
    same val_loss (a different world size and strategy).
 Prints a table and writes gpu_check.json to --out (default: $OUT or ./gpu_check). Never part of CI.
 """
@@ -49,6 +51,9 @@ def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict
     checks.append(dict(name="1x bf16 keypoints film", flags={**base, "precision": "bf16-mixed", "devices": 1,
                                                                "keypoints": 16, "film": True}))
     reference = f"1x bf16-mixed"
+    # Two seeds trained together in one process (`scaling train --seeds`): its seed 0 is the reference run.
+    checks.append(dict(name="1x bf16 seeds 0,1", flags={**base, "precision": "bf16-mixed", "devices": 1,
+                                                        "seeds": "0,1"}, parity=reference))
     if n_devices >= 2:
         n = n_devices
         checks += [
@@ -98,13 +103,19 @@ def run_check(check: dict, data: str, tmp: Path, accelerator: str, done: dict) -
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
     row = {"check": check["name"], "seconds": round(time.perf_counter() - t0, 1), **{
         k: check["flags"].get(k) for k in ("size", "precision", "devices", "strategy")}}
-    if proc.returncode != 0 or not (out / "result.json").exists():
+    seeds = str(check["flags"]["seeds"]).split(",") if "seeds" in check["flags"] else []
+    results = [out / f"seed-{s}" / "result.json" for s in seeds] or [out / "result.json"]  # an ensemble's members
+    if proc.returncode != 0 or not all(r.exists() for r in results):
         row.update(ok=False, error=proc.stderr.strip().splitlines()[-1][:300] if proc.stderr.strip() else "failed")
         return row
-    res = json.loads((out / "result.json").read_text())
+    res = json.loads(results[0].read_text())
     row.update({k: res[k] for k in ("status", "n_params", "precision", "world_size", "train_loss", "val_loss",
                                     "samples_per_second", "mfu", "peak_flops", "success_rate")})
     row["ok"] = res["status"] == "completed" and math.isfinite(res["val_loss"] or math.nan)
+    if seeds:
+        members = [json.loads(r.read_text()) for r in results]
+        row["samples_per_second"] = sum(m["samples_per_second"] or 0 for m in members)  # the ensemble's
+        row["ok"] = row["ok"] and all(m["status"] == "completed" for m in members)
     if "resume_from" in check:
         row["resumed"] = "resuming from" in proc.stderr
         row["ok"] = row["ok"] and row["resumed"]

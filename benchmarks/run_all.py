@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 BENCHMARKS = ("bench_tabletop", "bench_data", "bench_metaworld", "bench_flops", "bench_fit",
-              "bench_attention", "bench_train", "bench_gemm", "bench_compile", "bench_forkserver", "bench_sweep")
+              "bench_attention", "bench_train", "bench_gemm", "bench_compile", "bench_forkserver", "bench_sweep",
+              "bench_ensemble")
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ FSDP), and optimizer state is keyed by parameter *name*, so a checkpoint resumes
 strategy or world size. Files written by the Lightning Trainer of earlier versions (optimizer state
 keyed by position) load too. Each file is written under a temporary name and renamed, so a kill -9
 mid-save leaves the previous checkpoint intact; every file loads with ``torch.load(weights_only=True)``.
+An ensemble's checkpoint (`scaling.ensemble`) holds one such dict per member, under ``members``.
 """
 
 from __future__ import annotations
@@ -67,17 +68,27 @@ def gather_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> t
     return model_sd, optim_sd
 
 
+def checkpoint_payload(module, optimizer, global_step: int, meta: dict) -> dict:
+    """One model's checkpoint as the dict the file holds (collective under FSDP: every rank calls it)."""
+    model_sd, optim_sd = gather_state(module, optimizer)
+    return {"global_step": int(global_step), "state_dict": {_PREFIX + k: v for k, v in model_sd.items()},
+            "optimizer_states": [optim_sd], "scaling": meta}
+
+
+def write_checkpoint(path: Path, payload: dict) -> None:
+    """Write `payload` to `path` atomically (a temporary name, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(path: Path, module, optimizer, global_step: int, meta: dict, *, is_rank_zero: bool,
                     barrier) -> None:
     """Collective save (every rank calls it): gather, then rank 0 writes `path` atomically."""
-    model_sd, optim_sd = gather_state(module, optimizer)
+    payload = checkpoint_payload(module, optimizer, global_step, meta)
     if is_rank_zero:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp")
-        torch.save({"global_step": int(global_step),
-                    "state_dict": {_PREFIX + k: v for k, v in model_sd.items()},
-                    "optimizer_states": [optim_sd], "scaling": meta}, tmp)
-        os.replace(tmp, path)
+        write_checkpoint(path, payload)
     barrier()
 
 
@@ -88,9 +99,13 @@ def load_checkpoint(path: str | os.PathLike, module, optimizer, names: list[str]
         names: parameter names in optimizer order, to read checkpoints whose optimizer state is keyed
             by position (the Lightning Trainer's layout).
     """
+    return restore_checkpoint(torch.load(path, map_location="cpu", weights_only=True), module, optimizer, names)
+
+
+def restore_checkpoint(ckpt: dict, module, optimizer, names: list[str]) -> dict:
+    """`load_checkpoint` of a checkpoint dict already read (one member of an ensemble's file)."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model_sd = {k.removeprefix(_PREFIX): v for k, v in ckpt["state_dict"].items()}
     opts = _options(module)
     set_model_state_dict(module, model_sd, options=opts)
@@ -110,4 +125,5 @@ def _by_name(optim_sd: dict, names: list[str]) -> dict:
             "param_groups": [{**g, "params": [position[i] for i in g["params"]]} for g in groups]}
 
 
-__all__ = ["checkpoint_step", "read_checkpoint_meta", "gather_weights", "gather_state", "save_checkpoint", "load_checkpoint"]
+__all__ = ["checkpoint_step", "read_checkpoint_meta", "gather_weights", "gather_state", "checkpoint_payload",
+           "write_checkpoint", "save_checkpoint", "load_checkpoint", "restore_checkpoint"]

@@ -17,7 +17,16 @@ Where the peaks come from:
   `PROBE_TRIALS` timed trials (best-of, because other processes can only slow a trial down). The
   figure is cached per machine in ``$SCALING_CACHE_DIR`` (default ``~/.cache/vla-scaling``,
   honouring ``$XDG_CACHE_HOME``) keyed by CPU model, its matmul-relevant flags, the thread count and
-  the torch version; the cache entry records the load average at measurement time.
+  the torch version.
+
+A probe taken under load never becomes the machine's figure. A peak probe is quiet when its best
+trial had its threads' CPU time to itself (`QUIET_CPU_SHARE`); a probe of the training step, and an
+entry cached before probes recorded their CPU share, when the 1-minute load average before it left
+its threads cores of their own (`QUIET_LOAD_MARGIN`). A probe under load serves the call that made it
+and is not stored, so the next caller probes again; `refresh_cpu_peaks` (``scaling hardware
+--refresh``) probes again on demand and keeps the better of the new and the cached quiet probe. Every
+entry records its time, the load average before it and the machine's cores, and `mfu_peak` passes the
+peak's load per core and age on to result.json (``peak_flops_load``, ``peak_flops_age_s``).
 
 `resolve_precision("auto", ...)` picks the fastest correct training precision for the device: on
 GPUs, bf16-mixed where the GPU supports bf16, else 16-mixed; on CPUs a short measured probe of the
@@ -88,6 +97,14 @@ PRECISION_PROBE_S = 0.5
 load does not decide (a 3e4-parameter step takes ~25 ms, and its precisions differ by ~5%)."""
 PRECISION_PROBE_MAX_STEPS = 200
 """Most timed steps per precision, whatever the time."""
+QUIET_CPU_SHARE = 0.9
+"""A peak probe is quiet when its best trial got at least this share of its threads' CPU time (process
+CPU seconds / (wall seconds x threads)); less means other processes held its cores and the figure is low.
+(Not the load average: after a run's own training it still counts that run's threads for a minute.)"""
+QUIET_LOAD_MARGIN = 0.5
+"""A training-step probe (and a cached entry without a CPU share) is quiet when the 1-minute load average
+before it, plus its own threads, is at most the machine's cores plus this margin (daemons, the command's
+own start-up)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,10 @@ class Peak:
     """The dtype of that peak (bfloat16 | float16 | float32)."""
     source: str
     """Where it came from: "vendor table: ...", "measured: ...", "config", "$SCALING_PEAK_FLOPS", "unknown"."""
+    load: float | None = None
+    """A measured peak: the 1-minute load average per core before its probe (None for any other peak)."""
+    age_s: float | None = None
+    """A measured peak: seconds since its probe (None for any other peak)."""
 
 
 # ---- the device -----------------------------------------------------------------------------------
@@ -162,7 +183,11 @@ def _read_cache() -> dict:
         data = json.loads(cache_path().read_text())
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    # A hand-edited or foreign file: its malformed parts are dropped (the next write removes them).
+    return {name: {k: e for k, e in section.items() if isinstance(e, dict)}
+            for name, section in data.items() if isinstance(section, dict)}
 
 
 @contextlib.contextmanager
@@ -181,21 +206,71 @@ def _cache_lock():
         yield
 
 
+def _write_cache(data: dict) -> None:
+    write_atomic(cache_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def machine_load() -> tuple[float | None, int]:
+    """(the 1-minute load average, None where the OS keeps none; the machine's logical CPUs)."""
+    cores = os.cpu_count() or 1
+    try:
+        return round(os.getloadavg()[0], 2), cores
+    except (AttributeError, OSError):
+        return None, cores
+
+
+def load_is_quiet(load: float | None, cores: int, threads: int) -> bool:
+    """Whether the load average `load` before a probe on `threads` threads left them cores of their own
+    (`QUIET_LOAD_MARGIN`); an unknown load counts as quiet."""
+    return load is None or load + threads <= cores + QUIET_LOAD_MARGIN
+
+
+def entry_is_quiet(entry: dict) -> bool:
+    """Whether a cache entry may stand for the machine: the verdict its probe recorded, or, for an entry
+    cached before probes recorded one, the load average it was measured at (`load_is_quiet`)."""
+    if "quiet" in entry:
+        return bool(entry["quiet"])
+    return load_is_quiet(entry.get("load_average"), int(entry.get("cores") or os.cpu_count() or 1),
+                         int(entry.get("threads") or 1))
+
+
+def entry_age_s(entry: dict) -> float | None:
+    """Seconds since the entry's probe (None when it records no valid time)."""
+    try:
+        then = _dt.datetime.fromisoformat(entry["measured_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=_dt.timezone.utc)
+    return max(0.0, round((_dt.datetime.now(_dt.timezone.utc) - then).total_seconds(), 1))
+
+
+def _stamped(measure) -> dict:
+    """`measure()` stamped with its time, the load average before it and the cores; its ``quiet`` verdict
+    is its own where it gives one, else the load's (`load_is_quiet`)."""
+    load, cores = machine_load()
+    entry = measure()
+    entry["measured_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    entry["load_average"], entry["cores"] = load, cores
+    entry["quiet"] = bool(entry.get("quiet", load_is_quiet(load, cores, int(entry["threads"]))))
+    return entry
+
+
 def _cached(section: str, key: str, measure) -> tuple[dict, bool]:
-    """(entry, was_cached): the cached entry for `key`, else `measure()` stored under it."""
+    """(entry, was_cached): the quiet entry cached under `key`, else a fresh `measure()` (`_stamped`),
+    stored under `key` only when quiet: a probe under load serves this call alone."""
     entry = _read_cache().get(section, {}).get(key)
-    if entry is not None:
+    if entry is not None and entry_is_quiet(entry):
         return entry, True
     with _cache_lock():
         data = _read_cache()  # another process may have measured while we waited
         entry = data.get(section, {}).get(key)
-        if entry is not None:
+        if entry is not None and entry_is_quiet(entry):
             return entry, True
-        entry = measure()
-        entry["measured_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        entry["load_average"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-        data.setdefault(section, {})[key] = entry
-        write_atomic(cache_path(), json.dumps(data, indent=2, sort_keys=True) + "\n")
+        entry = _stamped(measure)
+        if entry["quiet"]:
+            data.setdefault(section, {})[key] = entry
+            _write_cache(data)
         return entry, False
 
 
@@ -212,27 +287,41 @@ def _torch_threads(threads: int):
 
 
 # ---- peaks ----------------------------------------------------------------------------------------
+def _matmul_probe(dtype: str, threads: int | None = None, n: int | None = None, trials: int | None = None,
+                  trial_s: float | None = None) -> tuple[float, float]:
+    """(best-of-`trials` FLOP/s, the CPU share of that best trial) of (n, n) @ (n, n) matmuls in `dtype`
+    at `threads` threads; the share is process CPU seconds / (wall seconds x threads), 1.0 when the probe
+    had its threads' cores to itself. Unset sizes are the module's `PROBE_*` settings."""
+    import torch
+
+    n = PROBE_N if n is None else n
+    trials = PROBE_TRIALS if trials is None else trials
+    trial_s = PROBE_TRIAL_S if trial_s is None else trial_s
+    t = _threads(threads)
+    with _torch_threads(t), torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
+        b = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
+        torch.mm(a, b)  # warm-up: oneDNN picks and JITs its kernel on the first call
+        best, share = 0.0, 0.0
+        for _ in range(trials):
+            count, t0, c0 = 0, time.perf_counter(), time.process_time()
+            while count == 0 or time.perf_counter() - t0 < trial_s:
+                torch.mm(a, b)
+                count += 1
+            wall = time.perf_counter() - t0
+            if 2.0 * n**3 * count / wall > best:
+                best, share = 2.0 * n**3 * count / wall, (time.process_time() - c0) / (wall * t)
+    return best, share
+
+
 def measure_matmul_flops(dtype: str, threads: int | None = None, n: int = PROBE_N, trials: int = PROBE_TRIALS,
                          trial_s: float = PROBE_TRIAL_S) -> float:
     """Best-of-`trials` dense matmul FLOP/s of (n, n) @ (n, n) in `dtype` on the CPU at `threads` threads.
 
     Each trial runs at least one matmul and at least `trial_s` seconds; a matmul is 2 n^3 FLOPs.
     """
-    import torch
-
-    with _torch_threads(_threads(threads)), torch.no_grad():
-        g = torch.Generator().manual_seed(0)
-        a = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
-        b = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
-        torch.mm(a, b)  # warm-up: oneDNN picks and JITs its kernel on the first call
-        best = 0.0
-        for _ in range(trials):
-            count, t0 = 0, time.perf_counter()
-            while count == 0 or time.perf_counter() - t0 < trial_s:
-                torch.mm(a, b)
-                count += 1
-            best = max(best, 2.0 * n**3 * count / (time.perf_counter() - t0))
-    return best
+    return _matmul_probe(dtype, threads, n, trials, trial_s)[0]
 
 
 def _cpu_dtypes(sig: dict) -> tuple[str, ...]:
@@ -241,19 +330,73 @@ def _cpu_dtypes(sig: dict) -> tuple[str, ...]:
     return ("bfloat16", "float16", "float32") if fp16 else ("bfloat16", "float32")
 
 
-def cpu_peaks(threads: int | None = None) -> tuple[dict[str, float], str]:
-    """({dtype: FLOP/s}, source) for this CPU at `threads` threads: measured once, then cached."""
+def _probe_peaks(sig: dict) -> dict:
+    """One peak probe of every dtype at the signature's thread count: a cache entry, quiet when every
+    dtype's best trial had at least `QUIET_CPU_SHARE` of its CPU time."""
+    probes = {d: _matmul_probe(d, sig["threads"]) for d in _cpu_dtypes(sig)}
+    share = min(s for _, s in probes.values())
+    return {"peaks": {d: f for d, (f, _) in probes.items()}, "cpu_share": round(share, 3),
+            "quiet": share >= QUIET_CPU_SHARE, "probes": 1,
+            "probe": f"{PROBE_N}x{PROBE_N} matmul, best of {PROBE_TRIALS}", **sig}
+
+
+def _fastest(entry: dict) -> float:
+    return max(float(v) for v in entry["peaks"].values())
+
+
+def peak_source(entry: dict, was_cached: bool) -> str:
+    """The one-line `Peak.source` of a CPU peak entry: the probe, how it was obtained, its time and load."""
+    load = entry.get("load_average")
+    cores = entry.get("cores") or os.cpu_count() or 1
+    share = f", {entry['cpu_share']:.0%} CPU share" if entry.get("cpu_share") is not None else ""
+    where = (f"{entry.get('probe', 'matmul probe')} at {entry.get('threads')} thread(s) on {entry.get('cpu')} "
+             f"({entry.get('measured_at', '?')}, load average {load} on {cores} cores{share}")
+    if was_cached:
+        return f"measured: {where}, cached, best of {entry.get('probes', 1)} quiet probe(s))"
+    if entry.get("quiet"):
+        return f"measured: {where}, just measured, cached)"
+    return f"measured under load: {where}; this run only, not cached)"
+
+
+def cpu_peak_entry(threads: int | None = None) -> tuple[dict, bool]:
+    """(entry, was_cached): this CPU's peak entry at `threads` threads: the cached quiet probe, else a
+    probe now (stored when quiet, `_cached`). The entry has ``peaks`` ({dtype: FLOP/s}), ``measured_at``,
+    ``load_average``, ``cores``, ``cpu_share``, ``quiet`` and ``probes`` (how many quiet probes it is the
+    best of)."""
     sig = cpu_signature(threads)
+    return _cached("cpu_peaks", _signature_key(sig), lambda: _probe_peaks(sig))
 
-    def measure() -> dict:
-        return {"peaks": {d: measure_matmul_flops(d, sig["threads"]) for d in _cpu_dtypes(sig)},
-                "probe": f"{PROBE_N}x{PROBE_N} matmul, best of {PROBE_TRIALS}", **sig}
 
-    entry, was_cached = _cached("cpu_peaks", _signature_key(sig), measure)
-    how = "cached" if was_cached else "just measured"
-    source = (f"measured: {entry.get('probe', 'matmul probe')} at {sig['threads']} thread(s) on {sig['cpu']} "
-              f"({how} {entry.get('measured_at', '?')}, load average {entry.get('load_average')})")
-    return {k: float(v) for k, v in entry["peaks"].items()}, source
+def cpu_peaks(threads: int | None = None) -> tuple[dict[str, float], str]:
+    """({dtype: FLOP/s}, source) for this CPU at `threads` threads: measured once quietly, then cached."""
+    entry, was_cached = cpu_peak_entry(threads)
+    return {k: float(v) for k, v in entry["peaks"].items()}, peak_source(entry, was_cached)
+
+
+def refresh_cpu_peaks(threads: int | None = None) -> tuple[dict, dict | None]:
+    """Probe this CPU's peaks at `threads` threads again, whatever the cache holds.
+
+    A quiet probe is stored as the better of itself and the quiet entry cached before (the one whose
+    fastest dtype is faster: load only slows a probe, so the higher figure is the truer one), its
+    ``probes`` count raised by one; a probe under load is not stored.
+
+    Returns:
+        (the new probe's entry, the entry now cached for this thread count; None when there is no quiet one).
+    """
+    sig = cpu_signature(threads)
+    key = _signature_key(sig)
+    with _cache_lock():
+        new = _stamped(lambda: _probe_peaks(sig))
+        data = _read_cache()
+        old = data.get("cpu_peaks", {}).get(key)
+        old = old if old is not None and entry_is_quiet(old) else None
+        if not new["quiet"]:
+            return new, old
+        kept = dict(new if old is None or _fastest(new) > _fastest(old) else old)
+        kept["probes"] = 1 if old is None else int(old.get("probes", 1)) + 1
+        data.setdefault("cpu_peaks", {})[key] = kept
+        _write_cache(data)
+        return new, kept
 
 
 def gpu_peaks(name: str) -> dict[str, float]:
@@ -298,6 +441,9 @@ def mfu_peak(accelerator: str, threads: int | None = None, override: float | Non
         accelerator: cpu | gpu | cuda | auto.
         threads: CPU threads of the run (None: torch's current setting).
         override: a peak given by the user (RunConfig.peak_flops); $SCALING_PEAK_FLOPS comes next.
+
+    On CPUs the peak is the cached quiet probe, else one now (used for this run only when under load,
+    `cpu_peak_entry`); its `Peak.load` and `Peak.age_s` say how busy the machine was and how old it is.
     """
     if override:
         return Peak(float(override), None, "config")
@@ -312,9 +458,12 @@ def mfu_peak(accelerator: str, threads: int | None = None, override: float | Non
             return Peak(None, None, f"unknown: {name} not in the table (set peak_flops)")
         dtype = max(peaks, key=peaks.get)
         return Peak(peaks[dtype], dtype, f"vendor table: {name} {dtype} dense")
-    peaks, source = cpu_peaks(threads)
+    entry, was_cached = cpu_peak_entry(threads)
+    peaks = {k: float(v) for k, v in entry["peaks"].items()}
     dtype = max(peaks, key=peaks.get)
-    return Peak(peaks[dtype], dtype, source)
+    load = entry.get("load_average")
+    per_core = None if load is None else round(load / (entry.get("cores") or os.cpu_count() or 1), 3)
+    return Peak(peaks[dtype], dtype, peak_source(entry, was_cached), load=per_core, age_s=entry_age_s(entry))
 
 
 def mfu(flops_per_sample: float, samples_per_second: float | None, peak: float | None,
@@ -345,43 +494,83 @@ def run_threads(cfg, accelerator: str) -> int | None:
 
 
 # ---- precision ------------------------------------------------------------------------------------
-def _probe_model_config(model_cfg):
-    if model_cfg is not None:
-        return model_cfg
+def _probe_model(model):
+    if model is not None:
+        return model
     from scaling.model.testing import tiny_config
 
     return tiny_config("1m", image_size=64, max_instr_len=16, proprio_dim=8, action_dim=7)
 
 
-def measure_step_seconds(model_cfg, batch_size: int, precisions: tuple[str, ...] = ("32-true", "bf16-mixed"),
-                         steps: int = PRECISION_PROBE_STEPS, threads: int | None = None,
-                         min_seconds: float = PRECISION_PROBE_S) -> dict[str, float]:
-    """Best seconds per training step of `model_cfg` at `batch_size` on the CPU, per precision.
+def _vla_config(model):
+    """The vla `ModelConfig` that `model` is (a ModelConfig, or a `ResolvedModel` of the vla family), else None."""
+    from scaling.model.config import ModelConfig
 
-    One step is what the training loop does: forward under autocast (bf16-mixed: bf16 autocast with
-    its weight cache on), backward, global-norm clipping, AdamW. Precisions are interleaved step by
-    step after one warm-up each, so a load change hits them alike; the best step counts. At least
-    `steps` rounds, and more until each precision has `min_seconds` of timed steps (at most
-    `PRECISION_PROBE_MAX_STEPS` rounds).
+    if isinstance(model, ModelConfig):
+        return model
+    config = getattr(model, "config", None)
+    return config if getattr(model, "family", None) == "vla" and isinstance(config, ModelConfig) else None
+
+
+def _step_subject(model, batch_size: int, dims):
+    """(a fresh torch module in training mode, a random batch of `batch_size`) for the step probe of `model`.
+
+    The vla model gets the batch of its own config (`random_batch`); any other family one in the data
+    contract's shapes (`contract_batch`) for `dims`, by default a factory family's own dims.
+
+    Raises:
+        BadInput: a family whose data dims are neither given nor known to the resolved model.
+    """
+    from scaling.model.testing import random_batch
+
+    vla = _vla_config(model)
+    if vla is model:  # a bare ModelConfig
+        from scaling.model.vla import VLA
+
+        return VLA(vla).train(), random_batch(vla, batch_size)
+    module = model.build().train()
+    if vla is not None:
+        return module, random_batch(vla, batch_size)
+    if dims is None:
+        from scaling.model.family import Dims
+
+        known = model.config.get("dims") if isinstance(model.config, dict) else None
+        if not isinstance(known, dict):
+            raise BadInput(f"precision auto: family {model.family}: the data's dims are needed to time its "
+                           "training step")
+        dims = Dims(**known)
+    from scaling.model.measure import contract_batch
+
+    return module, contract_batch(dims, batch_size)
+
+
+def measure_step_seconds(model, batch_size: int, precisions: tuple[str, ...] = ("32-true", "bf16-mixed"),
+                         steps: int = PRECISION_PROBE_STEPS, threads: int | None = None,
+                         min_seconds: float = PRECISION_PROBE_S, dims=None) -> dict[str, float]:
+    """Best seconds per training step of `model` at `batch_size` on the CPU, per precision.
+
+    `model` is a vla `ModelConfig` or a `ResolvedModel` of any family (built with its ``build()``); `dims`
+    (a `scaling.model.family.Dims`) shapes the random batch of a family other than vla (default: a
+    factory family's own). One step is what the training loop does: forward under autocast (bf16-mixed:
+    bf16 autocast with its weight cache on), backward, global-norm clipping, AdamW. Precisions are
+    interleaved step by step after one warm-up each, so a load change hits them alike; the best step
+    counts. At least `steps` rounds, and more until each precision has `min_seconds` of timed steps (at
+    most `PRECISION_PROBE_MAX_STEPS` rounds).
     """
     import torch
 
-    from scaling.model.testing import random_batch
-    from scaling.model.vla import VLA
-
     with _torch_threads(_threads(threads)):
         torch.manual_seed(0)
-        model = VLA(model_cfg).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        batch = random_batch(model_cfg, batch_size)
+        module, batch = _step_subject(model, batch_size, dims)
+        opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
 
         def step(precision: str) -> float:
             t0 = time.perf_counter()
             dtype = PRECISION_DTYPE[precision]
             with torch.autocast("cpu", dtype=getattr(torch, dtype), enabled=precision.endswith("-mixed")):
-                loss, _ = model(batch)
+                loss, _ = module(batch)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
             return time.perf_counter() - t0
@@ -401,13 +590,19 @@ def measure_step_seconds(model_cfg, batch_size: int, precisions: tuple[str, ...]
 
 
 def resolve_precision(precision: str, accelerator: str = "auto", threads: int | None = None, *,
-                      model_cfg=None, batch_size: int = 32) -> tuple[str, str]:
+                      model=None, batch_size: int = 32, dims=None) -> tuple[str, str]:
     """The precision a run should use, and why.
 
     Anything but "auto" is returned as given. "auto": on GPUs bf16-mixed where supported, else
     16-mixed; on CPUs the faster of 32-true and bf16-mixed in a measured probe of the training step
-    (`measure_step_seconds`) of `model_cfg` (default: a 1m-parameter VLA on 64 px images) at
-    `batch_size` samples per device, cached per machine, thread count, model shape and batch.
+    (`measure_step_seconds`) of `model` at `batch_size` samples per device, cached per machine, thread
+    count, model and batch (a probe under load is used and not cached, `_cached`).
+
+    Args:
+        model: a `ResolvedModel` of any family, or a vla `ModelConfig` (default: a 1m-parameter VLA on
+            64 px images). The vla model's cache key is its shape; any other family's is its name,
+            parameter count and FLOPs per sample.
+        dims: the data's `Dims`, shaping the probe's batch for a family other than vla.
 
     Returns:
         (a Lightning precision, a one-line reason).
@@ -423,11 +618,16 @@ def resolve_precision(precision: str, accelerator: str = "auto", threads: int | 
             return "bf16-mixed", "auto: the GPU supports bf16"
         return "16-mixed", "auto: the GPU lacks bf16"
     sig = cpu_signature(threads)
-    mcfg = _probe_model_config(model_cfg)
-    shape = f"d{mcfg.d_model}xL{mcfg.n_layers}xT{mcfg.seq_len}xff{mcfg.d_ff}|{mcfg.head}|batch={batch_size}"
+    model = _probe_model(model)
+    vla = _vla_config(model)
+    if vla is not None:  # the key of before families existed: cached vla probes stay valid
+        shape = f"d{vla.d_model}xL{vla.n_layers}xT{vla.seq_len}xff{vla.d_ff}|{vla.head}|batch={batch_size}"
+    else:
+        shape = (f"family={model.family}|n_params={model.n_params}|flops={model.flops_per_sample}"
+                 f"|batch={batch_size}")
 
     def measure() -> dict:
-        seconds = measure_step_seconds(mcfg, batch_size, threads=sig["threads"])
+        seconds = measure_step_seconds(model, batch_size, threads=sig["threads"], dims=dims)
         return {"seconds_per_step": seconds, "precision": min(seconds, key=seconds.get), **sig}
 
     # "probe=..." names the probe's method: a cached figure of an older, shorter probe is measured again.
@@ -435,9 +635,12 @@ def resolve_precision(precision: str, accelerator: str = "auto", threads: int | 
     entry, was_cached = _cached("precision", key, measure)
     sec = entry["seconds_per_step"]
     speeds = ", ".join(f"{p} {batch_size / s:.1f} samples/s" for p, s in sec.items())
-    return entry["precision"], f"auto ({'cached' if was_cached else 'measured'} probe, {shape}: {speeds})"
+    note = "" if was_cached or entry["quiet"] else \
+        f"; taken under load (load average {entry['load_average']} on {entry['cores']} cores): not cached"
+    return entry["precision"], f"auto ({'cached' if was_cached else 'measured'} probe, {shape}: {speeds}{note})"
 
 
-__all__ = ["DTYPES", "GPU_PEAKS", "Peak", "cache_path", "cpu_has_native_bf16", "cpu_peaks", "cpu_signature",
-           "gpu_peaks", "measure_matmul_flops", "measure_step_seconds", "mfu", "mfu_peak", "peak_flops",
-           "resolve_precision"]
+__all__ = ["DTYPES", "GPU_PEAKS", "Peak", "QUIET_CPU_SHARE", "QUIET_LOAD_MARGIN", "cache_path",
+           "cpu_has_native_bf16", "cpu_peak_entry", "cpu_peaks", "cpu_signature", "entry_age_s", "entry_is_quiet",
+           "gpu_peaks", "load_is_quiet", "machine_load", "measure_matmul_flops", "measure_step_seconds", "mfu",
+           "mfu_peak", "peak_flops", "peak_source", "refresh_cpu_peaks", "resolve_precision"]

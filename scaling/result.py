@@ -82,6 +82,11 @@ class RunResult:
     """The per-device peak FLOP/s that `mfu` divides by (null if unknown)."""
     peak_flops_source: str | None = None
     """Where that peak comes from: "vendor table: <GPU> <dtype> dense", "measured: <probe> ...", "config"."""
+    peak_flops_load: float | None = None
+    """A measured peak: the machine's 1-minute load average per core before its probe (that load includes
+    the run's own threads when it probed after training); null for any other peak."""
+    peak_flops_age_s: float | None = None
+    """A measured peak: seconds between its probe and this result; null for any other peak."""
     success_per_task: dict | None = None
     """success_rate per task family, {family: rate} over that family's share of the episodes; null when
     success was not measured."""

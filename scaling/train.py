@@ -52,7 +52,7 @@ def resolve_model(cfg: RunConfig, source):
 
 
 def model_config(cfg: RunConfig, source):
-    """The `ModelConfig` of this run's model (benchmarks and the precision probe build the VLA from it).
+    """The `ModelConfig` of this run's model (the benchmarks build the VLA from it).
 
     Raises:
         BadInput: a family whose models have no `ModelConfig` (any but vla).
@@ -61,8 +61,7 @@ def model_config(cfg: RunConfig, source):
 
     config = resolve_model(cfg, source).config
     if not isinstance(config, ModelConfig):
-        raise BadInput(f"train: family {cfg.family} has no vla ModelConfig: --precision auto times the vla "
-                       "model's training step, so give this family a precision (32-true or bf16-mixed)")
+        raise BadInput(f"train: family {cfg.family} has no vla ModelConfig (only the built-in vla family has one)")
     return config
 
 
@@ -239,7 +238,17 @@ def train(cfg: RunConfig) -> RunResult | None:
         raise
     if outcome is None:
         return None
-    state = outcome
+    result = run_result(cfg, model, source, indices, outcome, t_start)
+    result.save(cfg.run_dir / "result.json")
+    return result
+
+
+def run_result(cfg: RunConfig, model, source, indices: np.ndarray, state, t_start: float, peak=None) -> RunResult:
+    """The result of a run that trained (`state`: its `scaling.trainer.RunState`): completed or diverged,
+    closed-loop success and the input probe where it completed, throughput, MFU. Used by `train` and by
+    each member of an ensemble (`scaling.ensemble`), which measures the device's `peak` once for all."""
+    n_train_frames = int(source.n_train_frames)
+    n_params, n_nonembed, fps = model.n_params, model.n_params_nonembed, model.flops_per_sample
     status = "diverged" if state.diverged else "completed"
     n_seen = min(state.step * cfg.batch_size, cfg.samples)
     from scaling.evaluation import evaluate_success, not_evaluated_reason
@@ -258,7 +267,8 @@ def train(cfg: RunConfig) -> RunResult | None:
 
         reliance = input_reliance(state.eval_model, source, cfg.val_samples)
     sps = state.timed_steps * cfg.batch_size / state.train_seconds if state.timed_steps else None
-    peak = peak_flops_per_device(cfg, state.precision)  # hardware.Peak(value, dtype, source)
+    if peak is None:
+        peak = peak_flops_per_device(cfg, state.precision)  # hardware.Peak(value, dtype, source)
     result = RunResult(
         run_id=cfg.name, status=status, n_params=n_params, n_params_nonembed=n_nonembed,
         model=model.describe(), flops_per_sample=fps, flops=float(fps) * n_seen, n_samples=n_seen,
@@ -269,8 +279,8 @@ def train(cfg: RunConfig) -> RunResult | None:
         wall_seconds=state.wall_before + time.time() - t_start, samples_per_second=sps,
         mfu=(sps * fps / (peak.value * state.world_size)) if (sps and peak.value) else None, versions=_versions(),
         success_note=note, blind=cfg.blind, input_reliance=reliance,
-        peak_flops=peak.value, peak_flops_source=peak.source, loss_floor=_loss_floor(source))
-    result.save(cfg.run_dir / "result.json")
+        peak_flops=peak.value, peak_flops_source=peak.source, peak_flops_load=peak.load,
+        peak_flops_age_s=peak.age_s, loss_floor=_loss_floor(source))
     return result
 
 
@@ -304,4 +314,4 @@ def _failed_result(cfg, model, world_size, t_start, loss_floor: float | None = N
         versions=versions, peak_flops=None, loss_floor=loss_floor)
 
 
-__all__ = ["train", "model_config", "resolve_model", "resolved_config", "peak_flops_per_device"]
+__all__ = ["train", "run_result", "model_config", "resolve_model", "resolved_config", "peak_flops_per_device"]

@@ -38,6 +38,9 @@ def register(subparsers) -> None:
         else:
             # Strings here; scaling.config coerces them with errors that name the option.
             p.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
+    p.add_argument("--seeds", default=None, metavar="S,S,...",
+                   help="train these seeds of the configuration together in one process (instead of --seed): "
+                        "each member is the run --seed S would be, in OUT/seed-S (one device; scaling.ensemble)")
     p.set_defaults(func=_handle)
 
 
@@ -45,9 +48,21 @@ def _handle(args: argparse.Namespace) -> int:
     from scaling.config import field_names, resolve
 
     overrides = {name: getattr(args, name) for name in field_names()}
+    seeds = None
+    if args.seeds is not None:
+        from analysis.errors import BadInput
+        from scaling.ensemble import check_supported, parse_seeds
+
+        seeds = parse_seeds(args.seeds)
+        if args.seed is not None:
+            raise BadInput("train: give --seeds or --seed, not both")
     cfg = resolve(args.config, overrides)
+    if seeds is not None:
+        check_supported(cfg)  # before the precision probe: a refusal should not wait for it
     if cfg.precision == "auto":
         cfg = resolve_auto_precision(cfg)
+    if seeds is not None:
+        return _train_ensemble(cfg, seeds)
     from scaling.train import train  # lazy: torch + lightning load for this command only
 
     result = train(cfg)
@@ -57,6 +72,19 @@ def _handle(args: argparse.Namespace) -> int:
         f"{result.status}: {result.run_id} val_loss={_fmt(result.val_loss)} train_loss={_fmt(result.train_loss)} "
         f"n_samples={result.n_samples} samples/s={_fmt(result.samples_per_second)} -> {cfg.out}/result.json\n")
     return 0 if result.status in ("completed", "diverged") else 1
+
+
+def _train_ensemble(cfg, seeds: tuple[int, ...]) -> int:
+    """`scaling train --seeds`: the members trained together; one line per member, as a solo run prints."""
+    from scaling.ensemble import member_dir, train_ensemble
+
+    results = train_ensemble(cfg, seeds)
+    for seed, result in zip(seeds, results):
+        sys.stderr.write(
+            f"{result.status}: {result.run_id} seed={seed} val_loss={_fmt(result.val_loss)} "
+            f"train_loss={_fmt(result.train_loss)} n_samples={result.n_samples} "
+            f"samples/s={_fmt(result.samples_per_second)} -> {member_dir(cfg.out, seed)}/result.json\n")
+    return 0 if all(r.status in ("completed", "diverged") for r in results) else 1
 
 
 def resolve_auto_precision(cfg):
@@ -70,19 +98,22 @@ def resolve_auto_precision(cfg):
 
 def auto_precision(cfg) -> tuple[str, str]:
     """(precision, why): what "auto" resolves to for the run `cfg` (a RunConfig) on this machine, measured
-    on its own model shape, micro-batch and thread count (`scaling.hardware.resolve_precision`, cached per
-    machine). A sweep calls it once per model size at plan time (`sweeps.auto_precision`)."""
+    on its own model (any family), micro-batch and thread count (`scaling.hardware.resolve_precision`, cached
+    per machine). A sweep calls it once per model size at plan time (`sweeps.auto_precision`)."""
     from scaling.data import open_source
     from scaling.datamodule import plan_accumulation
     from scaling.hardware import resolve_precision
-    from scaling.train import model_config
+    from scaling.model.family import dims_of
+    from scaling.train import resolve_model
     from scaling.trainer import run_threads
 
-    model_cfg = model_config(cfg, open_source(cfg.data))
+    source = open_source(cfg.data)
+    model = resolve_model(cfg, source)
     micro, _ = plan_accumulation(cfg.batch_size, cfg.devices * cfg.num_nodes, cfg.micro_batch_size)
     # The probe runs where the run will: on CPUs at the run's own thread count (GPUs ignore it).
     threads = run_threads(cfg, "cpu")
-    return resolve_precision("auto", cfg.accelerator, threads, model_cfg=model_cfg, batch_size=min(micro, 32))
+    return resolve_precision("auto", cfg.accelerator, threads, model=model, dims=dims_of(source, cfg.chunk),
+                             batch_size=min(micro, 32))
 
 
 def _fmt(value) -> str:

@@ -181,9 +181,11 @@ def optimizer_groups(plan: list[dict], wrapped: torch.nn.Module) -> list[dict]:
 
 
 class _Loggers:
-    """metrics.csv always; W&B (offline unless told otherwise) when cfg.logger == "wandb". Rank 0 only."""
+    """metrics.csv always; W&B (offline unless told otherwise) when cfg.logger == "wandb". Rank 0 only.
+    `concurrent`: one of several runs logging from this process (an ensemble's members), each its own W&B run."""
 
-    def __init__(self, cfg: RunConfig, resume_step: int | None, t_start: float | None = None) -> None:
+    def __init__(self, cfg: RunConfig, resume_step: int | None, t_start: float | None = None,
+                 concurrent: bool = False) -> None:
         from scaling.metrics_csv import MetricsCSV
 
         self.csv = MetricsCSV(cfg.run_dir / "metrics.csv", resume_step=resume_step, t0=t_start)
@@ -196,7 +198,8 @@ class _Loggers:
             self.wandb = wandb.init(
                 project=cfg.wandb_project, name=cfg.name, id=run_id, dir=str(cfg.run_dir), resume="allow",
                 group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"), job_type=cfg.wandb_job_type,
-                mode=cfg.wandb_mode or os.environ.get("WANDB_MODE") or "offline", config=cfg.to_dict())
+                mode=cfg.wandb_mode or os.environ.get("WANDB_MODE") or "offline", config=cfg.to_dict(),
+                **({"reinit": "create_new"} if concurrent else {}))
 
     def log(self, metrics: dict, step: int) -> None:
         clean = {k: v for k, v in metrics.items() if v is not None}

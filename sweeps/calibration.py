@@ -103,8 +103,11 @@ def _startup_seconds() -> float:
     return time.perf_counter() - t0
 
 
-def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[PlannedRun], sweep_dir: Path) -> dict:
+def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[PlannedRun], sweep_dir: Path,
+              cache_name: str = "calibration.json") -> dict:
     """Measure seconds per FLOP at the smallest and largest model of ``runs``, and the per-run overhead.
+
+    The timings are cached in ``sweep_dir / cache_name`` (one file per family of a ``families:`` spec).
 
     Returns:
         ``{"seconds_per_flop": {flops_per_sample: s/FLOP}, "overhead_s": float, "models": [...]}``.
@@ -123,7 +126,7 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
                  "dims": dims.__dict__, "extra": extra, "threads": threads, "bf16": list(precisions), "method": METHOD}
     if "family" in train:  # only then: the calibrations of earlier specs stay valid
         cache_key["family"] = train["family"]
-    cache = sweep_dir / "calibration.json"
+    cache = sweep_dir / cache_name
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached.get("key") == cache_key:

@@ -23,6 +23,7 @@ from analysis.errors import BadInput
 _REGISTRARS = (
     "scaling.data.cli",
     "scaling.train_cli",
+    "scaling.hardware_cli",
     "sweeps.sweep_cli",
     "analysis.cli",
 )

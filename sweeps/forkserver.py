@@ -44,7 +44,8 @@ PRELOAD = (
     # the dataset's episodes.parquet, torch.distributed.checkpoint writes the run's checkpoints.
     "pandas", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.pandas_compat",
     "torch.distributed.checkpoint.state_dict", "torch.utils.serialization",
-    "sweeps.cli", "scaling.data.cli", "scaling.train_cli", "sweeps.sweep_cli", "analysis.cli", "scaling.train",
+    "sweeps.cli", "scaling.data.cli", "scaling.train_cli", "scaling.hardware_cli", "sweeps.sweep_cli", "analysis.cli",
+    "scaling.train",
     "scaling.trainer", "scaling.checkpointing", "scaling.datamodule", "scaling.metrics_csv", "scaling.model.vla",
     "scaling.model.mup", "scaling.model.family", "scaling.model.vla_family", "scaling.model.measure",
     "scaling.data", "scaling.data.dataset", "scaling.data.mixture", "scaling.data.stats", "scaling.data.blind",

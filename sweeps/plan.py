@@ -67,7 +67,10 @@ def _isoflop_points(spec: SweepSpec, models: list[ModelPoint]) -> list[tuple[Mod
 
 
 def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[PlannedRun]:
-    """Every run of the sweep, in a stable order (size, samples, seed).
+    """Every run of the sweep, in a stable order (family, size, samples, seed).
+
+    A ``families:`` spec plans each family as its own one-family spec (`SweepSpec.for_family`: the same
+    design, data and seeds, its own blind baseline) and tags each run with its family.
 
     Args:
         spec: The validated spec.
@@ -75,8 +78,13 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
         lrs: Learning rate chosen per model size by the lr search, keyed by ``str(size)``.
 
     Raises:
-        BadInput: An empty design, or an IsoFLOP budget below the smallest model's cost.
+        BadInput: An empty design, an IsoFLOP budget below the smallest model's cost, or two points
+            with one key.
     """
+    if spec.families:
+        runs = [replace(r, family=name) for name in spec.family_names
+                for r in plan_runs(spec.for_family(name), dims, lrs)]
+        return _unique_keys(spec, runs)
     models = resolve_models(spec, dims)
     if spec.design == "suggest":
         from sweeps.suggest_design import suggested_points
@@ -243,17 +251,27 @@ def totals(runs: list[PlannedRun]) -> dict:
 
 
 def format_plan(runs: list[PlannedRun]) -> str:
-    """The plan as a fixed-width text table with a totals line."""
-    head = f"{'key':<12}  {'phase':<8} {'size':>10} {'N':>11} {'D':>9} {'seed':>4} {'FLOPs':>10} {'est':>8}"
+    """The plan as a fixed-width text table with a totals line (and a family column, and a total per
+    family, when the spec trains several)."""
+    fam_w = max((len(r.family) for r in runs if r.family), default=0)
+    fam = (lambda r: f"{r.family or '':<{max(fam_w, 6)}} ") if fam_w else (lambda r: "")
+    head = (f"{'key':<12}  {'phase':<8} " + (f"{'family':<{max(fam_w, 6)}} " if fam_w else "")
+            + f"{'size':>10} {'N':>11} {'D':>9} {'seed':>4} {'FLOPs':>10} {'est':>8}")
     lines = [head, "-" * len(head)]
     for r in runs:
         est = "-" if r.est_seconds is None else _fmt_secs(r.est_seconds)
         lines.append(
-            f"{r.key:<12}  {r.phase:<8} {str(r.size):>10} {r.n_params:>11,} {r.samples:>9,} {r.seed:>4} {r.flops:>10.3g} {est:>8}"
+            f"{r.key:<12}  {r.phase:<8} {fam(r)}{str(r.size):>10} {r.n_params:>11,} {r.samples:>9,} {r.seed:>4} "
+            f"{r.flops:>10.3g} {est:>8}"
         )
+    lines.append("-" * len(head))
+    if fam_w:
+        for name in dict.fromkeys(r.family for r in runs):
+            t = totals([r for r in runs if r.family == name])
+            est = "-" if t["est_seconds"] is None else _fmt_secs(t["est_seconds"])
+            lines.append(f"family {name}: {t['runs']} runs, {t['flops']:.3g} FLOPs, estimated {est} (one worker)")
     t = totals(runs)
     est = "-" if t["est_seconds"] is None else _fmt_secs(t["est_seconds"])
-    lines.append("-" * len(head))
     lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, estimated {est} (one worker)")
     return "\n".join(lines)
 

@@ -82,6 +82,9 @@ class PlannedRun:
     precision: str | None = None
     """The precision the run trains in where ``config`` says ``auto``: resolved once per model size when
     the sweep is planned (``sweeps.auto_precision``); the key keeps ``auto``. None: the config's own."""
+    family: str | None = None
+    """The model family of a ``families:`` spec's run (also in ``config``, so in the key); None for a
+    one-family spec (its family is ``config``'s, default vla)."""
 
 
 def run_key(config: dict, data_identity: Any) -> str:

@@ -5,7 +5,8 @@ Columns: the run-result fields (``docs/contracts.md``; the model shape flattened
 ``state`` (completed | failed | diverged | pruned | running | waiting), ``phase`` (main | stable |
 cooldown | lr_search), ``size`` as written in the spec, ``reason`` for failures, ``spec_fingerprint``
 and ``generation`` (the spec that planned the point), ``code_version`` (the code that made the run),
-``flops_6nd`` (6 x non-embedding N x D, beside the exact ``flops``). Points not finished
+``flops_6nd`` (6 x non-embedding N x D, beside the exact ``flops``), ``family`` (the run's model
+family, on every row). Points not finished
 yet carry the planned N, D and FLOPs so the table always has every point.
 """
 
@@ -47,8 +48,9 @@ def rows(q: "Queue") -> list[dict]:
             row["flops_6nd"] = 6.0 * float(row["n_params_nonembed"]) * float(row["n_samples"])
         made_by = (a.get("result") or {}).get("versions")
         made_by = json.loads(made_by).get("code") if isinstance(made_by, str) else None
+        family = a.get("family") or (a.get("config") or {}).get("family") or schema.DEFAULT_FAMILY
         row.update(sweep=sweep, run_key=key, seed=a.get("seed"), state=state, phase=a.get("phase", "main"),
-                   size=str(a.get("size")), budget=a.get("budget"), reason=a.get("reason"), attempts=a.get("attempts"),
+                   size=str(a.get("size")), family=family, budget=a.get("budget"), reason=a.get("reason"), attempts=a.get("attempts"),
                    spec_fingerprint=a.get("spec_fingerprint"), generation=a.get("generation"),
                    code_version=made_by or a.get("code_version"))
         if a.get("phase") == "validation":
@@ -64,7 +66,12 @@ def table(q: "Queue") -> "pd.DataFrame":
 
     from sweeps.lr_search import lr_rows
 
-    data = rows(q) + lr_rows(q.name, q.storage, q.info().get("lr_models") or [])
+    points = rows(q)
+    # An lr search runs only in one-family sweeps (the spec refuses it with families:): its trials are
+    # of the points' family.
+    families = {r["family"] for r in points}
+    lr_family = families.pop() if len(families) == 1 else schema.DEFAULT_FAMILY
+    data = points + [{**r, "family": lr_family} for r in lr_rows(q.name, q.storage, q.info().get("lr_models") or [])]
     cols = list(RESULT_FIELDS) + [c for c in SWEEP_FIELDS if c not in RESULT_FIELDS]
     extra = sorted({k for r in data for k in r} - set(cols))
     return pd.DataFrame(data, columns=cols + extra)

@@ -8,6 +8,9 @@ settings passed through to ``scaling train``, and a design:
 - ``isoflop``: compute budgets C_1..C_k; per budget every model of the ladder whose
   D = C / flops_per_sample(N) is at least ``min_samples`` (Chinchilla Approach 2).
 
+Optionally ``families: [vla, conv]`` (or ``{vla: {keypoints: 16}, conv: {}}``, each family's own
+``train:`` settings): the design once per model family, on the same data, sizes and seeds.
+
 Example::
 
     name: smoke
@@ -264,6 +267,11 @@ class SweepSpec:
     """Add the input-free baseline: one run at the largest N and D with the images and instruction
     withheld (``phase = blind`` in the results table, never fitted). Default: on, except for design
     ``suggest``."""
+    families: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    """Model families trained on the same data and design, each with its own ``train:`` settings on top
+    of the shared ones (``((name, ((key, value), ...)), ...)``): the family is an axis of the design,
+    like the seeds, and every run's key includes its family. Empty: one family, ``train.family`` (default
+    vla), and keys without it."""
     source: str | None = None
     """The spec file this came from (for messages and relative paths)."""
 
@@ -271,6 +279,18 @@ class SweepSpec:
     def train_dict(self) -> dict[str, Any]:
         """The pass-through training settings as a dict."""
         return dict(self.train)
+
+    @property
+    def family_names(self) -> tuple[str, ...]:
+        """The families of ``families:`` in the spec's order (empty for a one-family spec)."""
+        return tuple(name for name, _ in self.families)
+
+    def for_family(self, name: str) -> "SweepSpec":
+        """The one-family spec that plans ``name``'s runs of a ``families:`` spec: the shared ``train:``
+        settings, that family's own on top, and ``family: name`` (so its runs' keys name it)."""
+        own = dict(dict(self.families)[name])
+        train = {**self.train_dict, **own, "family": name}
+        return dataclasses.replace(self, families=(), train=tuple(sorted(train.items())))
 
     @property
     def model_options(self) -> dict[str, Any]:
@@ -288,6 +308,10 @@ class SweepSpec:
             d.pop(k)
         d["data"] = self.data.identity()
         d["train"] = dict(self.train)
+        if self.families:
+            d["families"] = {name: dict(own) for name, own in self.families}
+        else:  # a one-family spec keeps the fingerprint it had before `families:` existed
+            d.pop("families")
         return json.loads(json.dumps(d, sort_keys=True, default=str))
 
     def fingerprint(self) -> str:
@@ -449,7 +473,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     """
     where = source or "spec"
     top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries", "slurm",
-           "blind_baseline", "validation", "auto_precision")
+           "blind_baseline", "validation", "auto_precision", "families")
     _check_keys(where, raw, top, ("name", "data", "models"))
     name = str(raw["name"])
     if not _NAME_RE.match(name):
@@ -554,12 +578,107 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
         raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
     validation = _parse_validation(f"{where}: validation", raw.get("validation"))
     auto_precision = _parse_auto_precision(f"{where}: auto_precision", raw.get("auto_precision"), train)
+    families = ()
+    if raw.get("families") is not None:
+        families = _parse_families(where, raw["families"], raw, train, models, kind)
     return SweepSpec(
         name=name, data=data, models=models, samples=samples, seeds=seeds,
         train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
         wsd=wsd, retries=retries, slurm=slurm, validation=validation, auto_precision=auto_precision,
-        blind_baseline=blind, source=source,
+        blind_baseline=blind, families=families, source=source,
     )
+
+
+MODEL_OPTION_KEYS = ("head", "patch_size", "keypoints", "film", "mup_base_width", "d_model", "n_layers", "n_heads")
+"""``train:`` keys that shape one family's model (`scaling.model.family.OPTION_DEFAULTS`): with ``families:``
+they go under the family they belong to."""
+
+
+def _parse_families(where: str, raw: Any, spec: Mapping[str, Any], train: Mapping[str, Any],
+                    models: tuple, kind: str) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """The ``families:`` key: a list of family names, or a mapping name -> that family's own ``train:`` settings.
+
+    Raises:
+        BadInput: an unknown family, a family listed twice or alone, ``train.family`` beside it, a model
+            option in the shared ``train:``, a size that is not a parameter count, or a feature that plans
+            by model size alone (lr_search, validation rounds, design suggest, precision auto).
+    """
+    w = f"{where}: families"
+    if isinstance(raw, Mapping):
+        items = [(name, own) for name, own in raw.items()]
+    elif isinstance(raw, (list, tuple)):
+        items = [(name, None) for name in raw]
+    else:
+        raise BadInput(f"{w}: expected a list of family names (e.g. [vla, conv]) or a mapping of name -> train "
+                       f"settings, got {raw!r}")
+    if "family" in train:
+        raise BadInput(f"{where}: give either train.family (one family) or families: (several), not both")
+    if len(items) < 2:
+        raise BadInput(f"{w}: lists {len(items)} family; for one family set train.family instead")
+    for feature, present in (("lr_search", spec.get("lr_search") is not None),
+                             ("validation", spec.get("validation") is not None),
+                             ("design suggest", kind == "suggest"),
+                             ("train.precision: auto", train.get("precision") == "auto")):
+        if present:
+            raise BadInput(f"{where}: {feature} is not supported with families: (it is planned per model size, and "
+                           "each family builds its own model of a size); use one spec per family")
+    for key in MODEL_OPTION_KEYS:
+        if key in train:
+            raise BadInput(f"{where}: train.{key} shapes one family's model; with families: put it under that "
+                           f"family (families: {{vla: {{{key}: {train[key]!r}}}, ...}})")
+    for i, size in enumerate(models):
+        _count_size(f"{where}: models[{i}]", size)
+    built_in = _built_in_families()
+    fields = _run_config_fields()
+    out, seen = [], set()
+    for name, own in items:
+        if not isinstance(name, str) or not name.strip():
+            raise BadInput(f"{w}: {name!r} is not a family name")
+        name = name.strip()
+        if ":" not in name and built_in and name not in built_in:
+            close = difflib.get_close_matches(name, built_in, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise BadInput(f"{w}: unknown family {name!r}{hint}; give a built-in family ({', '.join(built_in)}) or "
+                           "MODULE:ATTR")
+        if name in seen:
+            raise BadInput(f"{w}: {name!r} is listed twice")
+        seen.add(name)
+        own = own or {}
+        if not isinstance(own, Mapping):
+            raise BadInput(f"{w}.{name}: expected a mapping of train settings for this family, got {own!r}")
+        for key in own:
+            if fields and key not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise BadInput(f"{w}.{name}: unknown RunConfig field {key!r}{hint}")
+            if key in RESERVED_TRAIN_KEYS or key == "family":
+                raise BadInput(f"{w}.{name}: {key} is set by the sweep per run; remove it")
+        _check_train_values(f"{w}.{name}", {**train, **own, "family": name})
+        out.append((name, tuple(sorted(own.items()))))
+    return tuple(out)
+
+
+def _built_in_families() -> tuple[str, ...]:
+    """The short names of the families shipped in ``scaling`` (empty where it is not installed)."""
+    try:
+        from scaling.model.family import BUILT_IN
+    except ImportError:  # training package not installed: leave the check to planning
+        return ()
+    return tuple(BUILT_IN)
+
+
+def _count_size(where: str, size: Any) -> None:
+    """A model size of a ``families:`` spec must be a parameter count: each family builds that many parameters."""
+    try:
+        from scaling.model.family import target_params
+    except ImportError:  # training package not installed: leave the check to planning
+        return
+    try:
+        target_params("conv", size)
+    except BadInput:
+        raise BadInput(f"{where}: {size!r} is not a parameter count; with families: every size must be one (30000, "
+                       "3e4 or 30k) so that each family builds a model of that many parameters (shapes like 48x2 "
+                       "and presets like debug are the vla family's)") from None
 
 
 RESOLVED_PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")

@@ -45,6 +45,8 @@ def _point(r: PlannedRun, gen: "generation.Generation") -> dict:
         attrs.update(r.validation)
     if r.precision is not None:
         attrs["precision"] = r.precision
+    if r.family is not None:
+        attrs["family"] = r.family
     params = {"run_key": r.key, "size": str(r.size), "samples": r.samples, "seed": r.seed, "phase": r.phase}
     return {"run_key": r.key, "params": params, "attrs": attrs}
 
@@ -75,7 +77,7 @@ class Sweep:
         ``storage`` None reads :data:`sweeps.storage_url.STORAGE_ENV`, else the journal in the folder.
         """
         spec = load_spec(spec_path)
-        if spec.train_dict.get("family") not in (None, *BUILT_IN):
+        if any(f not in BUILT_IN for f in (*spec.family_names, spec.train_dict.get("family") or "vla")):
             # Its module, beside the spec or in this folder, is found by every worker and run this starts.
             export_search_dirs(Path(spec_path).resolve().parent, Path.cwd())
         if workers < 1:
@@ -143,12 +145,28 @@ class Sweep:
                              + (f"recorded in {where} (auto_precision)\n" if record else
                                 f"to be recorded in {where} when the sweep first runs\n"))
         if calibrate:
-            from sweeps.calibration import calibrate as measure
-
-            cal = measure(self.spec, local, dims, runs, self.dir)
-            runs = with_estimates(runs, {int(k): v for k, v in cal["seconds_per_flop"].items()}, cal["overhead_s"],
-                                  {int(k): v for k, v in cal.get("val_seconds_per_flop", {}).items()})
+            runs = self._estimated(runs, local, dims)
         return runs
+
+    def _estimated(self, runs: list[PlannedRun], local: Any, dims: Any) -> list[PlannedRun]:
+        """The runs with measured time estimates: calibrated per family where the spec trains several
+        (their seconds per FLOP differ), each family's timings cached in its own file."""
+        from analysis.families import file_slug
+        from sweeps.calibration import calibrate as measure
+
+        def estimate(spec: SweepSpec, part: list[PlannedRun], cache: str) -> list[PlannedRun]:
+            cal = measure(spec, local, dims, part, self.dir, cache_name=cache)
+            return with_estimates(part, {int(k): v for k, v in cal["seconds_per_flop"].items()}, cal["overhead_s"],
+                                  {int(k): v for k, v in cal.get("val_seconds_per_flop", {}).items()})
+
+        if not self.spec.families:
+            return estimate(self.spec, runs, "calibration.json")
+        by_key = {}
+        for name in self.spec.family_names:
+            part = [r for r in runs if r.family == name]
+            by_key.update((r.key, r) for r in estimate(self.spec.for_family(name), part,
+                                                       f"calibration_{file_slug(name)}.json"))
+        return [by_key[r.key] for r in runs]
 
     def _chosen_lrs(self) -> dict | None:
         if self.spec.lr_search is None:
@@ -261,7 +279,11 @@ class Sweep:
             # never fits phase == blind rows.
             # Validation rows go to the report too (did the recommendation hold?); never to the fit.
             extra = df[(df["state"] == "completed") & df["phase"].isin(("blind", "validation"))]
-            self._fit_and_report(fitted, fitted if extra.empty else pd.concat([fitted, extra], ignore_index=True))
+            report_df = fitted if extra.empty else pd.concat([fitted, extra], ignore_index=True)
+            if self.spec.families:
+                self._fit_families_and_report(fitted, report_df)
+            else:
+                self._fit_and_report(fitted, report_df)
         return counts
 
     def wsd_savings(self) -> dict:
@@ -295,6 +317,28 @@ class Sweep:
         fit = dataclasses.replace(fit, source=str(self.dir / "results.csv"))
         fit.save(self.dir / "fit.json")
         analysis.write_report(report_df, self.dir, fit=fit)  # report.html + figures beside results.csv
+        note.unlink(missing_ok=True)
+
+    def _fit_families_and_report(self, df, report_df) -> None:
+        """A ``families:`` sweep: each family fitted on its own rows (``fit_<family>.json``), the difference
+        of their exponents bootstrapped (``families.json``), and one report of both (never one law of
+        the families pooled)."""
+        import analysis
+        from analysis.families import fit_by_family
+
+        note = self.dir / "fit_skipped.txt"
+        for name, part in df.groupby("family"):
+            if part["n_params"].nunique() < 2 or part["n_samples"].nunique() < 2:
+                note.write_text(f"fit skipped: family {name} needs at least two model sizes and two data sizes "
+                                "that completed\n")
+                return
+        try:
+            fits = fit_by_family(report_df, source=str(self.dir / "results.csv"))
+        except (BadInput, ValueError, RuntimeError) as exc:
+            note.write_text(f"fit skipped: {exc}\n")
+            return
+        fits.save(self.dir / "families.json")
+        analysis.write_report(report_df, self.dir, families=fits)
         note.unlink(missing_ok=True)
 
 

@@ -47,6 +47,9 @@ def plan_round(sweep, fit_path: str, flops: float, factors=(0.25, 4.0), seeds=(0
     from sweeps.data_source import data_dims
     from sweeps.plan import resolve_models
 
+    if sweep.spec.families:
+        raise BadInput(f"{sweep.spec.source or 'spec'}: trains several families (families:); validate one family's "
+                       "fit (fit_<family>.json) from a spec of that family alone (train.family)")
     if not (math.isfinite(flops) and flops > 0):
         raise BadInput(f"--flops {flops}: a positive number of FLOPs")
     if any(not (f > 0) or f == 1 for f in factors):

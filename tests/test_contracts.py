@@ -100,7 +100,7 @@ def test_our_validator_agrees_with_jsonschema(name, examples):
 def test_table_contract_catches_what_a_fit_would_trip_on():
     row = {f.name: None for f in schema.RESULTS_TABLE}
     row.update(run_id="a", status="completed", n_params=1e5, flops_per_sample=6e5, flops=6e8, n_samples=1000,
-               val_loss=3.0, sweep="s", run_key="k", seed=0, state="completed", phase="main")
+               val_loss=3.0, sweep="s", run_key="k", seed=0, state="completed", phase="main", family="vla")
     ok = pd.DataFrame([row, {**row, "run_key": "w", "state": "waiting", "val_loss": None, "run_id": None}])
     schema.validate_table(ok)
     schema.validate_table(pd.read_csv(io.StringIO(ok.to_csv(index=False))))  # as read back: NaN cells, float ints

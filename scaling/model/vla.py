@@ -127,8 +127,11 @@ class Embedding(nn.Module):
             points = self.keypoint(self.keypoints(batch["image"], instr).to(prefix.dtype))  # (B, K, d)
             parts.append(points + self.keypoint_id.to(prefix.dtype))
         x = torch.cat([*parts, proprio, readout], dim=1)  # (B, T, d)
-        keep = torch.ones(B, x.shape[1], dtype=torch.bool, device=x.device)
-        keep[:, image.shape[1]: image.shape[1] + L] = instr != 0
+        # Built out of place: under vmap over stacked weights (benchmarks/bench_ensemble.py) each member has
+        # its own instructions, and vmap refuses an in-place write of batched values into an unbatched tensor.
+        n_image, n_after = image.shape[1], x.shape[1] - image.shape[1] - L
+        keep = torch.cat([instr.new_ones(B, n_image, dtype=torch.bool), instr != 0,
+                          instr.new_ones(B, n_after, dtype=torch.bool)], dim=1)
         return x, keep
 
 

@@ -23,8 +23,8 @@ def _resolver(monkeypatch, answers):
 
     calls: list[int] = []
 
-    def resolve(precision, accelerator="auto", threads=None, *, model_cfg=None, batch_size=32):
-        calls.append(model_cfg.d_model)
+    def resolve(precision, accelerator="auto", threads=None, *, model=None, batch_size=32, dims=None):
+        calls.append(model.config.d_model)
         return answers(len(calls)), "test resolver"
 
     monkeypatch.setattr(hardware, "resolve_precision", resolve)
