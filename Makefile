@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 #   make demo TORCH_SPEC="torch"          (PyPI default, CUDA on Linux)
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,metaworld,postgres,slurm
+# `make demo DEMO_ARGS=--small`: the three-by-three version, for a slow or busy machine.
+DEMO_ARGS ?=
 
 .PHONY: demo test test-fast coverage venv bench clean
 
@@ -25,7 +27,7 @@ $(VENV)/.installed: $(VENV)/.base
 	touch $@
 
 demo: $(VENV)/.base
-	$(BIN)/python -m sweeps.demo
+	$(BIN)/python -m sweeps.demo $(DEMO_ARGS)
 
 test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -2,8 +2,9 @@
 
 Runs ``sweeps/quickstart.yaml`` (which generates its tabletop data into the sweep folder), so the
 sweep writes ``runs/quickstart/results.csv``, ``fit.json`` and ``report.html``; then prints the fitted
-law and the compute-optimal N and D for a budget 10x the largest run. Run it again and finished
-runs are not repeated.
+law and the compute-optimal N and D for a budget 10x the largest run. Before training it prints the
+plan's measured time estimate for this machine, and how to run the smaller spec when that exceeds
+15 minutes. Run it again and finished runs are not repeated.
 """
 
 from __future__ import annotations
@@ -11,11 +12,49 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
+from analysis.errors import BadInput
 from sweeps.cli import main as cli
 
 SPEC = Path(__file__).with_name("quickstart.yaml")
+SMALL = Path(__file__).with_name("quickstart_small.yaml")
+PROMISE_S = 15 * 60
+"""What the README promises for `make demo`; an estimate above it is said before the sweep starts."""
+
+
+def schedule_seconds(runs, workers: int) -> float:
+    """Wall time of `runs` (each with ``est_seconds``) on `workers` workers, as the queue hands them
+    out: the largest ready run first, a run ready once the run it depends on has finished."""
+    done_at: dict[str, float] = {}
+    free = [0.0] * max(1, workers)
+    todo = sorted(runs, key=lambda r: -r.flops)
+    while todo:
+        t = min(free)
+        pending = {r.key for r in todo}
+        ready = [r for r in todo if r.depends_on not in pending and done_at.get(r.depends_on, 0.0) <= t]
+        if not ready:  # every waiting run needs one still running: idle until the next one finishes
+            free[free.index(t)] = min(v for v in done_at.values() if v > t)
+            continue
+        r = ready[0]
+        todo.remove(r)
+        free[free.index(t)] = done_at[r.key] = t + float(r.est_seconds or 0.0)
+    return max(done_at.values(), default=0.0)
+
+
+def _estimate(spec: Path, sweep_dir: Path, workers: int) -> float | None:
+    """The sweep's remaining wall time on this machine from the plan's measured calibration (seconds);
+    generates the data first, as the sweep would. None when the plan has no estimate."""
+    from sweeps.sweep import Sweep
+
+    sw = Sweep.open(spec, sweep_dir, None, workers)
+    runs = sw.plan(calibrate=True)
+    finished = {k for k, (state, _) in sw.queue.point_states().items() if state == "completed"}
+    left = [r for r in runs if r.key not in finished]
+    if any(r.est_seconds is None for r in left):
+        return None
+    return schedule_seconds(left, workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,15 +62,34 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sweeps.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default="runs/quickstart", help="sweep folder (default runs/quickstart)")
     ap.add_argument("--workers", type=int, default=2, help="parallel runs (default 2, one per core)")
+    ap.add_argument("--small", action="store_true",
+                    help=f"run {SMALL.name} (3 sizes x 3 data sizes, about a quarter of the FLOPs) instead")
     args = ap.parse_args(argv)
-    sweep_dir = Path(args.dir)
+    spec = SMALL if args.small else SPEC
+    sweep_dir = Path(args.dir if args.dir != "runs/quickstart" or not args.small else "runs/quickstart_small")
 
-    rc = cli(["sweep", "run", str(SPEC), "--dir", str(sweep_dir), "--workers", str(args.workers)])
+    t0 = time.time()
+    try:
+        est = _estimate(spec, sweep_dir, args.workers)
+    except BadInput as exc:
+        sys.stderr.write(f"demo: {exc}\n")
+        return 2
+    t_plan = time.time() - t0
+    if est is not None:
+        shown = spec.relative_to(Path.cwd()) if spec.is_relative_to(Path.cwd()) else spec
+        print(f"demo: the sweep should take about {est / 60:.1f} minutes on this machine ({args.workers} workers; "
+              f"the plan's timed steps, see `scaling sweep plan {shown}`)", flush=True)
+        if est > PROMISE_S and not args.small:
+            print(f"demo: that is more than {PROMISE_S // 60} minutes (a slow or busy machine); for a smaller version "
+                  f"stop now (Ctrl-C) and run `make demo DEMO_ARGS=--small`", flush=True)
+    t1 = time.time()
+    rc = cli(["sweep", "run", str(spec), "--dir", str(sweep_dir), "--workers", str(args.workers)])
+    t_sweep = time.time() - t1
     if rc != 0:
         return rc
     fit_path = sweep_dir / "fit.json"
     if not fit_path.exists():
-        sys.stderr.write(f"demo: the sweep finished without {fit_path}; see `scaling sweep status {SPEC}`\n")
+        sys.stderr.write(f"demo: the sweep finished without {fit_path}; see `scaling sweep status {spec}`\n")
         return 1
 
     import pandas as pd
@@ -59,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     rc = cli(["optimal", str(fit_path), "--flops", f"{budget:.6g}",
               "--emit-config", str(sweep_dir / "optimal_run.yaml")])
     print(f"\nReport: {sweep_dir / 'report.html'}   Results: {sweep_dir / 'results.csv'}")
+    print(f"Time: data and estimate {t_plan:.0f} s, sweep with fit and report {t_sweep / 60:.1f} min"
+          + (f" (estimated {est / 60:.1f})" if est is not None else "") + f", total {(time.time() - t0) / 60:.1f} min")
     return rc
 
 

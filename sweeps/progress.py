@@ -41,28 +41,34 @@ def run_fraction(metrics: Path, start: float, samples: float) -> float:
     return 0.0
 
 
-def flops_progress(q: "Queue", runs_dir: Path | None = None) -> tuple[float, float, dict]:
-    """(FLOPs of finished points + the logged share of running ones, FLOPs of all points, states)."""
+def flops_progress(q: "Queue", runs_dir: Path | None = None) -> tuple[float, float, dict, float]:
+    """(FLOPs of finished points + the logged share of running ones, FLOPs of all points, states,
+    the summed logged share of the running points: how many runs' worth of them is done)."""
     states = q.point_states()
     total = sum(float(t.user_attrs.get("flops") or 0) for _, t in states.values())
     done = sum(float(t.user_attrs.get("flops") or 0) for s, t in states.values() if s in DONE)
+    partial = 0.0
     if runs_dir is not None:
         for key, (s, t) in states.items():
             a = t.user_attrs
             if s != "running" or not (a.get("flops") and a.get("flops_per_sample") and a.get("samples")):
                 continue
             own = float(a["flops"]) / float(a["flops_per_sample"])  # a cooldown: its samples after the branch
-            done += float(a["flops"]) * run_fraction(runs_dir / key / "metrics.csv", float(a["samples"]) - own, own)
-    return done, total, states
+            share = run_fraction(runs_dir / key / "metrics.csv", float(a["samples"]) - own, own)
+            done += float(a["flops"]) * share
+            partial += share
+    return done, total, states, partial
 
 
 def progress_line(q: "Queue", started: float, flops_at_start: float = 0.0, runs_dir: Path | None = None) -> str:
-    """``runs 3/8 | FLOPs 1.2e12/4.0e12 (30%) | ETA 2m10s | failed 0 | running 2``.
+    """``runs 3.4/8 | FLOPs 1.2e12/4.0e12 (30%) | ETA 2m10s | failed 0 | running 2``.
 
-    `runs_dir` (the sweep's ``runs/`` folder): count running runs' logged progress too."""
-    flops_done, flops_total, states = flops_progress(q, runs_dir)
+    `runs_dir` (the sweep's ``runs/`` folder): count running runs' logged progress too, in the runs
+    (3.4: three finished and the running ones 0.4 of a run between them) as in the FLOPs."""
+    flops_done, flops_total, states, partial = flops_progress(q, runs_dir)
     total = len(states)
     done = sum(1 for s, _ in states.values() if s in DONE)
+    runs = f"{done + partial:.1f}" if runs_dir is not None else str(done)
     failed = sum(1 for s, _ in states.values() if s == "failed")
     running = sum(1 for s, _ in states.values() if s == "running")
     elapsed = time.time() - started
@@ -70,7 +76,7 @@ def progress_line(q: "Queue", started: float, flops_at_start: float = 0.0, runs_
     rate = (flops_done - flops_at_start) / elapsed if elapsed > 0 else 0.0
     eta = "?" if rate <= 0 else _fmt((flops_total - flops_done) / rate)
     pct = 100.0 * flops_done / flops_total if flops_total else 0.0
-    return (f"sweep {q.name.split('@')[0]}: runs {done}/{total} | FLOPs {flops_done:.2g}/{flops_total:.2g} ({pct:.0f}%) | "
+    return (f"sweep {q.name.split('@')[0]}: runs {runs}/{total} | FLOPs {flops_done:.2g}/{flops_total:.2g} ({pct:.0f}%) | "
             f"ETA {eta} | failed {failed} | running {running}")
 
 

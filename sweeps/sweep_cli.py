@@ -56,7 +56,7 @@ def register(subparsers) -> None:
     sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
 
     p = sub.add_parser("plan", help="list every run with key, N, D, FLOPs and estimated time (and, for precision: "
-                                    "auto, the precision of each size, resolved once and recorded in the spec)")
+                                    "auto, the precision of each size, resolved once; the first run records it in the spec)")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--no-calibrate", action="store_true", help="skip the timing calibration (no estimates)")

@@ -50,7 +50,9 @@ def test_progress_line_has_an_eta_before_any_run_finished(tmp_path):
     without = progress_line(q, started)
     assert "(0%)" in without and "ETA ?" in without
     line = progress_line(q, started, runs_dir=runs)
-    assert "runs 0/2" in line and "(25%)" in line and "ETA ?" not in line
+    # the running run counts in the runs as in the FLOPs: half of one of two
+    assert "runs 0.5/2" in line and "(25%)" in line and "ETA ?" not in line
+    assert "runs 0/2" in without
 
 
 def test_fraction_reads_the_newest_row_of_a_long_log(tmp_path):
