@@ -196,7 +196,7 @@ def test_committed_rows_ran_the_precision_their_spec_records(name):
 
 def test_committed_auto_studies_are_covered():
     """Guards the list above: the committed studies that ran `precision: auto` record it."""
-    assert {"cpu_study_2seeds", "cpu_study_4seeds"} <= set(AUTO_STUDIES)
+    assert {"cpu_study_2seeds", "cpu_study_4seeds", "cpu_isoflop"} <= set(AUTO_STUDIES)
 
 
 GRID_STUDIES = [p.stem for p in sorted(SPECS.glob("*.yaml")) if _committed(p.stem)
