@@ -60,13 +60,13 @@ def _estimate(spec: Path, sweep_dir: Path, workers: int) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the quickstart sweep, then print the fit and a compute-optimal configuration."""
     ap = argparse.ArgumentParser(prog="python -m sweeps.demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", default="runs/quickstart", help="sweep folder (default runs/quickstart)")
+    ap.add_argument("--dir", default=None, help="sweep folder (default runs/<the spec's name>)")
     ap.add_argument("--workers", type=int, default=2, help="parallel runs (default 2, one per core)")
     ap.add_argument("--small", action="store_true",
                     help=f"run {SMALL.name} (3 sizes x 3 data sizes, about a quarter of the FLOPs) instead")
     args = ap.parse_args(argv)
     spec = SMALL if args.small else SPEC
-    sweep_dir = Path(args.dir if args.dir != "runs/quickstart" or not args.small else "runs/quickstart_small")
+    sweep_dir = Path(args.dir or f"runs/{spec.stem}")
 
     t0 = time.time()
     try:
