@@ -25,6 +25,10 @@ branch from them (``--seeds`` with ``--branch-from .../seed-{seed}/checkpoints/s
 that diverges writes its result.json at once and stops; the others go on. Running the same command
 again resumes; members whose result.json is there are left alone.
 
+``scaling train --members A.yaml,B.yaml --out DIR`` trains whole run configurations together instead, each
+in the folder its file names (one configuration apart from `MEMBER_FIELDS`), the ensemble's checkpoint in
+DIR: how a sweep's ``seeds_together`` runs the seeds of one point (`sweeps.worker.run_group`).
+
 One process on one device: DDP and FSDP are refused, and so is 16-mixed on GPUs (its loss scaler would
 be shared by the members, so one member's overflow would skip the others' steps).
 """
@@ -147,19 +151,71 @@ def train_ensemble(cfg: RunConfig, seeds) -> list[RunResult]:
         BadInput: what `check_supported` refuses, 16-mixed on a GPU, anything `train` refuses, a checkpoint
             that does not hold the members asked for, members that would resume from different steps.
     """
-    from scaling.train import _finished, _say
-
-    t_start = time.time()
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise BadInput("train: --seeds needs at least one seed")
     check_supported(cfg)
+    return train_members(cfg, [member_config(cfg, s) for s in seeds])
+
+
+MEMBER_FIELDS = ("seed", "out", "run_id", "branch_from")
+"""The settings in which the members of one ensemble may differ: everything else is one configuration."""
+
+
+def members_from_files(paths, out: str | Path) -> tuple[RunConfig, list[RunConfig]]:
+    """(the ensemble's config, its members) from one config file per member (`scaling train --members`).
+
+    Each file is a whole run's configuration (a sweep writes one per point, RUN_DIR/run.yaml); the members
+    must be one configuration apart from `MEMBER_FIELDS`, each in its own folder. The ensemble's config is
+    the first member's with ``out`` set to `out`, where the ensemble's own checkpoint goes.
+
+    Raises:
+        BadInput: an unreadable file, members that differ in another setting, two members with one seed
+            or one folder.
+    """
+    from scaling.config import resolve
+
+    configs = [resolve(p, {}) for p in paths]
+    if not configs:
+        raise BadInput("train: --members needs at least one config file")
+    first = configs[0].to_dict()
+    for path, c in zip(paths[1:], configs[1:]):
+        other = c.to_dict()
+        differ = sorted(k for k in first if k not in MEMBER_FIELDS and first[k] != other.get(k))
+        if differ:
+            raise BadInput(f"train: --members: {path} differs from {paths[0]} in {', '.join(differ)}; the members of "
+                           f"an ensemble are one configuration apart from {', '.join(MEMBER_FIELDS)}")
+    for what, values in (("seed", [c.seed for c in configs]), ("out", [str(c.run_dir.resolve()) for c in configs])):
+        if len(set(values)) < len(values):
+            raise BadInput(f"train: --members: two members have one {what} ({values}); each needs its own")
+    cfg = configs[0].replace(out=str(out))
+    check_supported(cfg.replace(branch_from=None))
+    if Path(out).resolve() in {c.run_dir.resolve() for c in configs}:
+        raise BadInput(f"train: --members --out {out} is a member's folder; give the ensemble its own")
+    return cfg, configs
+
+
+def train_members(cfg: RunConfig, configs: list[RunConfig]) -> list[RunResult]:
+    """Train the member runs `configs` together (one configuration apart from `MEMBER_FIELDS`; `cfg` is the
+    configuration, its OUT holds the ensemble's checkpoint); returns their results in that order.
+
+    Each member writes its own RUN_DIR as its solo run would. Running it again resumes; finished members
+    are returned as saved.
+
+    Raises:
+        BadInput: as `train_ensemble`.
+    """
+    from scaling.train import _finished, _say
+
+    t_start = time.time()
+    check_supported(cfg.replace(branch_from=None))
     from scaling.trainer import _accelerator, resolved_precision
 
     if resolved_precision(cfg, _accelerator(cfg)) == "16-mixed":
         raise BadInput("train: --seeds with --precision 16-mixed on a GPU: the members would share one loss "
                        "scaler; use bf16-mixed or 32-true, or train the seeds as separate runs")
-    configs = {s: member_config(cfg, s) for s in seeds}
+    seeds = tuple(c.seed for c in configs)
+    configs = {c.seed: c for c in configs}
     results = {s: _finished(c) for s, c in configs.items()}
     for s, done in results.items():
         if done is not None:
@@ -259,7 +315,9 @@ def _resume_points(cfg: RunConfig, todo: list[RunConfig], accumulate: int,
         missing = [c.seed for c in todo if str(c.seed) not in held]
         asked = {str(c.seed) for c in todo}
         # A member left out now would lose its progress at the next save: resume all or none.
-        left_out = [s for s in held if s not in asked and _finished(member_config(cfg, int(s))) is None]
+        outs = ckpt.get("outs", {})
+        left_out = [s for s in held if s not in asked and _finished(
+            member_config(cfg, int(s)) if s not in outs else cfg.replace(out=outs[s], seed=int(s))) is None]
         if missing or left_out:
             raise BadInput(f"train: {ckpt_file} holds unfinished seeds "
                            f"{', '.join(s for s in held if s in asked or s in left_out) or 'none'} at one step; "
@@ -373,6 +431,7 @@ def _fit(cfg: RunConfig, source, resolved, members: list[_Member], micro: int, a
     def save_ensemble(step: int) -> None:
         write_checkpoint(ckpt_file, {
             "global_step": step, "seeds": [m.cfg.seed for m in active],
+            "outs": {str(m.cfg.seed): str(m.cfg.out) for m in active},
             "members": {str(m.cfg.seed): checkpoint_payload(m.wrapped._forward_module, m.optimizer.optimizer,
                                                             step, meta(m)) for m in active}})
 
@@ -457,5 +516,5 @@ def _fit(cfg: RunConfig, source, resolved, members: list[_Member], micro: int, a
         finish(m)
 
 
-__all__ = ["ENSEMBLE_CKPT", "SEED_PLACEHOLDER", "check_supported", "member_config", "member_dir", "parse_seeds",
-           "train_ensemble"]
+__all__ = ["ENSEMBLE_CKPT", "MEMBER_FIELDS", "SEED_PLACEHOLDER", "check_supported", "member_config", "member_dir",
+           "members_from_files", "parse_seeds", "train_ensemble", "train_members"]

@@ -41,6 +41,10 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", default=None, metavar="S,S,...",
                    help="train these seeds of the configuration together in one process (instead of --seed): "
                         "each member is the run --seed S would be, in OUT/seed-S (one device; scaling.ensemble)")
+    p.add_argument("--members", default=None, metavar="RUN.yaml,RUN.yaml,...",
+                   help="train these runs together in one process, one whole config file per member, one "
+                        "configuration apart from seed, out, run_id and branch_from (a sweep's seeds_together); "
+                        "--out is the ensemble's own folder (its checkpoint); no other flag")
     p.set_defaults(func=_handle)
 
 
@@ -48,6 +52,8 @@ def _handle(args: argparse.Namespace) -> int:
     from scaling.config import field_names, resolve
 
     overrides = {name: getattr(args, name) for name in field_names()}
+    if args.members is not None:
+        return _train_members(args, overrides)
     seeds = None
     if args.seeds is not None:
         from analysis.errors import BadInput
@@ -84,6 +90,32 @@ def _train_ensemble(cfg, seeds: tuple[int, ...]) -> int:
             f"{result.status}: {result.run_id} seed={seed} val_loss={_fmt(result.val_loss)} "
             f"train_loss={_fmt(result.train_loss)} n_samples={result.n_samples} "
             f"samples/s={_fmt(result.samples_per_second)} -> {member_dir(cfg.out, seed)}/result.json\n")
+    return 0 if all(r.status in ("completed", "diverged") for r in results) else 1
+
+
+def _train_members(args: argparse.Namespace, overrides: dict) -> int:
+    """`scaling train --members A.yaml,B.yaml --out DIR`: whole runs trained together, each in its own folder."""
+    from analysis.errors import BadInput
+    from scaling.ensemble import members_from_files, train_members
+
+    others = sorted(k for k, v in overrides.items() if v is not None and k != "out")
+    if others or args.seeds is not None or args.config is not None:
+        given = ["--" + k.replace("_", "-") for k in others] + [f for f, v in (("--seeds", args.seeds),
+                                                                               ("--config", args.config)) if v]
+        raise BadInput(f"train: --members takes every setting from the members' files; drop {', '.join(given)}")
+    if not overrides.get("out"):
+        raise BadInput("train: --members needs --out DIR, the ensemble's own folder (its checkpoint)")
+    paths = [p.strip() for p in args.members.split(",") if p.strip()]
+    cfg, configs = members_from_files(paths, overrides["out"])
+    if cfg.precision == "auto":
+        precision = resolve_auto_precision(cfg).precision
+        cfg, configs = cfg.replace(precision=precision), [c.replace(precision=precision) for c in configs]
+    results = train_members(cfg, configs)
+    for c, result in zip(configs, results):
+        sys.stderr.write(
+            f"{result.status}: {result.run_id} seed={c.seed} val_loss={_fmt(result.val_loss)} "
+            f"train_loss={_fmt(result.train_loss)} n_samples={result.n_samples} "
+            f"samples/s={_fmt(result.samples_per_second)} -> {c.out}/result.json\n")
     return 0 if all(r.status in ("completed", "diverged") for r in results) else 1
 
 

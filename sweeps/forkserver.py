@@ -50,6 +50,7 @@ PRELOAD = (
     "scaling.model.mup", "scaling.model.family", "scaling.model.vla_family", "scaling.model.measure",
     "scaling.data", "scaling.data.dataset", "scaling.data.mixture", "scaling.data.stats", "scaling.data.blind",
     "scaling.evaluation", "scaling.probe", "scaling.schedules", "scaling.hardware", "scaling.versions",
+    "scaling.ensemble",
 )
 """Modules the server imports before the first run (missing ones are skipped)."""
 ENTRY = "sweeps.cli:main"

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from analysis.errors import BadInput
-from sweeps.points import DataDims, ModelPoint, PlannedRun, base_config, model_of, run_key
+from sweeps.points import DataDims, ModelPoint, PlannedRun, base_config, model_of, run_key, seed_group
 from sweeps.spec import SweepSpec
 from sweeps.wsd import branch_runs
 
@@ -84,7 +84,22 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
     if spec.families:
         runs = [replace(r, family=name) for name in spec.family_names
                 for r in plan_runs(spec.for_family(name), dims, lrs)]
-        return _unique_keys(spec, runs)
+        return _seed_groups(spec, _unique_keys(spec, runs))
+    return _seed_groups(spec, _one_family(spec, dims, lrs))
+
+
+def _seed_groups(spec: SweepSpec, runs: list[PlannedRun]) -> list[PlannedRun]:
+    """``seeds_together``: each run of a grouped size tagged with its group, where the group has two seeds or more."""
+    tagged = [replace(r, group=seed_group(r)) if spec.groups_seeds(r.n_params) else r for r in runs]
+    sizes: dict[str, int] = {}
+    for r in tagged:
+        if r.group is not None:
+            sizes[r.group] = sizes.get(r.group, 0) + 1
+    return [r if r.group is None or sizes[r.group] > 1 else replace(r, group=None) for r in tagged]
+
+
+def _one_family(spec: SweepSpec, dims: DataDims, lrs: dict | None) -> list[PlannedRun]:
+    """`plan_runs` of a one-family spec."""
     models = resolve_models(spec, dims)
     if spec.design == "suggest":
         from sweeps.suggest_design import suggested_points

@@ -85,6 +85,9 @@ class PlannedRun:
     family: str | None = None
     """The model family of a ``families:`` spec's run (also in ``config``, so in the key); None for a
     one-family spec (its family is ``config``'s, default vla)."""
+    group: str | None = None
+    """``seeds_together``: the points that differ only in seed share a group and train together, in one
+    process (``g-`` and 12 hex digits); None: the run trains alone."""
 
 
 def run_key(config: dict, data_identity: Any) -> str:
@@ -96,6 +99,15 @@ def run_key(config: dict, data_identity: Any) -> str:
     """
     blob = json.dumps({"config": config, "data": data_identity}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def seed_group(r: PlannedRun) -> str:
+    """The group of ``r`` among the points that differ from it only in seed (their config without the seed,
+    phase and branch point)."""
+    config = {k: v for k, v in r.config.items() if k != "seed"}
+    blob = json.dumps({"config": config, "phase": r.phase, "family": r.family,
+                       "branch": (r.branch or {}).get("checkpoint")}, sort_keys=True, default=str)
+    return "g-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def base_config(spec: SweepSpec, size: str | float, samples: int, seed: int, lrs: dict | None) -> dict:

@@ -30,9 +30,14 @@ def die_with_parent() -> None:
 
 def run_command(config_path: Path) -> list[str]:
     """The command that trains one run (``scaling train``, or the test override)."""
+    return train_command(["--config", str(config_path)])
+
+
+def train_command(args: list[str]) -> list[str]:
+    """``scaling train ARGS`` as a fresh process (or the test override, ARGS appended)."""
     override = os.environ.get(RUN_COMMAND_ENV)
     base = shlex.split(override) if override else [sys.executable, "-m", "sweeps.cli", "train"]
-    return [*base, "--config", str(config_path)]
+    return [*base, *args]
 
 
 def run_env(run_dir: Path, *, group: str, job_type: str) -> dict[str, str]:

@@ -10,6 +10,8 @@ settings passed through to ``scaling train``, and a design:
 
 Optionally ``families: [vla, conv]`` (or ``{vla: {keypoints: 16}, conv: {}}``, each family's own
 ``train:`` settings): the design once per model family, on the same data, sizes and seeds.
+``seeds_together: true`` (or the largest size to group, in parameters) trains the seeds of each point in
+one process (`scaling.ensemble`); every run keeps its row and key.
 
 Example::
 
@@ -27,6 +29,7 @@ Unknown keys are errors with a did-you-mean; every error is one line (``BadInput
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 import hashlib
 import json
@@ -272,8 +275,17 @@ class SweepSpec:
     of the shared ones (``((name, ((key, value), ...)), ...)``): the family is an axis of the design,
     like the seeds, and every run's key includes its family. Empty: one family, ``train.family`` (default
     vla), and keys without it."""
+    seeds_together: float = 0.0
+    """Train the seeds of one configuration together, in one process (`scaling.ensemble`): the largest model
+    size (parameters) whose seeds are grouped; ``inf`` for ``seeds_together: true``, 0 (the default) for none.
+    Each member keeps its own row and run key and equals its solo run, so the setting is left out of the
+    fingerprint: it changes how points are run, not what they compute."""
     source: str | None = None
     """The spec file this came from (for messages and relative paths)."""
+
+    def groups_seeds(self, n_params: int) -> bool:
+        """Whether the seeds of a model of `n_params` parameters train together."""
+        return len(self.seeds) > 1 and n_params <= self.seeds_together
 
     @property
     def train_dict(self) -> dict[str, Any]:
@@ -304,7 +316,7 @@ class SweepSpec:
         SLURM resources are left out: they change where runs go, not what they compute.
         """
         d = dataclasses.asdict(self)
-        for k in ("source", "slurm", "data", "validation", "auto_precision"):
+        for k in ("source", "slurm", "data", "validation", "auto_precision", "seeds_together"):
             d.pop(k)
         d["data"] = self.data.identity()
         d["train"] = dict(self.train)
@@ -473,7 +485,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     """
     where = source or "spec"
     top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries", "slurm",
-           "blind_baseline", "validation", "auto_precision", "families")
+           "blind_baseline", "validation", "auto_precision", "families", "seeds_together")
     _check_keys(where, raw, top, ("name", "data", "models"))
     name = str(raw["name"])
     if not _NAME_RE.match(name):
@@ -581,12 +593,28 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     families = ()
     if raw.get("families") is not None:
         families = _parse_families(where, raw["families"], raw, train, models, kind)
+    together = _parse_seeds_together(f"{where}: seeds_together", raw.get("seeds_together", False))
     return SweepSpec(
-        name=name, data=data, models=models, samples=samples, seeds=seeds,
+        name=name, data=data, models=models, samples=samples, seeds=seeds, seeds_together=together,
         train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
         wsd=wsd, retries=retries, slurm=slurm, validation=validation, auto_precision=auto_precision,
         blind_baseline=blind, families=families, source=source,
     )
+
+
+def _parse_seeds_together(where: str, value: Any) -> float:
+    """``true`` (every size: inf), ``false`` (0) or a parameter count (the largest size grouped)."""
+    if isinstance(value, bool):
+        return math.inf if value else 0.0
+    if isinstance(value, (int, float)) or isinstance(value, str):
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = -1.0
+        if limit > 0 and math.isfinite(limit):
+            return limit
+    raise BadInput(f"{where}: expected true, false or the largest model size to group (parameters, e.g. 1e6), "
+                   f"got {value!r}")
 
 
 MODEL_OPTION_KEYS = ("head", "patch_size", "keypoints", "film", "mup_base_width", "d_model", "n_layers", "n_heads")

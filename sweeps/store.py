@@ -450,8 +450,26 @@ class Queue:
         with self.lock():
             return self._claim_locked(ready)
 
-    def _claim_locked(self, ready: Any) -> Claim | None:
+    def claim_group(self, ready: Any = None) -> list[Claim]:
+        """Take the next WAITING point, as :meth:`claim`, and with it (under one lock) every ready WAITING
+        point of its seed group (``seeds_together``); [] when none is ready."""
+        with self.lock():
+            first = self._claim_locked(ready)
+            if first is None:
+                return []
+            claims = [first]
+            group = first.attrs.get("group")
+            while group is not None:
+                nxt = self._claim_locked(ready, group)
+                if nxt is None:
+                    break
+                claims.append(nxt)
+            return claims
+
+    def _claim_locked(self, ready: Any, group: str | None = None) -> Claim | None:
         for t in sorted(self.trials((TrialState.WAITING,)), key=lambda t: (-float(t.user_attrs.get("flops") or 0), t.number)):
+            if group is not None and t.user_attrs.get("group") != group:
+                continue
             if ready is not None and not ready(t.user_attrs):
                 continue
             try:

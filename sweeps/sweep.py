@@ -47,6 +47,8 @@ def _point(r: PlannedRun, gen: "generation.Generation") -> dict:
         attrs["precision"] = r.precision
     if r.family is not None:
         attrs["family"] = r.family
+    if r.group is not None:
+        attrs["group"] = r.group
     params = {"run_key": r.key, "size": str(r.size), "samples": r.samples, "seed": r.seed, "phase": r.phase}
     return {"run_key": r.key, "params": params, "attrs": attrs}
 
@@ -353,7 +355,8 @@ def _ledger_precisions(q: Queue) -> dict[str, str]:
 
 
 def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:
-    """The runs named in ``only`` plus the runs they depend on (WSD stable phases).
+    """The runs named in ``only`` plus the runs they depend on (WSD stable phases), each with the seeds it
+    trains together with (``seeds_together``: a row re-run by key re-runs its group, as it was made).
 
     Raises:
         BadInput: a key the plan does not have (the message lists a few that it does).
@@ -364,12 +367,21 @@ def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> 
         raise BadInput(f"--only: {', '.join(unknown)} not planned by {where} "
                        f"(its keys: {', '.join(list(by_key)[:6])}{', ...' if len(by_key) > 6 else ''}; "
                        f"see `scaling sweep plan`)")
-    keep = set(only)
-    for key in only:
-        dep = by_key[key].depends_on
-        while dep is not None and dep not in keep:
-            keep.add(dep)
-            dep = by_key[dep].depends_on
+    members: dict[str, list[str]] = {}
+    for r in runs:
+        if r.group is not None:
+            members.setdefault(r.group, []).append(r.key)
+    keep: set[str] = set()
+    todo = list(only)
+    while todo:
+        key = todo.pop()
+        if key in keep:
+            continue
+        keep.add(key)
+        r = by_key[key]
+        todo += members.get(r.group, []) if r.group is not None else []
+        if r.depends_on is not None:
+            todo.append(r.depends_on)
     return [r for r in runs if r.key in keep]
 
 

@@ -31,10 +31,11 @@ from optuna.trial import TrialState
 
 from analysis.atomic import write_atomic
 from sweeps import forkserver
-from sweeps.runproc import RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command, run_env
+from sweeps.runproc import (RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command, run_env,
+                            train_command)
 from sweeps.store import HEARTBEAT_S, Claim, Queue
 
-__all__ = ["WorkerSettings", "work", "run_point", "run_command", "RUN_COMMAND_ENV"]
+__all__ = ["WorkerSettings", "work", "run_group", "run_point", "run_command", "RUN_COMMAND_ENV"]
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,9 @@ def _end_run(proc) -> None:
             pass
 
 
-def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> int:
-    """One attempt: the run as its own process, heartbeats while it lives; returns its exit status.
+def _train(q: Queue, claims: list[Claim], args: list[str], run_dir: Path, env: dict) -> int:
+    """One attempt: ``scaling train ARGS`` as its own process (its log RUN_DIR/train.log), the claims'
+    heartbeats while it lives; returns its exit status.
 
     Anything raised meanwhile (SystemExit from submitit's requeue on timeout, KeyboardInterrupt) ends
     the run before it propagates.
@@ -147,9 +149,9 @@ def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> 
     with open(run_dir / "train.log", "ab") as log:
         try:
             if server is not None:
-                proc = server.run(["train", "--config", str(cfg_path)], run_dir / "train.log", env=env)
+                proc = server.run(["train", *args], run_dir / "train.log", env=env)
             else:
-                proc = subprocess.Popen(run_command(cfg_path), stdout=log, stderr=subprocess.STDOUT, env=env,
+                proc = subprocess.Popen(train_command(args), stdout=log, stderr=subprocess.STDOUT, env=env,
                                         preexec_fn=die_with_parent)
         except forkserver.ForkServerDied as exc:  # the run died with it: a failed attempt, retried
             log.write(f"sweep worker: {exc}\n".encode())
@@ -163,7 +165,8 @@ def _train(q: Queue, claim: Claim, cfg_path: Path, run_dir: Path, env: dict) -> 
                 try:
                     return proc.wait(timeout=HEARTBEAT_S)
                 except subprocess.TimeoutExpired:
-                    q.heartbeat(claim.trial_id)
+                    for claim in claims:
+                        q.heartbeat(claim.trial_id)
                 if _Stop.signum is not None:
                     stop_seen = stop_seen or time.time()
                     if time.time() - stop_seen > STOP_KILL_S:
@@ -218,7 +221,7 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
             (run_dir / "result.json").unlink(missing_ok=True)  # a failed attempt's result must not pass
             t_proc = time.time()
             try:
-                rc = _train(q, claim, cfg_path, run_dir, env)
+                rc = _train(q, [claim], ["--config", str(cfg_path)], run_dir, env)
             except BaseException:  # the worker is going away (its run already ended): hand the point back
                 _hand_back(q, claim)
                 raise
@@ -226,28 +229,122 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
             if _Stop.signum is not None and finished_result(run_dir) is None:
                 _hand_back(q, claim)
                 return "stopped"
-        result = None
-        try:
-            result = json.loads((run_dir / "result.json").read_text())
-        except (OSError, ValueError):
-            pass
-        status = (result or {}).get("status")
-        if rc == 0 and status in ("completed", "diverged"):
-            row = flatten_result(result)
-            val = row.get("val_loss")
-            finite = isinstance(val, (int, float)) and math.isfinite(val)
-            state = "completed" if status == "completed" and finite else "diverged"
-            attrs = {"result": row, "state": state, "attempts": attempt, "run_dir": str(run_dir),
-                     "sweep_seconds": time.time() - t0, "process_seconds": process_s}
-            if state == "completed":
-                q.finish(claim.trial_id, TrialState.COMPLETE, attrs, float(val))
-            else:
-                q.finish(claim.trial_id, TrialState.PRUNED, attrs)
+        state, reason = _record(q, claim, run_dir, rc, {"attempts": attempt, "sweep_seconds": time.time() - t0,
+                                                        "process_seconds": process_s})
+        if state is not None:
             return state
-        reason = (result or {}).get("error") or f"exit {rc}: {_last_line(run_dir / 'train.log')}"
-    q.finish(claim.trial_id, TrialState.FAIL,
-             {"state": "failed", "reason": str(reason)[:500], "attempts": s.retries + 1, "run_dir": str(run_dir)})
+    _record_failed(q, claim, run_dir, reason, s.retries + 1)
     return "failed"
+
+
+def _record(q: Queue, claim: Claim, run_dir: Path, rc: int | None, attrs: dict,
+            log: Path | None = None) -> tuple[str | None, str]:
+    """Record the point's outcome from RUN_DIR/result.json where its process exited 0 (`rc`; None: a member
+    of an ensemble, whose own result decides) and the run ended completed or diverged: (its state, ""); else
+    nothing is recorded: (None, why it failed, from the result or the last line of `log`, default
+    RUN_DIR/train.log)."""
+    result = None
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        pass
+    status = (result or {}).get("status")
+    if rc in (0, None) and status in ("completed", "diverged"):
+        row = flatten_result(result)
+        val = row.get("val_loss")
+        finite = isinstance(val, (int, float)) and math.isfinite(val)
+        state = "completed" if status == "completed" and finite else "diverged"
+        attrs = {"result": row, "state": state, "run_dir": str(run_dir), **attrs}
+        if state == "completed":
+            q.finish(claim.trial_id, TrialState.COMPLETE, attrs, float(val))
+        else:
+            q.finish(claim.trial_id, TrialState.PRUNED, attrs)
+        return state, ""
+    why = _last_line(log or run_dir / "train.log")
+    return None, (result or {}).get("error") or (why if rc is None else f"exit {rc}: {why}")
+
+
+def _record_failed(q: Queue, claim: Claim, run_dir: Path, reason: str, attempts: int) -> None:
+    q.finish(claim.trial_id, TrialState.FAIL,
+             {"state": "failed", "reason": str(reason)[:500], "attempts": attempts, "run_dir": str(run_dir)})
+
+
+def run_group(q: Queue, claims: list[Claim], s: WorkerSettings) -> str:
+    """Run the claimed points of one seed group together (``scaling train --members``, `scaling.ensemble`);
+    returns "stopped" if the worker was stopped, else the first point's state.
+
+    Each member trains in its own folder ``runs/<run_key>`` exactly as its solo run would and is recorded on
+    its own; the group's checkpoint is in ``runs/<group>`` (`MEMBERS_FILE` says for which members, so a
+    checkpoint of another set of members is set aside, not resumed). A failed attempt is retried with the
+    members that have no result yet.
+    """
+    if len(claims) == 1:
+        return run_point(q, claims[0], s)
+    dirs = {}
+    for claim in claims:
+        run_dir = s.sweep_dir / "runs" / claim.run_key
+        _set_aside_other_code(run_dir, claim.attrs.get("code_version"))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / "run.yaml", yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
+        dirs[claim.run_key] = run_dir
+    group_dir = s.sweep_dir / "runs" / str(claims[0].attrs["group"])
+    group_dir.mkdir(parents=True, exist_ok=True)
+    env = run_env(group_dir, group=s.sweep, job_type="train")
+    pending, states, reasons = list(claims), {}, {}
+    t0, process_s = time.time(), 0.0
+    for attempt in range(1, s.retries + 2):
+        todo = [c for c in pending if finished_result(dirs[c.run_key]) is None]
+        if todo:
+            for c in todo:
+                (dirs[c.run_key] / "result.json").unlink(missing_ok=True)  # a failed attempt's result must not pass
+            _own_checkpoint(group_dir, [c.run_key for c in todo])
+            members = ",".join(str(dirs[c.run_key] / "run.yaml") for c in todo)
+            t_proc = time.time()
+            try:
+                _train(q, pending, ["--members", members, "--out", str(group_dir)], group_dir, env)
+            except BaseException:
+                for c in pending:
+                    _hand_back(q, c)
+                raise
+            process_s += time.time() - t_proc
+        for c in list(pending):
+            # A member's own result decides: an ensemble exits 1 when any member failed.
+            state, reasons[c.run_key] = _record(q, c, dirs[c.run_key], None, {
+                "attempts": attempt, "sweep_seconds": time.time() - t0, "process_seconds": process_s,
+                "trained_with": [k.run_key for k in claims if k is not c]}, log=group_dir / "train.log")
+            if state is not None:
+                states[c.run_key] = state
+                pending.remove(c)
+        if _Stop.signum is not None and pending:
+            for c in pending:
+                _hand_back(q, c)
+            return "stopped"
+        if not pending:
+            break
+    for c in pending:
+        _record_failed(q, c, dirs[c.run_key], reasons[c.run_key], s.retries + 1)
+        states[c.run_key] = "failed"
+    return states[claims[0].run_key]
+
+
+MEMBERS_FILE = "members.json"
+"""In a group's folder: the run keys its checkpoint holds (written before each attempt)."""
+
+
+def _own_checkpoint(group_dir: Path, keys: list[str]) -> None:
+    """Set the group's checkpoint aside if it was made for other members than `keys` (it would be refused)."""
+    path = group_dir / MEMBERS_FILE
+    try:
+        before = json.loads(path.read_text()).get("keys")
+    except (OSError, ValueError, AttributeError):
+        before = None
+    ckpt = group_dir / "checkpoints"
+    if ckpt.exists() and before != sorted(keys):
+        n = 1
+        while (aside := group_dir / f"checkpoints.other-members.{n}").exists():
+            n += 1
+        ckpt.rename(aside)
+    write_atomic(path, json.dumps({"keys": sorted(keys)}))
 
 
 def _hand_back(q: Queue, claim: Claim) -> None:
@@ -323,11 +420,11 @@ def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
                 return not branch or (s.sweep_dir / "runs" / branch["from_key"] / "checkpoints"
                                       / branch["checkpoint"]).exists()
 
-            claim = q.claim(ready=ready)
-            if claim is not None:
-                if run_point(q, claim, s) == "stopped":
+            claims = q.claim_group(ready=ready)
+            if claims:
+                if run_group(q, claims, s) == "stopped":
                     break
-                done += 1
+                done += len(claims)
                 continue
             states = q.point_states()
             mine = [(st, t) for st, t in states.values() if _mine(t.user_attrs, s)]

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from analysis.errors import BadInput
 from scaling.config import RunConfig
@@ -174,6 +175,43 @@ def test_ensemble_branches_from_each_members_stable_checkpoint(runs, tiny_datase
     assert [r.status for r in cooled] == ["completed"] * 2 and cooled[1].val_loss == solo.val_loss
     rows = metrics(tmp_path / "ens" / f"seed-{SEEDS[1]}")
     assert rows == metrics(tmp_path / "solo") and rows[0]["step"] == "7"
+
+
+def test_members_from_config_files_are_the_seeds_ensemble(runs, tiny_dataset, tmp_path, capsys):
+    """`scaling train --members` (how a sweep's seeds_together runs a group): whole configs, each member in
+    a folder of its own choosing, equal to the `--seeds` ensemble's members."""
+    files = []
+    for seed in SEEDS:
+        cfg = run_config(tiny_dataset, tmp_path / f"point-{seed}", seed=seed)
+        path = tmp_path / f"run-{seed}.yaml"
+        path.write_text(yaml.safe_dump(cfg.to_dict()))
+        files.append(str(path))
+    rc = main(["train", "--members", ",".join(files), "--out", str(tmp_path / "group")])
+    assert rc == 0, capsys.readouterr().err
+    for seed, solo in zip(SEEDS, runs["results"]):
+        assert result(tmp_path / f"point-{seed}")["val_loss"] == solo.val_loss
+        assert metrics(tmp_path / f"point-{seed}") == metrics(runs["dir"] / "ens" / f"seed-{seed}")
+    assert not (tmp_path / "group" / "checkpoints" / "ensemble.ckpt").exists()
+
+
+@pytest.mark.parametrize("change, flags, message", [
+    ({"lr": 2e-3}, [], "differs from"),
+    ({"seed": 1}, [], "two members have one seed"),
+    ({}, ["--lr", "0.1"], "drop --lr"),
+    ({}, ["--seeds", "0,1"], "drop --seeds"),
+    ({}, ["--no-out"], "needs --out"),
+])
+def test_what_members_cannot_be_exits_2_with_one_line(change, flags, message, tiny_dataset, tmp_path, capsys):
+    a = run_config(tiny_dataset, tmp_path / "a", seed=1)
+    b = run_config(tiny_dataset, tmp_path / "b", seed=2).replace(**change)
+    for name, cfg in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    out = [] if "--no-out" in flags else ["--out", str(tmp_path / "group")]
+    rc = main(["train", "--members", f"{tmp_path / 'a.yaml'},{tmp_path / 'b.yaml'}", *out,
+               *[f for f in flags if f != "--no-out"]])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "group").exists() and not (tmp_path / "a").exists()
 
 
 @pytest.mark.parametrize("flags, message", [
