@@ -123,6 +123,8 @@ RUN_RESULT: tuple[Field, ...] = (
     _f("loss_floor", "number", "The dataset's loss floor (its manifest.json): the lowest val_loss the discrete "
        "head can reach given the expert's own action noise (nats per action dimension); null when unknown.",
        nullable=True, required=False, minimum=0),
+    _f("seed", "integer", "The run's seed (its initialisation and data order); in the results table it is the "
+       "sweep's own seed column.", nullable=True, required=False, minimum=0),
 )
 
 _MODEL_COLUMNS: tuple[Field, ...] = (
@@ -136,6 +138,8 @@ _NEEDED_WHEN_COMPLETED = {"run_id", "status", "n_params", "flops_per_sample", "f
 
 
 def _as_column(f: Field) -> tuple[Field, ...]:
+    if f.name == "seed":  # the sweep's column (SWEEP_COLUMNS), the same value
+        return ()
     if f.name == "model":
         return _MODEL_COLUMNS
     if f.name == "input_reliance":  # one column per probed input

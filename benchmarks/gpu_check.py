@@ -11,11 +11,14 @@ checked is exactly what users run. On one GPU:
 2. MFU of bf16-mixed at a large preset against the device's dense bf16 peak (table) and the measured
    bf16 matmul peak;
 3. two seeds trained together in one process (`--seeds 0,1`, bf16-mixed): both members complete and
-   seed 0's val_loss is within 2% of the 1-GPU bf16 run's (the same run, trained beside another).
+   seed 0's val_loss is within 2% of the 1-GPU bf16 run's (the same run, trained beside another); and
+   four seeds of a 1e5-parameter model together against one alone (the ensemble's cost on the device);
+4. the conv family (bf16-mixed), `--precision auto` resolved on the device, and `--compile` (Triton):
+   each completes, auto and compile within 2% of the bf16 run.
 With 2+ GPUs, also (N = all GPUs, one node):
-4. DDP x N and FSDP x N with bf16-mixed, and FSDP x N with 16-mixed: val_loss within 2% of the 1-GPU
+5. DDP x N and FSDP x N with bf16-mixed, and FSDP x N with 16-mixed: val_loss within 2% of the 1-GPU
    bf16 run of the same config (same global batch and samples);
-5. the FSDP run's stable checkpoint loads with torch.load(weights_only=True) and resumes on 1 GPU to the
+6. the FSDP run's stable checkpoint loads with torch.load(weights_only=True) and resumes on 1 GPU to the
    same val_loss (a different world size and strategy).
 Prints a table and writes gpu_check.json to --out (default: $OUT or ./gpu_check). Never part of CI.
 """
@@ -54,6 +57,19 @@ def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict
     # Two seeds trained together in one process (`scaling train --seeds`): its seed 0 is the reference run.
     checks.append(dict(name="1x bf16 seeds 0,1", flags={**base, "precision": "bf16-mixed", "devices": 1,
                                                         "seeds": "0,1"}, parity=reference))
+    # A second model family through the same seam (scaling.model.conv: ResNet + FiLM), `precision: auto`
+    # resolved on the device, and torch.compile (Triton kernels on CUDA; skipped on CPUs: minutes of C++).
+    checks.append(dict(name="1x bf16 conv", flags={**base, "precision": "bf16-mixed", "devices": 1,
+                                                   "family": "conv"}))
+    checks.append(dict(name="1x auto", flags={**base, "precision": "auto", "devices": 1}, parity=reference))
+    if not cpu:
+        checks.append(dict(name="1x bf16 compile", flags={**base, "precision": "bf16-mixed", "devices": 1,
+                                                          "compile": True}, parity=reference))
+    # Ensemble cost on the device at a size where a step is kernel launches: four seeds together against one.
+    small = dict(base, size="debug" if cpu else "100k", samples=batch * steps * 4, checkpoint_at=batch * steps)
+    checks.append(dict(name="1x bf16 small", flags={**small, "precision": "bf16-mixed", "devices": 1}))
+    checks.append(dict(name="1x bf16 small seeds 0-3", flags={**small, "precision": "bf16-mixed", "devices": 1,
+                                                              "seeds": "0,1,2,3"}, parity="1x bf16 small"))
     if n_devices >= 2:
         n = n_devices
         checks += [

@@ -93,6 +93,8 @@ class RunResult:
     loss_floor: float | None = None
     """The dataset's loss floor (manifest.json, `scaling.data.floor`): the lowest val_loss the discrete head
     can reach given the expert's own action noise (nats per action dimension); null when unknown."""
+    seed: int | None = None
+    """The run's seed (its initialisation and data order); null in results written before it was recorded."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with non-finite floats turned into None (strict JSON)."""

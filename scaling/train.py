@@ -280,7 +280,7 @@ def run_result(cfg: RunConfig, model, source, indices: np.ndarray, state, t_star
         mfu=(sps * fps / (peak.value * state.world_size)) if (sps and peak.value) else None, versions=_versions(),
         success_note=note, blind=cfg.blind, input_reliance=reliance,
         peak_flops=peak.value, peak_flops_source=peak.source, peak_flops_load=peak.load,
-        peak_flops_age_s=peak.age_s, loss_floor=_loss_floor(source))
+        peak_flops_age_s=peak.age_s, loss_floor=_loss_floor(source), seed=cfg.seed)
     return result
 
 
@@ -311,7 +311,7 @@ def _failed_result(cfg, model, world_size, t_start, loss_floor: float | None = N
         epochs=0.0, lr=cfg.lr, global_batch_size=cfg.batch_size, precision=cfg.precision,
         world_size=world_size, val_loss=None, val_loss_best=None, train_loss=None, action_mse=None,
         success_rate=None, wall_seconds=time.time() - t_start, samples_per_second=None, mfu=None,
-        versions=versions, peak_flops=None, loss_floor=loss_floor)
+        versions=versions, peak_flops=None, loss_floor=loss_floor, seed=cfg.seed)
 
 
 __all__ = ["train", "run_result", "model_config", "resolve_model", "resolved_config", "peak_flops_per_device"]
