@@ -60,7 +60,7 @@ def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict
     # A second model family through the same seam (scaling.model.conv: ResNet + FiLM), `precision: auto`
     # resolved on the device, and torch.compile (Triton kernels on CUDA; skipped on CPUs: minutes of C++).
     checks.append(dict(name="1x bf16 conv", flags={**base, "precision": "bf16-mixed", "devices": 1,
-                                                   "family": "conv"}))
+                                                   "family": "conv", "size": "30k" if cpu else mid}))
     checks.append(dict(name="1x auto", flags={**base, "precision": "auto", "devices": 1}, parity=reference))
     if not cpu:
         checks.append(dict(name="1x bf16 compile", flags={**base, "precision": "bf16-mixed", "devices": 1,
