@@ -1,6 +1,6 @@
-"""Re-export of the project's bad-input exception (defined once, in `analysis.errors`), and `one_line`."""
+"""Re-export of the project's bad-input exception (defined once, in `vla_core.errors`), and `one_line`."""
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 
 def one_line(exc: BaseException) -> str:

@@ -50,7 +50,7 @@ def _handle(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in field_names()}
     seeds = None
     if args.seeds is not None:
-        from analysis.errors import BadInput
+        from vla_core.errors import BadInput
         from scaling.ensemble import check_supported, parse_seeds
 
         seeds = parse_seeds(args.seeds)

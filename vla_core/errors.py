@@ -1,8 +1,7 @@
 """The one exception type for bad user input, shared by every package.
 
-It lives in `analysis` because that package is the leaf of the import graph (numpy, scipy,
-pandas only): `scaling` and `sweeps` may import it, and `analysis` must import neither of them.
-The command line turns it into one line on stderr and exit status 2.
+It lives in `vla_core`, the bottom of the import graph, so `scaling`, `sweeps` and `analysis` all
+import it from here. The command line turns it into one line on stderr and exit status 2.
 """
 
 
