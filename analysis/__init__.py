@@ -1,7 +1,7 @@
 """Scaling-law analysis: fits with honest uncertainty, backtests, compute-optimal choices, reports.
 
-Depends only on numpy, scipy, pandas and matplotlib (never torch, `scaling` or `sweeps`), so it
-fits anyone's results table. Heavy pieces (scipy, matplotlib, the fitter) load on first use.
+Depends only on numpy, scipy, pandas, matplotlib and `vla_core` (never torch, `scaling` or `sweeps`),
+so it fits anyone's results table. Heavy pieces (scipy, matplotlib, the fitter) load on first use.
 
     >>> import analysis
     >>> res = analysis.fit("results.csv")              # Chinchilla Approach 3, bootstrap, backtest
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 # Public name -> module that defines it, imported on first access (PEP 562).
 _LAZY = {

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
-from analysis.schema import validate
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
+from vla_core.schema import validate
 
 
 def allocation(form, params: dict, flops, k: float = 6.0, fps: tuple[float, float] | None = None

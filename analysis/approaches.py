@@ -800,8 +800,8 @@ def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", 
 
     import pandas as pd
 
-    from analysis.atomic import write_atomic
-    from analysis.errors import BadInput
+    from vla_core.atomic import write_atomic
+    from vla_core.errors import BadInput
     from analysis.result import _clean
     from analysis.table import load_table
 

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 
 def _columns(p: argparse.ArgumentParser) -> None:
@@ -122,7 +122,7 @@ def _file_out(flag: str, path: str) -> None:
     """Refuse an output path that is a folder, or whose folder is missing, before any work is done."""
     from pathlib import Path
 
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
 
     p = Path(path)
     if p.is_dir():

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.errors import BadInput
 from analysis.forms import Form, log_columns
+from vla_core.errors import BadInput
 
 
 def _jacobian(form: Form, theta: np.ndarray, cols: dict) -> np.ndarray:

@@ -11,7 +11,7 @@ distribution. Its 95% percentile interval, and a two-sided bootstrap p-value
 the noise of the runs. A larger exponent is a law whose loss falls faster with that variable: the
 family that "scales better" in it, over the range of the runs.
 
-The comparison is ``families.json`` (contract `analysis.schema.FAMILIES`); each family's fit is a
+The comparison is ``families.json`` (contract `vla_core.schema.FAMILIES`); each family's fit is a
 fit.json of its own, ``fit_<family>.json`` beside it, which `scaling optimal` and `predict` read.
 """
 
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.atomic import write_atomic
 from analysis.bootstrap import percentile_ci
-from analysis.errors import BadInput
 from analysis.result import FitResult
-from analysis.schema import DEFAULT_FAMILY
 from analysis.table import FAMILY_COLUMN, family_column, families_in, read_frame
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
+from vla_core.schema import DEFAULT_FAMILY
 
 FORMAT_VERSION = 1
 LEVEL = 0.95
@@ -209,7 +209,7 @@ class FamilyFits:
     def save(self, path) -> Path:
         """Write the comparison to `path` and each family's fit beside it as ``fit_<family>.json``
         (atomically, each checked against its contract); returns `path`."""
-        from analysis.schema import validate
+        from vla_core.schema import validate
 
         path = Path(path)
         doc = json.loads(json.dumps(self.comparison))

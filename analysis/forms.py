@@ -105,7 +105,7 @@ class Form:
     def allocation(self, params: dict, flops, k: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
         """N_opt and D_opt minimising the law's loss at compute C = k N D (vectorised over params and C)."""
         if self.allocate is None:
-            from analysis.errors import BadInput
+            from vla_core.errors import BadInput
 
             with_alloc = ", ".join(n for n, f in FORMS.items() if f.allocate is not None)
             raise BadInput(f"form {self.name!r}: compute-optimal allocation needs a law in both N and D ({with_alloc})")
@@ -420,7 +420,7 @@ FORMS: dict[str, Form] = {
 
 def get_form(name: str) -> Form:
     """The registered form called `name`; raises BadInput listing the known ones."""
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
 
     if name not in FORMS:
         raise BadInput(f"--form {name!r}: unknown form; choose one of {', '.join(FORMS)}")

@@ -7,9 +7,9 @@ import io
 from pathlib import Path
 
 
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
 from analysis.result import seed_summary
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 
 def resolve_results(path) -> Path:

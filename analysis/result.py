@@ -7,8 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 FORMAT_VERSION = 1
 
@@ -87,7 +87,7 @@ class FitResult:
 
     def save(self, path) -> Path:
         """Write fit.json atomically (temporary name, then rename), after checking it against its contract."""
-        from analysis.schema import validate
+        from vla_core.schema import validate
 
         doc = self.to_dict()
         validate("fit", doc)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.errors import BadInput
-from analysis.schema import DEFAULT_FAMILY, FITTED_PHASES
+from vla_core.errors import BadInput
+from vla_core.schema import DEFAULT_FAMILY, FITTED_PHASES
 
 DEFAULT_COLUMNS = {"N": "n_params", "D": "n_samples", "loss": "val_loss", "C": "flops", "U": "n_unique_samples"}
 """Results-table column for each quantity (docs/contracts.md): parameters, samples, loss, FLOPs, unique samples."""
@@ -264,7 +264,7 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
                 counts = df.loc[~done, sc].astype(str).value_counts().to_dict()
                 notes.append(f"dropped {int((~done).sum())} of {len(df)} runs whose {sc} is not completed: {counts}")
                 df = df[done].reset_index(drop=True)
-    if "phase" in df.columns:  # a sweep's table: fit its design points only (analysis/schema.py)
+    if "phase" in df.columns:  # a sweep's table: fit its design points only (vla_core/schema.py)
         fitted = df["phase"].isna() | df["phase"].astype(str).str.strip().str.lower().isin(FITTED_PHASES)
         if (~fitted).any():
             counts = df.loc[~fitted, "phase"].astype(str).value_counts().to_dict()

@@ -20,12 +20,12 @@ import pandas as pd
 from analysis.backtest import backtest as run_backtest
 from analysis.bootstrap import bootstrap_fits, identification_warnings, percentile_ci
 from analysis.bounds import FLOOR_EDGE, edges, honest_intervals
-from analysis.errors import BadInput
 from analysis.fitting import DELTA, fit_grid
 from analysis.forms import EXPONENT_CAP, Form, get_form, log_columns, restrict
 from analysis.result import FitResult
 from analysis.success import success_section
 from analysis.table import Table, load_table
+from vla_core.errors import BadInput
 
 NOT_CONVERGED_WARN = 0.03
 """Share of bootstrap refits still moving at their iteration cap above which the fit warns."""

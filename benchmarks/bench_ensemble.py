@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from analysis.atomic import write_atomic
+from vla_core.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"100k": 1.5, "1m": 2.5}

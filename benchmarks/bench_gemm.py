@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from analysis.atomic import write_atomic
+from vla_core.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 MATMULS = ("mm", "addmm", "bmm", "baddbmm")

@@ -25,8 +25,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 PRECISIONS = ("bf16-mixed", "16-mixed", "32-true", "auto")
 SCHEDULES = ("cosine", "wsd")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 
 def plan_accumulation(batch_size: int, world_size: int, micro_batch_size: int | None) -> tuple[int, int]:

@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.errors import BadInput
 from scaling.config import RunConfig, load_run_config
 from scaling.result import RunResult
+from vla_core.errors import BadInput
 
 ENSEMBLE_CKPT = "ensemble.ckpt"
 """The ensemble's checkpoint, in OUT/checkpoints/: {"global_step", "seeds", "members": {"S": one

@@ -47,8 +47,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 DTYPES = ("bfloat16", "float16", "float32")
 """Dtype names the peaks are given for (torch's spelling)."""

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 
 def register(subparsers) -> None:

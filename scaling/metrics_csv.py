@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.atomic import write_atomic
+from vla_core.atomic import write_atomic
 
 COLUMNS = ("step", "samples", "train_loss", "lr", "grad_norm", "val_loss", "action_mse",
            "samples_per_second", "wall_seconds")

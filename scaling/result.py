@@ -1,6 +1,6 @@
 """`RunResult`: what one training run reports (``RUN_DIR/result.json``), the seam to sweeps.
 
-The fields are exactly those of the contract (analysis/schema.py, rendered in docs/contracts.md);
+The fields are exactly those of the contract (vla_core/schema.py, rendered in docs/contracts.md);
 sweeps flatten `model` into d_model, n_layers, n_heads for the results table.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from analysis import schema
-from analysis.atomic import write_atomic
+from vla_core import schema
+from vla_core.atomic import write_atomic
 
 STATUSES = ("completed", "diverged", "failed")
 

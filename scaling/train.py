@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.errors import BadInput
 from scaling.config import RunConfig, load_run_config, resumable_fields
 from scaling.result import RunResult
+from vla_core.errors import BadInput
 
 # Fields that may change between the first start of a run and its resumption (by section).
 _RESUMABLE_CHANGES = resumable_fields()

@@ -56,7 +56,7 @@ def _handle(args: argparse.Namespace) -> int:
         return _train_members(args, overrides)
     seeds = None
     if args.seeds is not None:
-        from analysis.errors import BadInput
+        from vla_core.errors import BadInput
         from scaling.ensemble import check_supported, parse_seeds
 
         seeds = parse_seeds(args.seeds)
@@ -95,7 +95,7 @@ def _train_ensemble(cfg, seeds: tuple[int, ...]) -> int:
 
 def _train_members(args: argparse.Namespace, overrides: dict) -> int:
     """`scaling train --members A.yaml,B.yaml --out DIR`: whole runs trained together, each in its own folder."""
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
     from scaling.ensemble import members_from_files, train_members
 
     others = sorted(k for k, v in overrides.items() if v is not None and k != "out")

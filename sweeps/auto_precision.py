@@ -30,10 +30,10 @@ from typing import Any
 
 import yaml
 
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
 from sweeps.points import PlannedRun
 from sweeps.spec import SweepSpec, parse_spec
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 HEADER = ("# What `precision: auto` resolved to per model size (`scaling sweep run` writes it when it first\n"
           "# plans a size): every run of that size, and a row re-run by key, trains in it.\n")

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analysis.atomic import write_atomic
 from sweeps.points import DataDims, PlannedRun
 from sweeps.spec import SweepSpec
+from vla_core.atomic import write_atomic
 
 STEPS = 3
 """At least this many timed optimizer steps per calibrated model (after one untimed warm-up step)."""

@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 # Modules that define ``register(subparsers)``; order is the order in --help.
 _REGISTRARS = (

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from analysis.errors import BadInput
 from sweeps.points import DataDims
 from sweeps.spec import DataSpec
+from vla_core.errors import BadInput
 
 
 @contextmanager

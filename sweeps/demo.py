@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.errors import BadInput
 from sweeps.cli import main as cli
+from vla_core.errors import BadInput
 
 SPEC = Path(__file__).with_name("quickstart.yaml")
 SMALL = Path(__file__).with_name("quickstart_small.yaml")

@@ -21,9 +21,9 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from analysis.errors import BadInput
 from sweeps.spec import SweepSpec, describe_changes
 from sweeps.store import Storage
+from vla_core.errors import BadInput
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from analysis.errors import BadInput
 from sweeps.storage_url import STORAGE_ENV, from_env
+from vla_core.errors import BadInput
 
 if TYPE_CHECKING:
     from sweeps.sweep import Sweep

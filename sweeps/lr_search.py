@@ -22,9 +22,9 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from analysis.errors import BadInput
 from sweeps.runproc import die_with_parent, finished_result, flatten_result, run_command, run_env
 from sweeps.store import HOST, process_start
+from vla_core.errors import BadInput
 
 if TYPE_CHECKING:
     from sweeps.sweep import Sweep

@@ -16,10 +16,10 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from analysis.errors import BadInput
 from sweeps.points import DataDims, ModelPoint, PlannedRun, base_config, model_of, run_key, seed_group
 from sweeps.spec import SweepSpec
 from sweeps.wsd import branch_runs
+from vla_core.errors import BadInput
 
 __all__ = ["DataDims", "ModelPoint", "PlannedRun", "run_key", "plan_runs", "resolve_models", "with_estimates",
            "totals", "format_plan"]

@@ -129,7 +129,7 @@ def model_of(spec: SweepSpec, size: str | float, dims: DataDims):
     """
     from pathlib import Path
 
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
     from scaling.model.family import Dims, model_options, resolve_model
 
     train = spec.train_dict

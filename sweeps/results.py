@@ -17,17 +17,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis import schema
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
 from sweeps.runproc import flatten_result
+from vla_core import schema
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 if TYPE_CHECKING:  # pandas is imported lazily by the functions below
     import pandas as pd
 
     from sweeps.store import Queue
 
-# The columns are those of the contract (analysis/schema.py, rendered in docs/contracts.md).
+# The columns are those of the contract (vla_core/schema.py, rendered in docs/contracts.md).
 RESULT_FIELDS = tuple(f.name for f in schema.RESULT_COLUMNS)
 SWEEP_FIELDS = tuple(f.name for f in schema.SWEEP_COLUMNS)
 VALIDATION_FIELDS = ("predicted_loss", "predicted_lo", "predicted_hi", "recommended")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import subprocess
 from typing import Iterable
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 # submitit's parameter name -> the sbatch flag it writes into the job file (see
 # submitit.slurm.slurm._make_sbatch_string; a test compares the two).

@@ -40,7 +40,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 # RunConfig fields the sweep sets itself per run; a spec's ``train:`` block must not set them.
 RESERVED_TRAIN_KEYS = ("data", "size", "samples", "out", "seed", "branch_from", "checkpoint_at", "wandb_group", "run_id")

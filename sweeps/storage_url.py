@@ -21,7 +21,7 @@ import os
 import re
 from pathlib import Path
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 STORAGE_ENV = "SCALING_STORAGE"
 """Environment variable holding the storage URL (read when ``--storage`` is not given)."""

@@ -46,9 +46,9 @@ from optuna.storages.journal._file import BaseJournalFileLock
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from analysis.errors import BadInput
 from sweeps.data_source import file_lock
 from sweeps.storage_url import check, mask, scrub
+from vla_core.errors import BadInput
 
 def _seconds(name: str, default: int) -> int:
     """A whole number of seconds from the environment variable ``name`` (default when unset)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 
 def _results_path(spec) -> Path:

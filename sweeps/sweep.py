@@ -17,14 +17,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
 from scaling.model.family import BUILT_IN, export_search_dirs
 from scaling.versions import code_version
 from sweeps import generation, storage_url
 from sweeps.plan import PlannedRun, plan_runs, with_estimates
 from sweeps.spec import SweepSpec, load_spec
 from sweeps.store import Queue, Storage
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 
 def default_dir(spec: SweepSpec) -> Path:

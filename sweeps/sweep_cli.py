@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 
 def _common(p: argparse.ArgumentParser, workers: bool = False) -> None:

@@ -16,8 +16,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from analysis.atomic import write_atomic
-from analysis.errors import BadInput
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 HEADER = ("# Validation rounds: written by `scaling sweep validate` before their runs (the predictions come first);\n"
           "# never by hand. `scaling sweep run` trains them as rows with phase = validation.\n")

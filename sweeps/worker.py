@@ -29,11 +29,11 @@ from pathlib import Path
 import yaml
 from optuna.trial import TrialState
 
-from analysis.atomic import write_atomic
 from sweeps import forkserver
 from sweeps.runproc import (RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command, run_env,
                             train_command)
 from sweeps.store import HEARTBEAT_S, Claim, Queue
+from vla_core.atomic import write_atomic
 
 __all__ = ["WorkerSettings", "work", "run_group", "run_point", "run_command", "RUN_COMMAND_ENV"]
 

@@ -1,4 +1,4 @@
-"""The seams against their one written contract (analysis/schema.py): docs, our validator, real files.
+"""The seams against their one written contract (vla_core/schema.py): docs, our validator, real files.
 
 - docs/contracts.md is generated from the schema and must be up to date;
 - our validator agrees with jsonschema's (someone else's implementation of the same JSON Schema) on
@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import schema
 from sweeps.cli import main
+from vla_core import schema
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACTS_MD = REPO / "docs" / "contracts.md"
@@ -29,7 +29,7 @@ CONTRACTS_MD = REPO / "docs" / "contracts.md"
 
 def test_docs_contracts_md_is_generated_from_the_schema():
     text = CONTRACTS_MD.read_text()
-    assert schema.rewrite(text) == text, "docs/contracts.md is stale: python -m analysis.schema --write docs/contracts.md"
+    assert schema.rewrite(text) == text, "docs/contracts.md is stale: python -m vla_core.schema --write docs/contracts.md"
     for name in schema.CONTRACTS:  # every field of every contract is on the page
         assert all(f"| `{f}` |" in text for f in schema.field_names(name)), name
 
@@ -43,7 +43,7 @@ def test_writers_have_exactly_the_contract_fields():
     fit_fields = {f.name for f in dataclasses.fields(FitResult)}
     required = {f.name for f in schema.FIT_RESULT if f.required}
     assert required <= fit_fields, required - fit_fields
-    # Every field FitResult writes is in the contract (add it to analysis/schema.py, then --write the docs).
+    # Every field FitResult writes is in the contract (add it to vla_core/schema.py, then --write the docs).
     assert fit_fields <= set(schema.field_names("fit")), fit_fields - set(schema.field_names("fit"))
     assert list(RESULT_FIELDS) + list(SWEEP_FIELDS) == schema.field_names("results_table")
 

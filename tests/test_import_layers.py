@@ -1,4 +1,5 @@
-"""Imports point one way: inside every package a reader can start at the bottom file and climb.
+"""Imports point one way: inside every package a reader can start at the bottom file and climb, and
+between the packages each floor imports only those below it (NEVER_IMPORTS).
 
 Every import counts, also those inside functions (a "late" import that breaks a circle is still a
 circle); only ``if TYPE_CHECKING:`` blocks are left out (annotations, never executed).
@@ -12,12 +13,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("sweeps", "scaling", "analysis")
+PACKAGES = ("sweeps", "scaling", "analysis", "vla_core")
+# The floors, bottom up: the packages each one must never import. vla_core is the bottom (standard
+# library only); sweeps, the top, may import the other three; benchmarks import the packages, and no
+# package imports them (they are read too, so that an import of them shows in GRAPH).
+NEVER_IMPORTS = {
+    "vla_core": ("scaling", "sweeps", "analysis", "benchmarks"),
+    "scaling": ("analysis", "sweeps", "benchmarks"),
+    "analysis": ("scaling", "sweeps", "benchmarks"),
+    "sweeps": ("benchmarks",),
+}
+NO_TORCH = ("analysis", "vla_core")  # they fit and check anyone's results table, where torch may be missing
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for pkg in PACKAGES:
+    for pkg in (*PACKAGES, "benchmarks"):
         for f in sorted((ROOT / pkg).rglob("*.py")):
             name = ".".join(f.relative_to(ROOT).with_suffix("").parts)
             out[name.removesuffix(".__init__")] = f
@@ -78,7 +89,7 @@ def _cycle(package: str) -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("package", ["sweeps", "scaling.data", "scaling.model", "scaling", "analysis"])
+@pytest.mark.parametrize("package", ["sweeps", "scaling.data", "scaling.model", "scaling", "analysis", "vla_core"])
 def test_no_import_cycles(package):
     cycle = _cycle(package)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
@@ -89,15 +100,29 @@ def test_the_cycle_finder_finds_a_cycle(monkeypatch):
     assert _cycle("sweeps") is not None
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
+def _upward(module: str) -> set[str]:
+    """The modules ``module`` imports that its package must never import (NEVER_IMPORTS)."""
+    banned = NEVER_IMPORTS[module.split(".")[0]]
+    return {d for d in GRAPH[module] if d.split(".")[0] in banned}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.split(".")[0] in PACKAGES))
 def test_packages_import_downwards(module):
-    """sweeps is the top floor; scaling never imports sweeps; analysis imports neither (nor torch)."""
-    deps = GRAPH[module]
-    if module.startswith("scaling"):
-        assert not {d for d in deps if d.startswith("sweeps")}, deps
-    if module.startswith("analysis"):
-        assert not {d for d in deps if d.startswith(("sweeps", "scaling"))}, deps
+    """vla_core is the bottom floor, sweeps the top; scaling and analysis import neither each other nor
+    sweeps; no package imports benchmarks; analysis and vla_core never import torch."""
+    assert not _upward(module), f"{module} imports {sorted(_upward(module))}"
+    if module.split(".")[0] in NO_TORCH:
         tree = ast.parse(MODULES[module].read_text())
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                  for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])}
         assert "torch" not in names
+
+
+@pytest.mark.parametrize("module, dep", [
+    ("vla_core.schema", "scaling.result"), ("vla_core.errors", "sweeps.spec"), ("vla_core.atomic", "analysis.table"),
+    ("scaling.config", "analysis.table"), ("scaling.train", "sweeps.spec"),
+    ("analysis.table", "scaling.config"), ("analysis.table", "sweeps.spec"), ("sweeps.spec", "benchmarks.bench_fit"),
+])
+def test_the_floor_check_finds_an_upward_import(monkeypatch, module, dep):
+    monkeypatch.setitem(GRAPH, module, GRAPH[module] | {dep})
+    assert dep in _upward(module)

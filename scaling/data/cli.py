@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 
 def _positive_int(text: str) -> int:

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling.data.episode import Episode
-from scaling.errors import BadInput
+from vla_core.errors import BadInput
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000  # files per chunk folder (LeRobot's DEFAULT_CHUNK_SIZE)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from scaling.data.episode import Episode
-from scaling.errors import BadInput
+from vla_core.errors import BadInput
 
 TASK_DESCRIPTIONS: dict[str, str] = {
     "assembly-v3": "pick up the nut and place it onto the peg",

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.errors import BadInput
 from scaling.data.dataset import Dataset, assemble_batch
 from scaling.data.splits import evenly_spaced
 from scaling.data.stats import pool_stats
 from scaling.data.tokenizers import ActionTokenizer, InstructionTokenizer
+from vla_core.errors import BadInput
 
 _BLOCK = 4096
 _STD_FLOOR = 1e-6

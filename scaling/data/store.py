@@ -34,7 +34,6 @@ from typing import Iterable
 
 import numpy as np
 
-from analysis.errors import BadInput
 from scaling.data.dataset import Dataset
 from scaling.data.episode import Episode
 from scaling.data.floor import METHOD as FLOOR_METHOD
@@ -44,6 +43,7 @@ from scaling.data.format import ARRAYS, FORMAT_VERSION, sha256_file
 from scaling.data.quality import episode_flags
 from scaling.data.stats import StatsAccumulator
 from scaling.data.tokenizers import ActionTokenizer, InstructionTokenizer
+from vla_core.errors import BadInput
 
 DEFAULT_SHARD_FRAMES = 4096
 _FLOOR_DIR = "floor-inputs"  # under the temporary folder only; removed before it is renamed into place

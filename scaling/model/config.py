@@ -10,8 +10,8 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, fields
 
-from analysis.errors import BadInput
 from scaling.model.presets import resolve_size
+from vla_core.errors import BadInput
 
 HEADS = ("discrete", "mse", "flow")
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 IMAGE_MEAN = 0.5
 """Pixel intensity (in [0, 1]) subtracted before the stem."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from scaling.errors import BadInput, one_line
+from vla_core.errors import BadInput, one_line
 
 DEFAULT = "vla"
 """The family a run uses when it names none."""

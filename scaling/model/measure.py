@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 from torch import nn
 
-from scaling.errors import BadInput, one_line
+from vla_core.errors import BadInput, one_line
 
 if TYPE_CHECKING:  # annotations only: the family module imports this one when it resolves a factory
     from scaling.model.family import Dims

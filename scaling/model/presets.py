@@ -13,8 +13,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from analysis.errors import BadInput
 from scaling.model.solver import head_dim_for, shape_for_params
+from vla_core.errors import BadInput
 
 
 @dataclass(frozen=True)

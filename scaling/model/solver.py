@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 
-from analysis.errors import BadInput
 from scaling.model.accounting import count_params
+from vla_core.errors import BadInput
 
 DEPTH_AT_1E5 = 2.2
 """Preferred depth (blocks) at 1e5 parameters; it grows as the fourth root of the target."""

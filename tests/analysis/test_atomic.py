@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from analysis.atomic import write_atomic
+from vla_core.atomic import write_atomic
 
 
 def _leftovers(folder):

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import schema
-from analysis.errors import BadInput
 from analysis.families import compare, exponent_difference, fit_by_family, fit_file
 from analysis.forms import FORMS
 from analysis.result import FitResult
+from vla_core import schema
+from vla_core.errors import BadInput
 from synthetic_tables import TRUE, synthetic_frame
 
 GRID = FORMS["chinchilla"].grid[::9]

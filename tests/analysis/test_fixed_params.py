@@ -9,12 +9,12 @@ from numpy.testing import assert_allclose
 
 import analysis
 from analysis.backtest import backtest
-from analysis.errors import BadInput
 from analysis.fitting import Objective
 from analysis.forms import FORMS, log_columns, restrict
 from analysis.laws import chinchilla, kaplan
 from analysis.workflow import FitPair, fit, fit_pair, _pair_verdict
 from sweeps.cli import main
+from vla_core.errors import BadInput
 
 from synthetic_tables import TRUE, assert_gradient_matches_finite_differences, synthetic_frame
 

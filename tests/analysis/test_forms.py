@@ -6,7 +6,7 @@ from numpy.testing import assert_allclose
 
 from analysis import laws
 from analysis.forms import FORMS, get_form, log_columns
-from analysis.errors import BadInput
+from vla_core.errors import BadInput
 
 rng = np.random.default_rng(1)
 COLS = {"N": np.logspace(6, 9, 7), "D": np.logspace(8, 11, 7), "C": np.logspace(15, 20, 7)}

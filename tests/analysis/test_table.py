@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from analysis.errors import BadInput
 from analysis.table import load_table
+from vla_core.errors import BadInput
 
 from synthetic_tables import synthetic_frame
 

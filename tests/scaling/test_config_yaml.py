@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from analysis.errors import BadInput
-from analysis.schema import fields as contract_fields
 from scaling.config import RunConfig, load_run_config, resolve
 from scaling.result import RunResult
+from vla_core.errors import BadInput
+from vla_core.schema import fields as contract_fields
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.errors import BadInput
 from scaling.data.mixture import open_source
 from scaling.data.store import write_dataset
 from scaling.data.testing import synthetic_episodes
 from scaling.data.tokenizers import split_words
+from vla_core.errors import BadInput
 
 
 @pytest.fixture(scope="module")

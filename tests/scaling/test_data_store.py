@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from analysis.errors import BadInput
 from scaling.data.store import open_dataset, write_dataset
 from scaling.data.testing import synthetic_episodes
+from vla_core.errors import BadInput
 
 
 def _write(path, n=12, shard_frames=35, **kw):

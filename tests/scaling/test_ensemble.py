@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
-from analysis.errors import BadInput
 from scaling.config import RunConfig
 from scaling.datamodule import TrainBatches
 from sweeps.cli import main
+from vla_core.errors import BadInput
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SEEDS = (2, 1)  # not sorted: members are matched to seeds, not to positions

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from analysis.errors import BadInput
 from scaling import hardware
 from scaling.config import RunConfig
+from vla_core.errors import BadInput
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from scaling.data import lerobot
 from scaling.data.store import open_dataset, write_dataset
 from scaling.data.testing import synthetic_episodes
-from scaling.errors import BadInput
+from vla_core.errors import BadInput
 
 
 @pytest.fixture(scope="module")

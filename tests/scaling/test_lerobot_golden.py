@@ -12,7 +12,7 @@ import pytest
 
 from scaling.data import lerobot
 from scaling.data.store import open_dataset
-from scaling.errors import BadInput
+from vla_core.errors import BadInput
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "lerobot_v30_video"
 REFERENCE = GOLDEN.parent / "lerobot_v30_video_reference.npz"

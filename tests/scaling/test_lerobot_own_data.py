@@ -24,7 +24,7 @@ import sweeps.cli
 from scaling.data import lerobot
 from scaling.data.store import open_dataset, write_dataset
 from scaling.data.testing import synthetic_episodes
-from scaling.errors import BadInput
+from vla_core.errors import BadInput
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "lerobot_v30_cameras"

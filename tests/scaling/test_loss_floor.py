@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from analysis.errors import BadInput
 from scaling.data.floor import METHOD, UNKNOWN, FloorAccumulator, bin_entropy
 from scaling.data.store import open_dataset, write_dataset
 from scaling.data.tokenizers import ActionTokenizer
+from vla_core.errors import BadInput
 
 RECIPE = dict(seed=0, image_size=16, families=("touch", "reach_zone"), objects="1-5")
 
@@ -317,7 +317,7 @@ def _result(**changes):
 
 
 def test_result_json_carries_the_floor_and_its_contract_checks_it(tmp_path):
-    from analysis.schema import ContractError
+    from vla_core.schema import ContractError
     from scaling.result import RunResult
 
     path = _result(loss_floor=1.19).save(tmp_path / "a.json")

@@ -113,7 +113,7 @@ def test_mujoco_imported_first_without_backend_is_a_clear_error():
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY")}
-    code = ("import mujoco\nfrom scaling.data import metaworld_source as mw\nfrom scaling.errors import BadInput\n"
+    code = ("import mujoco\nfrom scaling.data import metaworld_source as mw\nfrom vla_core.errors import BadInput\n"
             "try:\n    next(mw.generate_episodes(['reach-v3'], 1, image_size=16, max_steps=1))\n"
             "except BadInput as exc:\n    print('BadInput:', exc)\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from scaling.data import metaworld_source as mw
-from scaling.errors import BadInput
 from tests.scaling.metaworld_skip import skip_without_metaworld
+from vla_core.errors import BadInput
 
 
 def test_task_table():

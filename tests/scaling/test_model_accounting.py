@@ -16,9 +16,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from scaling.model import PRESETS, VLA, ModelConfig, approx_6nd, count_params, describe, flops_per_sample
-from scaling.errors import BadInput
 from scaling.model.accounting import attention_fraction
 from scaling.model.testing import DATA_DIMS, random_batch, tiny_config
+from vla_core.errors import BadInput
 
 HEADS = ("discrete", "mse", "flow")
 

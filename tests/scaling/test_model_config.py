@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.errors import BadInput
 from scaling.model import CPU_LADDER, PRESETS, ModelConfig, count_params, parse_size
 from scaling.model.config import default_patch_size
 from scaling.model import shape_for_params
 from scaling.model.testing import DATA_DIMS, tiny_config
+from vla_core.errors import BadInput
 
 # Two data shapes: the test one, and a tabletop-like 64 px dataset with 4-step action chunks.
 DIMS = {

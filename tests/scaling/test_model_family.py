@@ -213,7 +213,7 @@ def test_each_family_defect_exits_2_with_one_line(defect, tiny_dataset, tmp_path
 
 
 def test_a_module_may_say_its_own_non_embedding_count(tmp_path, monkeypatch):
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
 
     monkeypatch.chdir(tmp_path)
     mod = family_module(tmp_path, MLP_FAMILY + textwrap.dedent("""
@@ -243,7 +243,7 @@ def test_a_module_may_say_its_own_non_embedding_count(tmp_path, monkeypatch):
 
 
 def test_vla_options_are_refused_for_another_family():
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
 
     with pytest.raises(BadInput, match="keypoints is an option of the vla family"):
         resolve_model("conv", "30k", DIMS, {"keypoints": 4})

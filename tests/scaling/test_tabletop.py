@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from analysis.errors import BadInput
 from scaling.data.episode import Episode
 from scaling.data.tabletop import (
     ACTION_DIM,
@@ -19,6 +18,7 @@ from scaling.data.tabletop import (
 from scaling.data.tabletop.render import AGENT_COLOUR, Renderer
 from scaling.data.tabletop.scene import COLOURS, COLOUR_NAMES, Scene
 from scaling.data.tabletop.tasks import Op, Task, is_success
+from vla_core.errors import BadInput
 
 
 def _scene(pos, colours=(0, 1), shapes=(0, 1), agent=(0.5, 0.5)) -> Scene:
@@ -164,7 +164,7 @@ def test_env_step_api_and_step_limit():
 def test_objects_range_is_drawn_validated_and_default_unchanged():
     import numpy as np
 
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
     from scaling.data.tabletop.tasks import check_objects, sample_task
 
     counts = {sample_task(np.random.default_rng(i), ("touch",), (1, 2))[0].n for i in range(60)}

@@ -8,14 +8,14 @@ import math
 import pytest
 import yaml
 
-from analysis.errors import BadInput
-from analysis.schema import field_names as field_names_of
-from analysis.schema import fields as contract_fields
 from scaling import schedules
 from scaling.config import RunConfig, field_docs, field_names, resolve
 from scaling.result import RunResult, result_fields
+from vla_core.errors import BadInput
+from vla_core.schema import field_names as field_names_of
+from vla_core.schema import fields as contract_fields
 
-CONTRACT_FIELDS = field_names_of("run_result")  # the contract, written once in analysis/schema.py
+CONTRACT_FIELDS = field_names_of("run_result")  # the contract, written once in vla_core/schema.py
 
 
 def test_yaml_then_flags_override(tmp_path):

@@ -71,7 +71,7 @@ def test_sections_nest_in_yaml_and_decide_what_may_change_on_resume(tmp_path):
     assert {"devices", "strategy", "num_workers", "checkpoint_every", "logger"} <= resumable_fields()
     assert not {"lr", "samples", "size", "precision", "batch_size", "seed"} & resumable_fields()
     path.write_text(yaml.safe_dump({"data": "d", "optim": {"learning_rate": 1}}))
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
 
     with pytest.raises(BadInput, match="unknown key optim.learning_rate"):
         resolve(path)

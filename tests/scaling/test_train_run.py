@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.errors import BadInput
 from scaling.config import RunConfig
+from vla_core.errors import BadInput
 
 # The test machine is shared; one thread per process is fastest there (a fixture restores it afterwards).
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from analysis import schema
 from scaling.result import RunResult
 from sweeps import results
 from sweeps.runproc import flatten_result
+from vla_core import schema
 
 
 def _result_json(run_id: str, **changes) -> dict:

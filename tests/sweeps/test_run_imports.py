@@ -26,8 +26,8 @@ HEAVY = ("lightning", "torchmetrics", "torch._dynamo", "scipy.signal", "matplotl
 ENTRY_MODULES = ("sweeps.cli", "scaling.train_cli", "scaling.train", "scaling.trainer", "sweeps.runproc",
                  "sweeps.worker", "sweeps.forkserver")
 # Top-level packages (and torch subpackages) a forked run must find already imported by the server.
-PRELOADED = ("scaling", "sweeps", "analysis", "lightning", "lightning_utilities", "torchmetrics", "pandas",
-             "pyarrow", "wandb", "tensorboard", "tensorboardX", "scipy", "matplotlib", "sympy")
+PRELOADED = ("vla_core", "scaling", "sweeps", "analysis", "lightning", "lightning_utilities", "torchmetrics",
+             "pandas", "pyarrow", "wandb", "tensorboard", "tensorboardX", "scipy", "matplotlib", "sympy")
 PRELOADED_TORCH = ("torch.distributed", "torch._dynamo", "torch.utils.serialization")
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import schema
 from sweeps import results
 from sweeps.cli import main
 from sweeps.plan import DataDims, format_plan, plan_runs
 from sweeps.spec import MODEL_OPTION_KEYS, load_spec, parse_spec
+from vla_core import schema
 
 from specfiles import REPO, write_spec
 

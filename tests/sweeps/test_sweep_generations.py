@@ -139,7 +139,7 @@ def test_each_local_worker_gets_its_own_gpus(workers, per_run, gpus, want):
 
 
 def test_more_workers_than_gpus_is_bad_input():
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
     from sweeps.launcher import gpu_slices
 
     with pytest.raises(BadInput, match="need 8 GPUs, this node has 4"):

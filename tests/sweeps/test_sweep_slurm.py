@@ -141,7 +141,7 @@ def test_a_refused_submission_exits_2_and_writes_nothing(tmp_path, spec_file, fa
 
 @pytest.mark.slurm
 def test_a_later_array_refused_cancels_the_ones_before_it_unstarted(tmp_path, spec_file, fake_env, runs_of, slurm):
-    from analysis.errors import BadInput
+    from vla_core.errors import BadInput
     from sweeps.launcher import launch_submitit
     from sweeps.sweep import Sweep
 

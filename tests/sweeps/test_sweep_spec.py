@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.errors import BadInput
 from sweeps.cli import main
 from sweeps.spec import load_spec, parse_spec
+from vla_core.errors import BadInput
 
 BASE = {"name": "s", "data": "d", "models": ["debug"], "samples": [64]}
 

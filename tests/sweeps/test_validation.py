@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis.errors import BadInput
 from sweeps.plan import DataDims, plan_runs
 from sweeps.spec import parse_spec
+from vla_core.errors import BadInput
 
 DIMS = DataDims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
 ISO = {"name": "i", "data": "/d", "models": ["16x1", "24x2", "32x2"],

@@ -11,11 +11,11 @@ import functools
 
 import numpy as np
 
-from analysis.errors import BadInput
 from scaling.data.tabletop.expert import ScriptedExpert
 from scaling.data.tabletop.render import Renderer
 from scaling.data.tabletop.scene import COLOUR_NAMES, CORNER_ZONES, Scene
 from scaling.data.tabletop.tasks import FAMILY_NAMES, Task, check_objects, is_success, sample_task
+from vla_core.errors import BadInput
 
 TRAIN_BRANCH = 0  # SeedSequence spawn-key branch of generated (training) episodes
 EVAL_BRANCH = 1  # ... of closed-loop evaluation episodes (held out from generation)

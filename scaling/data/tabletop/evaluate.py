@@ -15,10 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from analysis.errors import BadInput
 from scaling.data.tabletop.env import DEFAULT_MAX_STEPS, EVAL_BRANCH, TabletopEnv, check_families, episode_seed
 from scaling.data.tabletop.scene import ACTION_DIM
 from scaling.data.tabletop.tasks import is_success
+from vla_core.errors import BadInput
 
 Policy = Callable[[dict], np.ndarray]
 

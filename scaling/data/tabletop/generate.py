@@ -12,11 +12,11 @@ from typing import Iterator
 
 import numpy as np
 
-from analysis.errors import BadInput
 from scaling.data.episode import Episode
 from scaling.data.tabletop.env import DEFAULT_MAX_STEPS, TRAIN_BRANCH, TabletopEnv, check_families, episode_seed
 from scaling.data.tabletop.scene import ACTION_DIM, PROPRIO_DIM
 from scaling.data.tabletop.tasks import is_success
+from vla_core.errors import BadInput
 
 GENERATOR_VERSION = "tabletop-1"  # bump when the same (seed, index) would give different data
 

@@ -12,9 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from analysis.errors import BadInput
 from scaling.data.tabletop import instructions as words
 from scaling.data.tabletop.scene import ZONES, Scene, sample_scene
+from vla_core.errors import BadInput
 
 EDGE = 0.15  # an object is "at the left edge" when x < EDGE (and likewise for the other sides)
 NEXT_TO = (0.08, 0.2)  # centre distance range that counts as "next to" (not on top, not far)

@@ -1,7 +1,7 @@
 """`write_atomic`: write a whole file so that readers see the old content or the new, never a part.
 
-It lives in `analysis` because that package is the leaf of the import graph: `scaling` and `sweeps`
-may import it. It uses the standard library only.
+It lives in `vla_core`, the bottom of the import graph, so every package may import it. It uses
+the standard library only.
 """
 
 from __future__ import annotations
