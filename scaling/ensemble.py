@@ -36,11 +36,9 @@ be shared by the members, so one member's overflow would skip the others' steps)
 from __future__ import annotations
 
 import contextlib
-import math
 import re
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,17 +125,7 @@ class _Member:
     cfg: RunConfig
     indices: np.ndarray
     payload: dict | None = None  # the checkpoint it starts from (freed once loaded)
-    state: Any = None  # scaling.trainer.RunState
-    model: Any = None
-    wrapped: Any = None
-    optimizer: Any = None
-    names: list = field(default_factory=list)
-    loggers: Any = None
-    batches: Any = None
-    rng: tuple = ()
-    loss_sum: Any = None
-    loss_count: int = 0
-    grad_norm: Any = None
+    run: Any = None  # scaling.trainer.Run
 
 
 def train_ensemble(cfg: RunConfig, seeds) -> list[RunResult]:
@@ -259,14 +247,16 @@ def _train_members(cfg: RunConfig, todo: list[RunConfig], t_start: float):
     _say(f"{len(todo)} seeds ({', '.join(str(c.seed) for c in todo)}) together, each {model.n_params:,} parameters "
          f"({model.n_params_nonembed:,} non-embedding), {cfg.steps} steps of {cfg.batch_size} samples, "
          f"{model.flops_per_sample * cfg.samples:.3g} FLOPs (family {model.family})")
+    from scaling.trainer import own_rng
+
     finished: list = []
     peak: list = []  # the device's peak FLOP/s, measured once for every member
 
     def finish(member: _Member) -> None:
         if not peak:
-            peak.append(peak_flops_per_device(cfg, member.state.precision))
-        with _own_rng(member):  # evaluation and the probe draw from the member's stream, as in its solo run
-            result = run_result(member.cfg, model, source, member.indices, member.state, t_start, peak[0])
+            peak.append(peak_flops_per_device(cfg, member.run.state.precision))
+        with own_rng(member.run):  # evaluation and the probe draw from the member's stream, as in its solo run
+            result = run_result(member.cfg, model, source, member.indices, member.run.state, t_start, peak[0])
         result.save(member.cfg.run_dir / "result.json")
         finished.append((member, result))
 
@@ -338,182 +328,36 @@ def _resume_points(cfg: RunConfig, todo: list[RunConfig], accumulate: int,
     return steps[0], payloads
 
 
-@contextlib.contextmanager
-def _own_rng(member: _Member):
-    """Run with the member's own torch random stream (CPU, and CUDA where used); keep where it ends."""
-    import torch
-
-    cpu, cuda = member.rng
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda)
-    try:
-        yield
-    finally:
-        member.rng = (torch.get_rng_state(), torch.cuda.get_rng_state() if cuda is not None else None)
-
-
 def _fit(cfg: RunConfig, source, resolved, members: list[_Member], micro: int, accumulate: int, start_step: int,
          t_start: float, ckpt_file: Path, finish) -> None:
-    """The training loop of `scaling.trainer.fit`, per step over the members still training; `finish(member)`
-    is called once per member, when it diverges or after the last step."""
-    import torch
-    from lightning.fabric.utilities.seed import seed_everything
+    """The members trained by `scaling.trainer.train_loop`, each built as its run alone would be; the ensemble's
+    periodic checkpoint is one file holding every member still training. `finish(member)` is called once per
+    member, when it diverges or after the last step."""
+    from scaling.checkpointing import checkpoint_payload, restore_checkpoint, write_checkpoint
+    from scaling.trainer import launch, run_meta, start_run, train_loop
 
-    from scaling.checkpointing import checkpoint_payload, restore_checkpoint, save_checkpoint, write_checkpoint
-    from scaling.datamodule import TrainBatches, loader, val_batches
-    from scaling.schedules import lr_multiplier
-    from scaling.trainer import (_STATE, RunState, _Loggers, _progress, group_plan, make_fabric, optimizer_groups,
-                                 resolved_precision, run_threads, validate)
-
-    fabric = make_fabric(cfg)
-    accelerator = "gpu" if fabric.device.type == "cuda" else "cpu"
-    precision = resolved_precision(cfg, accelerator)  # never 16-mixed here: `train_ensemble` refused it
-    fabric.launch()
-    if accelerator == "gpu":
-        torch.set_float32_matmul_precision("high")
-    threads = run_threads(cfg, accelerator)
-    if threads:
-        torch.set_num_threads(threads)
-    if precision != cfg.precision:
-        sys.stderr.write(f"scaling train: --precision {cfg.precision} runs as {precision} on {accelerator} "
-                         f"(recorded so in result.json)\n")
-    cuda = fabric.device.type == "cuda"
-    resumed = start_step > 0 or any(m.payload is not None for m in members)
+    fabric, precision = launch(cfg)
     val = None
+    by_run = {}
     for m in members:
-        # As a solo run: its seed, then (the first time) the validation data, then its model.
-        seed_everything(m.cfg.seed, workers=True, verbose=False)
-        if val is None:
-            val = val_batches(source, cfg.val_samples, max(micro, 64), 0, 1, cfg.chunk)
-        m.state = RunState(accumulate=accumulate, world_size=1, precision=precision, step=start_step)
-        m.model = resolved.build()
-        plan = group_plan(m.model, cfg)
-        m.names = [n for g in plan for n in g["param_names"]]
-        m.wrapped = fabric.setup_module(torch.compile(m.model) if cfg.compile else m.model)
-        m.optimizer = fabric.setup_optimizers(torch.optim.AdamW(
-            optimizer_groups(plan, m.wrapped), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-            weight_decay=cfg.weight_decay, fused=cuda or None))
-        if m.payload is not None:
-            meta = restore_checkpoint(m.payload, m.wrapped._forward_module, m.optimizer.optimizer, m.names)
-            for k in _STATE:
-                if k in meta:
-                    setattr(m.state, k, meta[k])
-            m.state.diverged = False  # a resumed run decides afresh
-            m.state.wall_before = float(meta.get("wall_seconds", 0.0))
-            m.state.accumulate = accumulate
-            m.payload = None
-        m.loggers = _Loggers(m.cfg, start_step if resumed else None, t_start, concurrent=True)
-        m.batches = iter(loader(TrainBatches(source, m.indices, batch_size=cfg.batch_size, micro_batch_size=micro,
-                                             accumulate=accumulate, rank=0, world_size=1, chunk=cfg.chunk,
-                                             start_step=start_step), cfg.num_workers))
-        m.loss_sum, m.loss_count = torch.zeros((), device=fabric.device), 0
-        # Taken after the loader's iterator, which draws its base seed from the global stream, as in fit.
-        m.rng = (torch.get_rng_state(), torch.cuda.get_rng_state() if cuda else None)
+        def restore(inner, optimizer, names, payload=m.payload):
+            return restore_checkpoint(payload, inner, optimizer, names) if payload is not None else None
 
-    steps = cfg.steps
-    warmup = min(cfg.warmup_steps(), steps)
-    every = round(cfg.val_every / cfg.batch_size) if cfg.val_every else math.ceil(steps / 10)
-    val_every = max(1, every)
-    keep_at = tuple(sorted(set(cfg.checkpoint_at)))
+        m.run, val = start_run(fabric, m.cfg, resolved, source, m.indices, micro, accumulate, start_step, precision,
+                               t_start, val, restore, concurrent=True)
+        m.payload = None
+        by_run[id(m.run)] = m
 
-    def lr_at(step: int) -> float:
-        return lr_multiplier(cfg.schedule, step, steps, warmup, cfg.min_lr_ratio, cfg.wsd_decay_frac)
-
-    def samples(step: int) -> int:
-        return min(step * cfg.batch_size, cfg.samples)
-
-    def meta(m: _Member) -> dict:
-        return {**{k: getattr(m.state, k) for k in _STATE},
-                "wall_seconds": m.state.wall_before + time.time() - t_start,
-                "run_config": m.cfg.to_dict(), "model_config": resolved.to_dict(), "precision": precision}
-
-    def save_ensemble(step: int) -> None:
+    def save_ensemble(active, step: int) -> None:
         write_checkpoint(ckpt_file, {
-            "global_step": step, "seeds": [m.cfg.seed for m in active],
-            "outs": {str(m.cfg.seed): str(m.cfg.out) for m in active},
-            "members": {str(m.cfg.seed): checkpoint_payload(m.wrapped._forward_module, m.optimizer.optimizer,
-                                                            step, meta(m)) for m in active}})
+            "global_step": step, "seeds": [r.cfg.seed for r in active],
+            "outs": {str(r.cfg.seed): str(r.cfg.out) for r in active},
+            "members": {str(r.cfg.seed): checkpoint_payload(r.inner, r.optimizer.optimizer, step,
+                                                            run_meta(r, resolved, precision, t_start))
+                        for r in active}})
 
-    def save_member(m: _Member, path: Path) -> None:
-        save_checkpoint(path, m.wrapped._forward_module, m.optimizer.optimizer, m.state.step, meta(m),
-                        is_rank_zero=True, barrier=lambda: None)
-
-    active = list(members)
-    bar = _progress(cfg, steps, start_step)
-    t_last, t_saved = None, time.time()
-    for step in range(start_step, steps):
-        mult = lr_at(step)
-        for m in active:
-            with _own_rng(m):
-                for g in m.optimizer.param_groups:
-                    g["lr"] = g["peak_lr"] * mult
-                for _ in range(accumulate):
-                    loss, _ = m.wrapped(fabric.to_device(next(m.batches)))
-                    fabric.backward(loss / accumulate)
-                    m.loss_sum += loss.detach().float()
-                    m.loss_count += 1
-                # Each member clips by its own norm, as its solo run does.
-                m.grad_norm = fabric.clip_gradients(m.wrapped, m.optimizer, max_norm=cfg.grad_clip or math.inf,
-                                                    error_if_nonfinite=False)
-                m.optimizer.step()
-                m.optimizer.zero_grad(set_to_none=True)
-            m.state.step = step + 1
-        done = step + 1
-        now = time.perf_counter()
-        if t_last is not None:  # a member's samples/s is the ensemble's pace: its batch per ensemble step
-            for m in active:
-                m.state.train_seconds += now - t_last
-                m.state.timed_steps += 1
-        last = done >= steps
-        for m in active:
-            if done % cfg.log_every == 0 or done == 1 or last:
-                mean = float(m.loss_sum / max(m.loss_count, 1))
-                m.loss_sum, m.loss_count = torch.zeros((), device=fabric.device), 0
-                m.state.train_loss = mean
-                if m.state.initial_loss is None:
-                    m.state.initial_loss = mean
-                if not math.isfinite(mean) or (done > warmup and mean > cfg.divergence_factor * m.state.initial_loss):
-                    m.state.diverged = True
-                metrics = {"train_loss": mean, "lr": cfg.lr * mult, "grad_norm": float(m.grad_norm),
-                           "samples": samples(done)}
-                if m.state.timed_steps:
-                    metrics["samples_per_second"] = (m.state.timed_steps * cfg.batch_size
-                                                     / max(m.state.train_seconds, 1e-9))
-                m.loggers.log(metrics, done)
-            if not m.state.diverged and (done % val_every == 0 or last):
-                with _own_rng(m):
-                    validate(fabric, m.wrapped, val, source.action_tokenizer, m.state)
-                m.loggers.log({"val_loss": m.state.val_loss, "action_mse": m.state.action_mse}, done)
-        for m in [m for m in active if m.state.diverged]:
-            active.remove(m)
-            m.loggers.close()
-            finish(m)
-        for m in active:
-            for at in keep_at:
-                if samples(step) < at <= samples(done):
-                    save_member(m, m.cfg.run_dir / "checkpoints" / f"stable-{at}.ckpt")
-        due = done % cfg.checkpoint_every == 0 or time.time() - t_saved >= 60 * cfg.checkpoint_minutes
-        if active and due and not last:
-            save_ensemble(done)
-            t_saved = time.time()
-        if bar is not None:
-            if active:
-                bar.set_postfix(loss=f"{np.mean([m.state.train_loss for m in active]):.4f}", refresh=False)
-            bar.update(1)
-        t_last = time.perf_counter()  # validation and checkpoint time fall outside every timed interval
-        if not active:
-            break
-    if bar is not None:
-        bar.close()
-    if active:
-        # The end as a checkpoint too: a failure while the members are evaluated resumes without training.
-        save_ensemble(steps)
-    for m in active:
-        save_member(m, m.cfg.run_dir / "checkpoints" / "last.ckpt")
-        m.state.eval_model = m.model
-        m.loggers.close()
-        finish(m)
+    train_loop(fabric, cfg, resolved, source, [m.run for m in members], val, start_step, t_start,
+               save_due=save_ensemble, finish=lambda run: finish(by_run[id(run)]))
 
 
 __all__ = ["ENSEMBLE_CKPT", "MEMBER_FIELDS", "SEED_PLACEHOLDER", "check_supported", "member_config", "member_dir",

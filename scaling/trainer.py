@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,15 +225,34 @@ def make_fabric(cfg: RunConfig):
                   plugins=[_precision_plugin(precision, accelerator, cfg.strategy == "fsdp")])
 
 
-def fit(cfg: RunConfig, source, resolved, indices: np.ndarray, micro: int, accumulate: int,
-        ckpt_path: str | None, start_step: int, t_start: float) -> RunState | None:
-    """Train, validate and checkpoint the model `resolved` (a `scaling.model.family.ResolvedModel`);
-    returns the run's state on global rank 0, None on other ranks."""
-    from lightning.fabric.utilities.seed import seed_everything
+@dataclass
+class Run:
+    """One model the loop trains: a run alone, or one member of an ensemble (`scaling.ensemble`)."""
 
-    from scaling.checkpointing import load_checkpoint, save_checkpoint
-    from scaling.datamodule import TrainBatches, loader, val_batches
+    cfg: RunConfig
+    state: RunState
+    model: Any
+    wrapped: Any
+    optimizer: Any
+    names: list
+    loggers: Any
+    """`_Loggers` on global rank 0, None elsewhere."""
+    batches: Any
+    rng: tuple | None = None
+    """Its own torch random streams (CPU, CUDA) while other runs train beside it; None for a run alone."""
+    loss_sum: Any = None
+    loss_count: int = 0
+    grad_norm: Any = None
 
+    @property
+    def inner(self):
+        """The DDP/FSDP module (or the model): what state dicts are taken of."""
+        return self.wrapped._forward_module
+
+
+def launch(cfg: RunConfig):
+    """(Fabric launched for the run's devices, the precision that runs): threads set, a precision that
+    differs from the one asked for said once."""
     fabric = make_fabric(cfg)
     accelerator = "gpu" if fabric.device.type == "cuda" else "cpu"
     precision = resolved_precision(cfg, accelerator)
@@ -244,138 +264,234 @@ def fit(cfg: RunConfig, source, resolved, indices: np.ndarray, micro: int, accum
     threads = run_threads(cfg, accelerator)
     if threads:
         torch.set_num_threads(threads)
-    seed_everything(cfg.seed, workers=True, verbose=False)
-    rank, world, zero = fabric.global_rank, fabric.world_size, fabric.is_global_zero
-    if zero and precision != cfg.precision:
+    if fabric.is_global_zero and precision != cfg.precision:
         sys.stderr.write(f"scaling train: --precision {cfg.precision} runs as {precision} on {accelerator} "
                          f"(recorded so in result.json)\n")
-    state = RunState(accumulate=accumulate, world_size=world, precision=precision, step=start_step)
+    return fabric, precision
 
-    # Same construction order as before (seed, then validation data, then the model): same init.
-    val = val_batches(source, cfg.val_samples, max(micro, 64), rank, world, cfg.chunk)
+
+def start_run(fabric, cfg: RunConfig, resolved, source, indices: np.ndarray, micro: int, accumulate: int,
+              start_step: int, precision: str, t_start: float, val: list | None, restore=None,
+              concurrent: bool = False) -> tuple[Run, list]:
+    """Build one run as its process would alone: its seed, then (the first time, `val` None) the validation
+    data, then its model, optimizer, checkpoint (`restore(inner, optimizer, names)` -> its meta, or None),
+    loggers and data order. Returns (the run, the validation data)."""
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from scaling.datamodule import TrainBatches, loader, val_batches
+
+    seed_everything(cfg.seed, workers=True, verbose=False)
+    rank, world = fabric.global_rank, fabric.world_size
+    if val is None:
+        val = val_batches(source, cfg.val_samples, max(micro, 64), rank, world, cfg.chunk)
+    state = RunState(accumulate=accumulate, world_size=world, precision=precision, step=start_step)
     model = resolved.build()
     plan = group_plan(model, cfg)
     names = [n for g in plan for n in g["param_names"]]  # optimizer order
     wrapped = fabric.setup_module(torch.compile(model) if cfg.compile else model)
-    groups = optimizer_groups(plan, wrapped)
-    fused = accelerator == "gpu" and precision != "16-mixed"  # GradScaler cannot unscale fused AdamW to clip
+    fused = fabric.device.type == "cuda" and precision != "16-mixed"  # GradScaler cannot unscale fused AdamW
     optimizer = fabric.setup_optimizers(torch.optim.AdamW(
-        groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay, fused=fused or None))
-    inner = wrapped._forward_module  # the DDP/FSDP module (or the model): what state dicts are taken of
-    if ckpt_path:
-        meta = load_checkpoint(ckpt_path, inner, optimizer.optimizer, names)
+        optimizer_groups(plan, wrapped), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
+        fused=fused or None))
+    meta = restore(wrapped._forward_module, optimizer.optimizer, names) if restore is not None else None
+    if meta is not None:
         for k in _STATE:
             if k in meta:
                 setattr(state, k, meta[k])
         state.diverged = False  # a resumed run decides afresh
         state.wall_before = float(meta.get("wall_seconds", 0.0))
         state.accumulate = accumulate
-
-    steps = cfg.steps
-    warmup = min(cfg.warmup_steps(), steps)
-    every = round(cfg.val_every / cfg.batch_size) if cfg.val_every else math.ceil(steps / 10)
-    val_every = max(1, every)
-    ckpt_dir = cfg.run_dir / "checkpoints"
-    keep_at = tuple(sorted(set(cfg.checkpoint_at)))
-    loggers = _Loggers(cfg, start_step if ckpt_path else None, t_start) if zero else None
-    bar = _progress(cfg, steps, start_step) if zero else None
-
-    def lr_at(step: int) -> float:
-        return lr_multiplier(cfg.schedule, step, steps, warmup, cfg.min_lr_ratio, cfg.wsd_decay_frac)
-
-    def samples(step: int) -> int:
-        return min(step * cfg.batch_size, cfg.samples)
-
-    def save(path) -> None:
-        meta = {**{k: getattr(state, k) for k in _STATE},
-                "wall_seconds": state.wall_before + time.time() - t_start,
-                "run_config": cfg.to_dict(), "model_config": resolved.to_dict(), "precision": precision}
-        save_checkpoint(path, inner, optimizer.optimizer, state.step, meta, is_rank_zero=zero,
-                        barrier=fabric.barrier)
-
+    loggers = (_Loggers(cfg, start_step if meta is not None or start_step > 0 else None, t_start, concurrent)
+               if fabric.is_global_zero else None)
     batches = iter(loader(TrainBatches(source, indices, batch_size=cfg.batch_size, micro_batch_size=micro,
                                        accumulate=accumulate, rank=rank, world_size=world, chunk=cfg.chunk,
                                        start_step=start_step), cfg.num_workers))
-    loss_sum, loss_count, t_last, t_saved = torch.zeros((), device=fabric.device), 0, None, time.time()
+    run = Run(cfg=cfg, state=state, model=model, wrapped=wrapped, optimizer=optimizer, names=names, loggers=loggers,
+              batches=batches, loss_sum=torch.zeros((), device=fabric.device))
     wrapped.train()
-    for step in range(start_step, steps):
-        # 1. learning rate: a pure function of the step (scaling.schedules)
-        mult = lr_at(step)
-        for g in optimizer.param_groups:
-            g["lr"] = g["peak_lr"] * mult
-        # 2. forward/backward over this rank's micro-batches; gradients sync on the last one only
-        for a in range(accumulate):
-            batch = fabric.to_device(next(batches))
-            with fabric.no_backward_sync(wrapped, enabled=world > 1 and a < accumulate - 1):
-                loss, _ = wrapped(batch)
-                fabric.backward(loss / accumulate)
-            loss_sum += loss.detach().float()
-            loss_count += 1
-        # 3. clip true (unscaled) gradients; the norm is taken before clipping, over every shard
-        grad_norm = fabric.clip_gradients(wrapped, optimizer, max_norm=cfg.grad_clip or math.inf,
+    if concurrent:  # taken after the loader's iterator, which draws its base seed from the global stream
+        run.rng = (torch.get_rng_state(), torch.cuda.get_rng_state() if fabric.device.type == "cuda" else None)
+    return run, val
+
+
+@contextmanager
+def own_rng(run: Run):
+    """Work with the run's own torch random streams (where it trains beside others); keep where they end."""
+    if run.rng is None:
+        yield
+        return
+    cpu, cuda = run.rng
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda)
+    try:
+        yield
+    finally:
+        run.rng = (torch.get_rng_state(), torch.cuda.get_rng_state() if cuda is not None else None)
+
+
+def run_meta(run: Run, resolved, precision: str, t_start: float) -> dict:
+    """What a checkpoint of `run` records beside its weights and optimizer state."""
+    return {**{k: getattr(run.state, k) for k in _STATE},
+            "wall_seconds": run.state.wall_before + time.time() - t_start,
+            "run_config": run.cfg.to_dict(), "model_config": resolved.to_dict(), "precision": precision}
+
+
+def save_run(fabric, run: Run, path, resolved, precision: str, t_start: float) -> None:
+    """`run`'s checkpoint at `path` (collective under DDP/FSDP)."""
+    from scaling.checkpointing import save_checkpoint
+
+    save_checkpoint(path, run.inner, run.optimizer.optimizer, run.state.step, run_meta(run, resolved, precision, t_start),
+                    is_rank_zero=fabric.is_global_zero, barrier=fabric.barrier)
+
+
+def _optimizer_step(fabric, run: Run, cfg: RunConfig, mult: float) -> None:
+    """One optimizer step of `run`: lr, forward/backward over its micro-batches (gradients synced on the
+    last one only), true (unscaled) gradients clipped by their norm over every shard, step."""
+    for g in run.optimizer.param_groups:
+        g["lr"] = g["peak_lr"] * mult
+    accumulate = run.state.accumulate
+    for a in range(accumulate):
+        batch = fabric.to_device(next(run.batches))
+        with fabric.no_backward_sync(run.wrapped, enabled=fabric.world_size > 1 and a < accumulate - 1):
+            loss, _ = run.wrapped(batch)
+            fabric.backward(loss / accumulate)
+        run.loss_sum += loss.detach().float()
+        run.loss_count += 1
+    run.grad_norm = fabric.clip_gradients(run.wrapped, run.optimizer, max_norm=cfg.grad_clip or math.inf,
                                           error_if_nonfinite=False)
-        # 4. step
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.step = done = step + 1
-        now = time.perf_counter()
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+
+
+def _log(fabric, run: Run, cfg: RunConfig, done: int, warmup: int, lr: float) -> None:
+    """Mean train loss over ranks since the last log; the same divergence decision on every rank."""
+    mean = float(fabric.all_reduce(run.loss_sum / max(run.loss_count, 1), reduce_op="mean"))
+    run.loss_sum, run.loss_count = torch.zeros((), device=fabric.device), 0
+    state = run.state
+    state.train_loss = mean
+    if state.initial_loss is None:
+        state.initial_loss = mean  # loss of the first step
+    if not math.isfinite(mean) or (done > warmup and mean > cfg.divergence_factor * state.initial_loss):
+        state.diverged = True
+    if run.loggers is not None:
+        metrics = {"train_loss": mean, "lr": lr, "grad_norm": float(run.grad_norm),
+                   "samples": min(done * cfg.batch_size, cfg.samples)}
+        if state.timed_steps:
+            metrics["samples_per_second"] = state.timed_steps * cfg.batch_size / max(state.train_seconds, 1e-9)
+        run.loggers.log(metrics, done)
+
+
+def train_loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: list, start_step: int, t_start: float,
+               save_due=None, finish=None) -> None:
+    """Train `runs` (one configuration; several: an ensemble's members, stepped one after another, each
+    through the operations of its run alone) from `start_step` to the end, per optimizer step:
+
+        learning rate -> forward/backward over the micro-batches -> clip -> step ->
+        log (train loss, divergence) -> validate -> checkpoint
+
+    A run that diverges stops there (`finish(run)`); the others go on. Checkpoints: stable-phase points
+    (``checkpoint_at``) per run; every ``checkpoint_every`` steps or ``checkpoint_minutes``, `save_due(runs,
+    step)` (default: each run's last.ckpt); at the end each run's last.ckpt, then `finish(run)`.
+    """
+    precision = runs[0].state.precision
+    ckpt = {id(r): r.cfg.run_dir / "checkpoints" for r in runs}
+
+    def save_last(active: list[Run], step: int) -> None:
+        for r in active:
+            save_run(fabric, r, ckpt[id(r)] / "last.ckpt", resolved, precision, t_start)
+
+    save_due = save_due or save_last
+    steps = cfg.steps
+    warmup = min(cfg.warmup_steps(), steps)
+    val_every = max(1, round(cfg.val_every / cfg.batch_size) if cfg.val_every else math.ceil(steps / 10))
+    keep_at = tuple(sorted(set(cfg.checkpoint_at)))
+    bar = _progress(cfg, steps, start_step) if fabric.is_global_zero else None
+    active = list(runs)
+    t_last, t_saved = None, time.time()
+    for step in range(start_step, steps):
+        mult = lr_multiplier(cfg.schedule, step, steps, warmup, cfg.min_lr_ratio, cfg.wsd_decay_frac)
+        for r in active:
+            with own_rng(r):
+                _optimizer_step(fabric, r, cfg, mult)
+            r.state.step = step + 1
+        done, now = step + 1, time.perf_counter()
         if t_last is not None:  # the first step of an invocation (warm-up, compile) is not timed
-            state.train_seconds += now - t_last
-            state.timed_steps += 1
+            for r in active:
+                r.state.train_seconds += now - t_last
+                r.state.timed_steps += 1
         last = done >= steps
-        # 5. log: mean train loss over ranks; the same divergence decision on every rank
-        if done % cfg.log_every == 0 or done == 1 or last:
-            mean = float(fabric.all_reduce(loss_sum / max(loss_count, 1), reduce_op="mean"))
-            loss_sum, loss_count = torch.zeros((), device=fabric.device), 0
-            state.train_loss = mean
-            if state.initial_loss is None:
-                state.initial_loss = mean  # loss of the first step
-            limit = cfg.divergence_factor * state.initial_loss
-            if not math.isfinite(mean) or (done > warmup and mean > limit):
-                state.diverged = True
-            if zero:
-                metrics = {"train_loss": mean, "lr": cfg.lr * lr_at(step), "grad_norm": float(grad_norm),
-                           "samples": samples(done)}
-                if state.timed_steps:
-                    metrics["samples_per_second"] = state.timed_steps * cfg.batch_size / max(state.train_seconds,
-                                                                                               1e-9)
-                loggers.log(metrics, done)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
-        # 6. validate
-        if not state.diverged and (done % val_every == 0 or last):
-            validate(fabric, wrapped, val, source.action_tokenizer, state)
-            if zero:
-                loggers.log({"val_loss": state.val_loss, "action_mse": state.action_mse}, done)
-        # 7. checkpoint: stable-phase points for WSD branching; last.ckpt every N steps or M minutes
-        if not state.diverged:
+        for r in active:
+            if done % cfg.log_every == 0 or done == 1 or last:
+                _log(fabric, r, cfg, done, warmup, cfg.lr * mult)
+            if not r.state.diverged and (done % val_every == 0 or last):
+                with own_rng(r):
+                    validate(fabric, r.wrapped, val, source.action_tokenizer, r.state)
+                if r.loggers is not None:
+                    r.loggers.log({"val_loss": r.state.val_loss, "action_mse": r.state.action_mse}, done)
+        for r in [r for r in active if r.state.diverged]:
+            active.remove(r)
+            _close(r, finish)
+        for r in active:  # stable-phase points for WSD branching
             for at in keep_at:
-                if samples(step) < at <= samples(done):
-                    save(ckpt_dir / f"stable-{at}.ckpt")
-            due = done % cfg.checkpoint_every == 0 or time.time() - t_saved >= 60 * cfg.checkpoint_minutes
-            if world > 1:
-                due = fabric.broadcast(due)  # clocks differ per rank: rank 0 decides
-            if due and not last:
-                save(ckpt_dir / "last.ckpt")
-                t_saved = time.time()
-        if bar is not None:
-            if loss_count and time.time() - bar.last_print_t >= bar.mininterval:
-                # The bar redraws now: show the mean loss since the last log step (this rank's), not the
-                # last logged one. One host sync per redraw (at most every mininterval), not per step.
-                bar.set_postfix(loss=f"{float(loss_sum) / loss_count:.4f}", refresh=False)
-            bar.update(1)
+                if min(step * cfg.batch_size, cfg.samples) < at <= min(done * cfg.batch_size, cfg.samples):
+                    save_run(fabric, r, ckpt[id(r)] / f"stable-{at}.ckpt", resolved, precision, t_start)
+        due = done % cfg.checkpoint_every == 0 or time.time() - t_saved >= 60 * cfg.checkpoint_minutes
+        if fabric.world_size > 1:
+            due = fabric.broadcast(due)  # clocks differ per rank: rank 0 decides
+        if active and due and not last:
+            save_due(active, done)
+            t_saved = time.time()
+        _redraw(bar, active)
         t_last = time.perf_counter()  # validation and checkpoint time fall outside every timed interval
-        if state.diverged:
+        if not active:
             break
     if bar is not None:
         bar.close()
-    if not state.diverged:
-        save(ckpt_dir / "last.ckpt")
+    if active and save_due is not save_last:
+        save_due(active, steps)  # the end as one checkpoint too: a failure while the runs are evaluated resumes
+    save_last(active, steps)
+    for r in active:
         # For closed-loop evaluation and the input-reliance probe (a gathered copy under FSDP).
-        state.eval_model = _unsharded(cfg, model, inner, resolved)
-    if zero:
-        loggers.close()
-    return state if zero else None
+        r.state.eval_model = _unsharded(cfg, r.model, r.inner, resolved)
+        _close(r, finish)
+
+
+def _close(run: Run, finish) -> None:
+    if run.loggers is not None:
+        run.loggers.close()
+    if finish is not None:
+        finish(run)
+
+
+def _redraw(bar, active: list[Run]) -> None:
+    """Advance the progress bar; when it redraws, show the mean train loss since the last log step (this
+    rank's; one host sync per redraw, at most every mininterval)."""
+    if bar is None:
+        return
+    if active and time.time() - bar.last_print_t >= bar.mininterval:
+        means = [float(r.loss_sum) / r.loss_count if r.loss_count else r.state.train_loss for r in active]
+        means = [m for m in means if m is not None]
+        if means:
+            bar.set_postfix(loss=f"{sum(means) / len(means):.4f}", refresh=False)
+    bar.update(1)
+
+
+def fit(cfg: RunConfig, source, resolved, indices: np.ndarray, micro: int, accumulate: int,
+        ckpt_path: str | None, start_step: int, t_start: float) -> RunState | None:
+    """Train, validate and checkpoint the model `resolved` (a `scaling.model.family.ResolvedModel`);
+    returns the run's state on global rank 0, None on other ranks."""
+    from scaling.checkpointing import load_checkpoint
+
+    fabric, precision = launch(cfg)
+
+    def restore(inner, optimizer, names):
+        return load_checkpoint(ckpt_path, inner, optimizer, names) if ckpt_path else None
+
+    run, val = start_run(fabric, cfg, resolved, source, indices, micro, accumulate, start_step, precision, t_start,
+                         None, restore)
+    train_loop(fabric, cfg, resolved, source, [run], val, start_step, t_start)
+    return run.state if fabric.is_global_zero else None
 
 
 @torch.no_grad()
@@ -434,4 +550,5 @@ def _progress(cfg: RunConfig, steps: int, start_step: int):
                 leave=True)
 
 
-__all__ = ["RunState", "make_fabric", "fit", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision", "resolved_hardware", "run_threads"]
+__all__ = ["Run", "RunState", "launch", "make_fabric", "fit", "own_rng", "run_meta", "save_run", "start_run",
+           "train_loop", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision", "resolved_hardware", "run_threads"]
