@@ -18,11 +18,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analysis.atomic import write_atomic
-from sweeps.points import DataDims, PlannedRun
+from sweeps.points import PlannedRun
 from sweeps.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from scaling.model.family import Dims
 
 STEPS = 3
 """At least this many timed optimizer steps per calibrated model (after one untimed warm-up step)."""
@@ -103,7 +106,7 @@ def _startup_seconds() -> float:
     return time.perf_counter() - t0
 
 
-def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[PlannedRun], sweep_dir: Path,
+def calibrate(spec: SweepSpec, local_data: Any, dims: Dims, runs: list[PlannedRun], sweep_dir: Path,
               cache_name: str = "calibration.json") -> dict:
     """Measure seconds per FLOP at the smallest and largest model of ``runs``, and the per-run overhead.
 
