@@ -96,7 +96,7 @@ def test_calibration_times_the_familys_own_model(tiny_dataset, tmp_path, monkeyp
     monkeypatch.setattr(calibration, "_startup_seconds", lambda: 1.0)
     out = calibration.calibrate(spec, str(tiny_dataset), dims, plan_runs(spec, dims), tmp_path)
     assert built == ["Policy", "Policy"] and len(out["seconds_per_flop"]) == 2
-    assert out["key"]["family"] == "fam_cal_mod:make"
+    assert [m["family"] for m in out["key"]["models"]] == ["fam_cal_mod:make"] * 2  # keyed by the models timed
 
 
 def _env() -> dict:
