@@ -78,15 +78,14 @@ def bench_step(path: Path, batch: int, steps: int) -> dict:
     """A bare PyTorch loop (get_batch -> loss -> backward -> AdamW) of the ``debug`` model on CPU fp32."""
     import torch
 
+    from scaling.config import RunConfig
     from scaling.data.store import open_dataset
-    from scaling.model import VLA, ModelConfig, count_params
+    from scaling.model.family import dims_of, run_model
 
     ds = open_dataset(path)
-    cfg = ModelConfig.from_size("debug", image_size=ds.image_size, vocab_size=ds.tokenizer.vocab_size,
-                                max_instr_len=ds.tokenizer.max_len, proprio_dim=ds.proprio_dim,
-                                action_dim=ds.action_dim)
+    resolved = run_model(RunConfig(data=str(path), size="debug"), dims_of(ds))  # the model `scaling train` builds
     torch.manual_seed(0)
-    model = VLA(cfg)
+    model = resolved.build()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
     idx = ds.train_indices(batch * (steps + 2))
     load_s = 0.0
@@ -101,7 +100,7 @@ def bench_step(path: Path, batch: int, steps: int) -> dict:
         loss.backward()
         opt.step()
     dt = time.perf_counter() - t0
-    return {"size": "debug", "n_params": count_params(cfg)[0], "samples_per_s": round(batch * steps / dt, 1),
+    return {"size": "debug", "n_params": resolved.n_params, "samples_per_s": round(batch * steps / dt, 1),
             "loader_share": round(load_s / dt, 4)}
 
 

@@ -221,9 +221,9 @@ def bare_seconds(args, size: str, precision: str, k: int, mode: str) -> float:
 def measure(args, size: str, precision: str, tmp: str) -> list[dict]:
     """One row per k at this size and precision."""
     from scaling.data import open_source
-    from scaling.train import resolve_model
+    from scaling.model.family import dims_of, run_model
 
-    model = resolve_model(run_config(args, size, precision, "unused"), open_source(args.data))
+    model = run_model(run_config(args, size, precision, "unused"), dims_of(open_source(args.data)))
     best: dict = {}
 
     def keep(key, value: float, higher: bool) -> None:

@@ -22,8 +22,10 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from scaling.config import RunConfig
 from scaling.model import PRESETS, VLA, ModelConfig, approx_6nd, count_params, flops_per_sample
 from scaling.model.accounting import attention_fraction
+from scaling.model.family import Dims, run_model
 from scaling.model.testing import random_batch
 
 
@@ -72,15 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per preset")
     parser.add_argument("--time", action="store_true", help="also time real CPU passes")
     args = parser.parse_args(argv)
-    dims = dict(image_size=args.image_size, vocab_size=args.vocab_size,
-                max_instr_len=args.max_instr_len, proprio_dim=args.proprio_dim,
-                action_dim=args.action_dim, chunk=args.chunk, head=args.head)
-    rows = [row(name, ModelConfig.from_size(name, **dims), args.time) for name in PRESETS]
+    dims = Dims(image_size=args.image_size, vocab_size=args.vocab_size, max_instr_len=args.max_instr_len,
+                proprio_dim=args.proprio_dim, action_dim=args.action_dim)
+    # Each preset as `scaling train --size NAME --chunk --head` builds it on data of these dims.
+    rows = [row(name, run_model(RunConfig(data="(bench)", size=name, chunk=args.chunk, head=args.head), dims).config,
+                args.time) for name in PRESETS]
     if args.json:
         for r in rows:
             print(json.dumps(r))
         return 0
-    print(f"data dims: {dims}")
+    print(f"data dims: {dims.to_dict() | {'chunk': args.chunk, 'head': args.head}}")
     print(f"{'preset':>6} {'shape d x L / h':>16} {'T':>4} {'params':>10} {'non-emb':>10} "
           f"{'FLOPs/sample':>12} {'6ND':>10} {'torch':>10} {'ex/torch':>8} {'ex/6ND':>6} "
           f"{'attn':>5} {'GFLOP/s':>7}")

@@ -130,12 +130,11 @@ def precision_table(args, size: str, peak: float, tmp: str) -> dict:
     from scaling.config import RunConfig
     from scaling.data import open_source
     from scaling.hardware import resolve_precision
-    from scaling.model import count_params, flops_per_sample
-    from scaling.train import model_config
+    from scaling.model.family import dims_of, run_model
 
     cfg = RunConfig(data=args.data, size=size, samples=args.batch * args.steps, batch_size=args.batch, **args.family)
-    model_cfg = model_config(cfg, open_source(args.data))
-    fps = flops_per_sample(model_cfg)
+    model = run_model(cfg, dims_of(open_source(args.data)))  # the model train() builds for these settings
+    fps = model.flops_per_sample
     best: dict[str, float] = {}
     for rep in range(args.repeats):  # interleaved, best of each: the machine may be shared
         for precision in ("32-true", "bf16-mixed"):
@@ -146,10 +145,10 @@ def precision_table(args, size: str, peak: float, tmp: str) -> dict:
         for name, (precision, cache, attention) in BARE_VARIANTS.items():
             sps = bare_loop(args.data, size, args.batch, args.steps, precision, cache, attention, args.family)
             best[name] = max(best.get(name, 0.0), sps)
-    chosen, why = resolve_precision("auto", "cpu", None, model=model_cfg, batch_size=args.batch)
+    chosen, why = resolve_precision("auto", "cpu", None, model=model, batch_size=args.batch)
     better = max(best["train() 32-true"], best["train() bf16-mixed"])
     return {
-        "size": size, "n_params": count_params(model_cfg)[0], "flops_per_sample": fps,
+        "size": size, "n_params": model.n_params, "flops_per_sample": fps,
         "samples_per_second": best,
         "mfu": {k: v * fps / peak for k, v in best.items()},
         "auto": {"precision": chosen, "why": why,

@@ -219,14 +219,14 @@ def _train_members(cfg: RunConfig, todo: list[RunConfig], t_start: float):
     """(member, result) of every member in `todo`, trained together (results saved as they come)."""
     from scaling.data import open_source
     from scaling.datamodule import plan_accumulation
-    from scaling.train import (_failed_result, _loss_floor, _say, peak_flops_per_device, resolve_model,
-                               resolved_config, run_result)
+    from scaling.model.family import dims_of, run_model
+    from scaling.train import _failed_result, _loss_floor, _say, peak_flops_per_device, resolved_config, run_result
 
     source = open_source(cfg.data)
     if cfg.blind:
         from scaling.data.blind import BlindSource
         source = BlindSource(source)
-    model = resolve_model(cfg, source)
+    model = run_model(cfg, dims_of(source))
     micro, accumulate = plan_accumulation(cfg.batch_size, 1, cfg.micro_batch_size)
     ckpt_file = cfg.run_dir / "checkpoints" / ENSEMBLE_CKPT
     saved = _check_configs(todo, resuming=ckpt_file.exists())

@@ -42,24 +42,16 @@ def _env_rank() -> int:
     return node * int(os.environ.get("LOCAL_WORLD_SIZE", 1)) + local if node else local
 
 
-def resolve_model(cfg: RunConfig, source):
-    """This run's model (`scaling.model.family.ResolvedModel`): its family's resolution of the size for
-    the data's dimensions and the run's model options; a factory family's module is built, counted and
-    measured here. Raises BadInput on a size or family that cannot build."""
-    from scaling.model.family import dims_of, model_options, resolve_model as resolve
-
-    return resolve(cfg.family, cfg.size_value, dims_of(source, cfg.chunk), model_options(cfg.to_dict()))
-
-
 def model_config(cfg: RunConfig, source):
-    """The `ModelConfig` of this run's model (the benchmarks build the VLA from it).
+    """The `ModelConfig` of this run's model (`scaling.model.family.run_model`; the benchmarks build the VLA from it).
 
     Raises:
         BadInput: a family whose models have no `ModelConfig` (any but vla).
     """
     from scaling.model import ModelConfig
+    from scaling.model.family import dims_of, run_model
 
-    config = resolve_model(cfg, source).config
+    config = run_model(cfg, dims_of(source)).config
     if not isinstance(config, ModelConfig):
         raise BadInput(f"train: family {cfg.family} has no vla ModelConfig (only the built-in vla family has one)")
     return config
@@ -195,7 +187,9 @@ def train(cfg: RunConfig) -> RunResult | None:
     if cfg.blind:  # the input-free baseline: same model and data, images and instruction withheld
         from scaling.data.blind import BlindSource
         source = BlindSource(source)
-    model = resolve_model(cfg, source)
+    from scaling.model.family import dims_of, run_model
+
+    model = run_model(cfg, dims_of(source))  # the one path from settings to a model (planner and calibration too)
     if cfg.fsdp_sharding == "hybrid" and cfg.strategy == "fsdp" and cfg.num_nodes < 2:
         _say("--fsdp-sharding hybrid on one node shards within it and replicates nothing (same as full)")
     if cfg.compile and cfg.strategy == "fsdp":
@@ -314,4 +308,4 @@ def _failed_result(cfg, model, world_size, t_start, loss_floor: float | None = N
         versions=versions, peak_flops=None, loss_floor=loss_floor, seed=cfg.seed)
 
 
-__all__ = ["train", "run_result", "model_config", "resolve_model", "resolved_config", "peak_flops_per_device"]
+__all__ = ["train", "run_result", "model_config", "resolved_config", "peak_flops_per_device"]

@@ -135,12 +135,11 @@ def auto_precision(cfg) -> tuple[str, str]:
     from scaling.data import open_source
     from scaling.datamodule import plan_accumulation
     from scaling.hardware import resolve_precision
-    from scaling.model.family import dims_of
-    from scaling.train import resolve_model
+    from scaling.model.family import dims_of, run_model
     from scaling.trainer import run_threads
 
     source = open_source(cfg.data)
-    model = resolve_model(cfg, source)
+    model = run_model(cfg, dims_of(source))
     micro, _ = plan_accumulation(cfg.batch_size, cfg.devices * cfg.num_nodes, cfg.micro_batch_size)
     # The probe runs where the run will: on CPUs at the run's own thread count (GPUs ignore it).
     threads = run_threads(cfg, "cpu")

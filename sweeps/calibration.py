@@ -18,11 +18,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeps.points import DataDims, PlannedRun
+from sweeps.points import PlannedRun
 from sweeps.spec import SweepSpec
 from vla_core.atomic import write_atomic
+
+if TYPE_CHECKING:
+    from scaling.model.family import Dims
 
 STEPS = 3
 """At least this many timed optimizer steps per calibrated model (after one untimed warm-up step)."""
@@ -103,7 +106,7 @@ def _startup_seconds() -> float:
     return time.perf_counter() - t0
 
 
-def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[PlannedRun], sweep_dir: Path,
+def calibrate(spec: SweepSpec, local_data: Any, dims: Dims, runs: list[PlannedRun], sweep_dir: Path,
               cache_name: str = "calibration.json") -> dict:
     """Measure seconds per FLOP at the smallest and largest model of ``runs``, and the per-run overhead.
 
@@ -117,15 +120,16 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
 
     train = spec.train_dict
     batch = int(train.get("batch_size", 64))
-    extra = spec.model_options
     ends = {}
     for r in (min(runs, key=lambda r: r.flops_per_sample), max(runs, key=lambda r: r.flops_per_sample)):
         ends[r.flops_per_sample] = r.size
+    # The models as a run of the spec builds them (the training path): what is timed, and what the cache
+    # is keyed by (shape, options, chunk, family, counts), so a changed option is measured again.
+    models = {fps: model_of(spec, size, dims) for fps, size in ends.items()}
     threads, precisions = _run_settings(runs, local_data)
     cache_key = {"sizes": sorted(map(str, ends.values())), "batch": batch, "val": train.get("val_samples", 512),
-                 "dims": dims.__dict__, "extra": extra, "threads": threads, "bf16": list(precisions), "method": METHOD}
-    if "family" in train:  # only then: the calibrations of earlier specs stay valid
-        cache_key["family"] = train["family"]
+                 "dims": dims.to_dict(), "models": [m.describe() for m in models.values()], "threads": threads,
+                 "bf16": list(precisions), "method": METHOD}
     cache = sweep_dir / cache_name
     if cache.is_file():
         cached = json.loads(cache.read_text())
@@ -139,8 +143,7 @@ def calibrate(spec: SweepSpec, local_data: Any, dims: DataDims, runs: list[Plann
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for fps, size in ends.items():
-            model = model_of(spec, size, dims)
+        for fps, model in models.items():
             # `auto` runs whichever precision is faster at this size: keep the faster timing.
             sec, val_s = min(_time_steps(model, source, batch, val_samples, chunk=int(train.get("chunk", 1)), bf16=b)
                              for b in precisions)

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from sweeps.points import DataDims
 from sweeps.spec import DataSpec
 from vla_core.errors import BadInput
+
+if TYPE_CHECKING:
+    from scaling.model.family import Dims
 
 
 @contextmanager
@@ -69,13 +71,10 @@ def local_data(data: DataSpec, sweep_dir: Path) -> Any:
     return str(data.path)
 
 
-def data_dims(local: Any) -> DataDims:
-    """Read the dimensions the model family needs from the dataset itself."""
+def data_dims(local: Any) -> Dims:
+    """The data's dimensions, read from the dataset itself as a run reads them (`scaling.model.family.dims_of`:
+    image side, proprioception, actions, instruction vocabulary and length, action bins)."""
     from scaling.data import open_source  # lazy: numpy + the data package
+    from scaling.model.family import dims_of
 
-    src = open_source(local)
-    tok = src.tokenizer
-    return DataDims(
-        image_size=int(src.image_size), vocab_size=int(tok.vocab_size), max_instr_len=int(tok.max_len),
-        proprio_dim=int(src.proprio_dim), action_dim=int(src.action_dim),
-    )
+    return dims_of(open_source(local))

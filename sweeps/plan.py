@@ -5,27 +5,31 @@ data identity, model, samples, seed, training settings, branching), so the same 
 keys on every machine and across restarts; the output folder and the local data path are left out
 because they differ per machine.
 
-Parameter counts and FLOPs come from the spec's model family (``scaling.model.family``) with the data's
-own dimensions: the built-in family's exact accounting, or another family's module counted and its
-FLOPs per sample measured once per size.
+Parameter counts and FLOPs come from the model a run of the spec builds, by training's own path
+(`sweeps.points.model_of` -> `scaling.model.family.run_model`) on the data's own dimensions
+(`scaling.model.family.Dims`): the built-in family's exact accounting, or another family's module
+counted and its FLOPs per sample measured once per size.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeps.points import DataDims, ModelPoint, PlannedRun, base_config, model_of, run_key, seed_group
+from sweeps.points import ModelPoint, PlannedRun, base_config, model_of, run_key, seed_group
 from sweeps.spec import SweepSpec
 from sweeps.wsd import branch_runs
 from vla_core.errors import BadInput
 
-__all__ = ["DataDims", "ModelPoint", "PlannedRun", "run_key", "plan_runs", "resolve_models", "with_estimates",
+if TYPE_CHECKING:
+    from scaling.model.family import Dims
+
+__all__ = ["ModelPoint", "PlannedRun", "run_key", "plan_runs", "resolve_models", "with_estimates",
            "totals", "format_plan"]
 
 
-def resolve_models(spec: SweepSpec, dims: DataDims) -> list[ModelPoint]:
+def resolve_models(spec: SweepSpec, dims: Dims) -> list[ModelPoint]:
     """Resolve the model ladder through the spec's model family (`sweeps.points.model_of`): exact counts,
     and FLOPs per sample from the family's accounting (vla) or measured once per size (any other family).
 
@@ -66,7 +70,7 @@ def _isoflop_points(spec: SweepSpec, models: list[ModelPoint]) -> list[tuple[Mod
     return out
 
 
-def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[PlannedRun]:
+def plan_runs(spec: SweepSpec, dims: Dims, lrs: dict | None = None) -> list[PlannedRun]:
     """Every run of the sweep, in a stable order (family, size, samples, seed).
 
     A ``families:`` spec plans each family as its own one-family spec (`SweepSpec.for_family`: the same
@@ -74,7 +78,7 @@ def plan_runs(spec: SweepSpec, dims: DataDims, lrs: dict | None = None) -> list[
 
     Args:
         spec: The validated spec.
-        dims: The data's dimensions (from the dataset).
+        dims: The data's dimensions (`sweeps.data_source.data_dims`: from the dataset).
         lrs: Learning rate chosen per model size by the lr search, keyed by ``str(size)``.
 
     Raises:
@@ -98,7 +102,7 @@ def _seed_groups(spec: SweepSpec, runs: list[PlannedRun]) -> list[PlannedRun]:
     return [r if r.group is None or sizes[r.group] > 1 else replace(r, group=None) for r in tagged]
 
 
-def _one_family(spec: SweepSpec, dims: DataDims, lrs: dict | None) -> list[PlannedRun]:
+def _one_family(spec: SweepSpec, dims: Dims, lrs: dict | None) -> list[PlannedRun]:
     """`plan_runs` of a one-family spec."""
     models = resolve_models(spec, dims)
     if spec.design == "suggest":
@@ -127,7 +131,7 @@ def _one_family(spec: SweepSpec, dims: DataDims, lrs: dict | None) -> list[Plann
     return _unique_keys(spec, runs + _blind_runs(spec, runs, ident) + checks)
 
 
-def _validation_runs(spec: SweepSpec, dims: DataDims, ident: Any, lrs: dict | None,
+def _validation_runs(spec: SweepSpec, dims: Dims, ident: Any, lrs: dict | None,
                      ladder: list[ModelPoint]) -> list[PlannedRun]:
     """The validation rounds' runs: each point at its round's budget, trained as the design's runs are.
 

@@ -1,4 +1,5 @@
-"""The vocabulary of planning, at the bottom of ``sweeps``: data dimensions, model points, planned runs, run keys.
+"""The vocabulary of planning, at the bottom of ``sweeps``: model points, planned runs, run keys, and the
+model a spec's run builds (`model_of`: the training path, `scaling.model.family.run_model`).
 
 ``plan`` (the designs) and ``wsd`` (branching) both build on it; neither imports the other's internals.
 """
@@ -8,25 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps.spec import SweepSpec
 
-
-@dataclass(frozen=True)
-class DataDims:
-    """What the model family needs to know about the data (from the dataset itself)."""
-
-    image_size: int
-    """Side of the square images (pixels)."""
-    vocab_size: int
-    """Instruction vocabulary size (tokens)."""
-    max_instr_len: int
-    """Padded instruction length (tokens)."""
-    proprio_dim: int
-    """Proprioception features per step."""
-    action_dim: int
-    """Action dimensions per step."""
+if TYPE_CHECKING:
+    from scaling.model.family import Dims
 
 
 @dataclass(frozen=True)
@@ -119,10 +107,12 @@ def base_config(spec: SweepSpec, size: str | float, samples: int, seed: int, lrs
     return cfg
 
 
-def model_of(spec: SweepSpec, size: str | float, dims: DataDims):
-    """The model a run of this spec builds for ``size`` (a `scaling.model.family.ResolvedModel`): the spec's
-    family (``train.family``, default vla) resolves it with the spec's model options and the data's
-    dimensions; a family module is also looked up in the spec's folder.
+def model_of(spec: SweepSpec, size: str | float, dims: Dims):
+    """The model a run of this spec builds for ``size`` (a `scaling.model.family.ResolvedModel`), by the
+    path training takes: the RunConfig the spec's runs of that size get (`base_config`, as the worker
+    writes it to run.yaml; samples, seed and lr do not shape the model) resolved by
+    `scaling.model.family.run_model` on the data's `dims` (`sweeps.data_source.data_dims`); a family
+    module is also looked up in the spec's folder.
 
     Raises:
         BadInput: a family that cannot be loaded, or a size it cannot build (naming the spec).
@@ -130,15 +120,15 @@ def model_of(spec: SweepSpec, size: str | float, dims: DataDims):
     from pathlib import Path
 
     from vla_core.errors import BadInput
-    from scaling.model.family import Dims, model_options, resolve_model
+    from scaling.config import from_mapping
+    from scaling.model.family import run_model
 
-    train = spec.train_dict
-    family_dims = Dims(image_size=dims.image_size, proprio_dim=dims.proprio_dim, action_dim=dims.action_dim,
-                       vocab_size=dims.vocab_size, max_instr_len=dims.max_instr_len, chunk=int(train.get("chunk", 1)))
+    where = f"{spec.source or 'spec'}: models: {size!r}"
     search = [Path(spec.source).resolve().parent] if spec.source else []
     try:
-        return resolve_model(train.get("family"), size, family_dims, model_options(train), search)
+        cfg = from_mapping({**base_config(spec, size, 1, spec.seeds[0], None), "data": "(plan)"})
+        return run_model(cfg, dims, search)
     except BadInput as exc:
-        raise BadInput(f"{spec.source or 'spec'}: models: {size!r}: {str(exc).splitlines()[0]}") from None
+        raise BadInput(f"{where}: {str(exc).splitlines()[0]}") from None
     except (KeyError, ValueError) as exc:
-        raise BadInput(f"{spec.source or 'spec'}: models: {size!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        raise BadInput(f"{where}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None

@@ -304,12 +304,6 @@ class SweepSpec:
         train = {**self.train_dict, **own, "family": name}
         return dataclasses.replace(self, families=(), train=tuple(sorted(train.items())))
 
-    @property
-    def model_options(self) -> dict[str, Any]:
-        """The ``train:`` settings that shape the model beside its size (``ModelConfig.from_size``
-        keywords): what planning and calibration must build the same way a run does."""
-        return {k: v for k, v in self.train if k in ("chunk", "head", "keypoints", "film", "patch_size")}
-
     def canonical(self) -> dict:
         """Everything that decides which runs the sweep makes, as plain JSON values (no file location).
 

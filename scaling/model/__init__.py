@@ -7,7 +7,7 @@ and `param_groups` import torch on first use.
 
 from scaling.model.accounting import approx_6nd, count_params, describe, flops_per_sample
 from scaling.model.config import ModelConfig, image_normalisation
-from scaling.model.family import Dims, ModelFamily, ResolvedModel, load_family, resolve_model
+from scaling.model.family import Dims, ModelFamily, ResolvedModel, dims_of, load_family, resolve_model, run_model
 from scaling.model.presets import CPU_LADDER, PRESETS, parse_size
 from scaling.model.solver import shape_for_params as _shape_for_params
 
@@ -24,8 +24,8 @@ def __getattr__(name: str):
 
 
 __all__ = ["CPU_LADDER", "PRESETS", "VLA", "Dims", "ModelConfig", "ModelFamily", "ResolvedModel", "approx_6nd", "count_params", "describe",
-           "flops_per_sample", "image_normalisation", "load_family", "param_groups", "parse_size",
-           "resolve_model", "shape_for_params"]
+           "dims_of", "flops_per_sample", "image_normalisation", "load_family", "param_groups", "parse_size",
+           "resolve_model", "run_model", "shape_for_params"]
 
 
 def shape_for_params(target: float, **data) -> tuple[int, int, int]:

@@ -328,10 +328,30 @@ def load_family(ref: str | None, search: tuple | list = ()) -> ModelFamily:
 
 def resolve_model(family: str | None, size: Any, dims: Dims, options: Mapping[str, Any] | None = None,
                   search: tuple | list = ()) -> ResolvedModel:
-    """`load_family(family).resolve(size, dims, options)`: the one call planners and runs make."""
+    """`load_family(family).resolve(size, dims, options)`: a family's model for explicit inputs (the layer
+    below `run_model`, which every run, plan and calibration goes through)."""
     return load_family(family, search).resolve(size, dims, dict(options or {}))
+
+
+def run_model(cfg, dims: Dims, search: tuple | list = ()) -> ResolvedModel:
+    """The model a run of `cfg` (a `scaling.config.RunConfig`) builds on data of `dims`: the one path from
+    a run's settings to its model, its parameter counts and its FLOPs per sample.
+
+    Training (`scaling.train`, `scaling.ensemble`), the precision probe (`scaling.train_cli.auto_precision`),
+    the sweep planner (`sweeps.points.model_of`, which builds the RunConfig its runs get), calibration,
+    validation rounds and the benchmarks all call it, so the same settings give the same model
+    everywhere: the family (``cfg.family``), the size (``cfg.size_value``), the model options
+    (`model_options`: head, patch_size, keypoints, film, mup_base_width, d_model, n_layers, n_heads) and
+    the action chunk (``cfg.chunk``, which replaces ``dims.chunk``); the rest of `dims` is the data's
+    (`dims_of` a source). `search`: further folders to import a family module from (a spec's folder).
+
+    Raises:
+        BadInput: a family that cannot be loaded, or a size or option it cannot build.
+    """
+    run_dims = dataclasses.replace(dims, chunk=int(cfg.chunk))
+    return resolve_model(cfg.family, cfg.size_value, run_dims, model_options(cfg.to_dict()), search)
 
 
 __all__ = ["BUILT_IN", "DEFAULT", "Dims", "FAMILY_PATH_ENV", "FactoryFamily", "ModelFamily", "OPTION_DEFAULTS",
            "ResolvedModel", "SIZE_TOLERANCE", "dims_of", "export_search_dirs", "load_family", "model_options",
-           "resolve_model", "search_dirs", "target_params"]
+           "resolve_model", "run_model", "search_dirs", "target_params"]

@@ -207,10 +207,11 @@ GRID_STUDIES = [p.stem for p in sorted(SPECS.glob("*.yaml")) if _committed(p.ste
 def test_committed_grid_rows_still_rerun_by_key(name):
     """Every committed row of a grid study is still planned under its key (a grid's keys hash the runs'
     settings, never the data's dimensions, so any dimensions plan them)."""
-    from sweeps.plan import DataDims, plan_runs
+    from scaling.model.family import Dims
+    from sweeps.plan import plan_runs
     from sweeps.spec import load_spec
 
-    dims = DataDims(image_size=32, vocab_size=64, max_instr_len=16, proprio_dim=8, action_dim=7)
+    dims = Dims(image_size=32, vocab_size=64, max_instr_len=16, proprio_dim=8, action_dim=7)
     keys = {r.key for r in plan_runs(load_spec(SPECS / f"{name}.yaml"), dims)}
     committed = set(pd.read_csv(RESULTS / name / "results.csv")["run_key"])
     assert committed and committed <= keys, sorted(committed - keys)[:5]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sweeps.plan import DataDims, plan_runs
+from scaling.model.family import Dims
+from sweeps.plan import plan_runs
 from sweeps.spec import parse_spec
 from sweeps.sweep import select_runs
 from vla_core.errors import BadInput
 
-DIMS = DataDims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
+DIMS = Dims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
 GRID = {"name": "g", "data": "/data/x", "models": ["debug", 2e5], "samples": [256, 512], "seeds": [0, 1],
         "train": {"batch_size": 32, "lr": 1e-3}}
 

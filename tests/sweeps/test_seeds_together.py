@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from scaling.model.family import Dims
 from sweeps.plan import plan_runs
-from sweeps.points import DataDims
 from sweeps.spec import parse_spec
 from sweeps.sweep import select_runs
 from tests.proc import run_group
 from vla_core.errors import BadInput
 
-DIMS = DataDims(image_size=32, vocab_size=32, max_instr_len=8, proprio_dim=4, action_dim=4)
+DIMS = Dims(image_size=32, vocab_size=32, max_instr_len=8, proprio_dim=4, action_dim=4)
 
 
 def spec(**changes):

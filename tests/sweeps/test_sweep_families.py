@@ -11,15 +11,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from scaling.model.family import Dims
 from sweeps import results
 from sweeps.cli import main
-from sweeps.plan import DataDims, format_plan, plan_runs
+from sweeps.plan import format_plan, plan_runs
 from sweeps.spec import MODEL_OPTION_KEYS, load_spec, parse_spec
 from vla_core import schema
 
 from specfiles import REPO, write_spec
 
-DIMS = DataDims(image_size=32, vocab_size=64, max_instr_len=16, proprio_dim=8, action_dim=7)
+DIMS = Dims(image_size=32, vocab_size=64, max_instr_len=16, proprio_dim=8, action_dim=7)
 STUDY = REPO / "sweeps" / "cpu_families.yaml"
 
 

@@ -19,12 +19,12 @@ import yaml
 from analysis.laws import chinchilla
 from scaling.model.family import Dims, resolve_model
 from scaling.model.measure import count_params, measure_training_flops
-from sweeps.plan import DataDims, plan_runs, resolve_models
+from sweeps.plan import plan_runs, resolve_models
 from sweeps.spec import load_spec
 from tests.scaling.test_model_family import MLP_FAMILY, doc_example
 
 REPO = Path(__file__).resolve().parents[2]
-DIMS = DataDims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
+DIMS = Dims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
 
 
 def _spec_beside(folder: Path, module: str, body: str, **spec) -> Path:
@@ -43,7 +43,7 @@ def test_a_family_beside_its_spec_plans_every_design_with_measured_costs(tmp_pat
     path = _spec_beside(tmp_path / "study", "fam_plan_mod", MLP_FAMILY, samples=[64, 128])
     spec = load_spec(path)
     models = resolve_models(spec, DIMS)
-    dims = Dims(**DIMS.__dict__)
+    dims = DIMS
     for m in models:  # each size counted and measured from a module built here, independently
         module = resolve_model(spec.train_dict["family"], m.size, dims).build().policy
         assert (m.n_params, m.n_params_nonembed) == count_params(module)
@@ -96,7 +96,7 @@ def test_calibration_times_the_familys_own_model(tiny_dataset, tmp_path, monkeyp
     monkeypatch.setattr(calibration, "_startup_seconds", lambda: 1.0)
     out = calibration.calibrate(spec, str(tiny_dataset), dims, plan_runs(spec, dims), tmp_path)
     assert built == ["Policy", "Policy"] and len(out["seconds_per_flop"]) == 2
-    assert out["key"]["family"] == "fam_cal_mod:make"
+    assert [m["family"] for m in out["key"]["models"]] == ["fam_cal_mod:make"] * 2  # keyed by the models timed
 
 
 def _env() -> dict:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sweeps.plan import DataDims, plan_runs, run_key, totals, with_estimates
+from scaling.model.family import Dims
+from sweeps.plan import plan_runs, run_key, totals, with_estimates
 from sweeps.spec import parse_spec
 from sweeps.wsd import savings
 from vla_core.errors import BadInput
 
-DIMS = DataDims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
+DIMS = Dims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
 GRID = {"name": "g", "data": "/data/x", "models": ["debug", 2e5], "samples": [256, 512], "seeds": [0, 1],
         "train": {"batch_size": 32, "lr": 1e-3}, "blind_baseline": False}
 
@@ -116,13 +117,11 @@ def test_calibration_times_steps_as_the_spec_runs_them(tiny_dataset, tmp_path, m
     wrong thread count once made a 1.5e4-parameter model's estimate 20x slow)."""
     import torch
 
-    from scaling.data import open_source
     from sweeps import calibration
+    from sweeps.data_source import data_dims
     from sweeps.plan import plan_runs
 
-    src = open_source(tiny_dataset)
-    dims = DataDims(image_size=src.image_size, vocab_size=src.tokenizer.vocab_size,
-                    max_instr_len=src.tokenizer.max_len, proprio_dim=src.proprio_dim, action_dim=src.action_dim)
+    dims = data_dims(str(tiny_dataset))
     raw = {"name": "c", "data": str(tiny_dataset), "models": ["debug"], "samples": [64], "blind_baseline": False,
            "train": {"batch_size": 4, "threads": 1, "precision": "auto", "val_samples": 8}}
     spec = parse_spec(raw)

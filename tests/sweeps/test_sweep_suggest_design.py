@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 
 from analysis.laws import chinchilla
-from sweeps.plan import DataDims, plan_runs, resolve_models
+from scaling.model.family import Dims
+from sweeps.plan import plan_runs, resolve_models
 from sweeps.spec import parse_spec
 from vla_core.errors import BadInput
 
-DIMS = DataDims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
+DIMS = Dims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
 LADDER = ["30k", "100k", "300k", "1m", "3m"]
 
 

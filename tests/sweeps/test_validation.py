@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from sweeps.plan import DataDims, plan_runs
+from scaling.model.family import Dims
+from sweeps.plan import plan_runs
 from sweeps.spec import parse_spec
 from vla_core.errors import BadInput
 
-DIMS = DataDims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
+DIMS = Dims(image_size=32, vocab_size=40, max_instr_len=14, proprio_dim=4, action_dim=3)
 ISO = {"name": "i", "data": "/d", "models": ["16x1", "24x2", "32x2"],
        "design": {"kind": "isoflop", "budgets": [1e11, 2e11], "min_samples": 32},
        "wsd": {"enabled": True, "cooldown_frac": 0.2}, "train": {"batch_size": 16, "lr": 1e-3}}
