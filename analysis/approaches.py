@@ -339,6 +339,62 @@ def _loss_laws(lc: np.ndarray, L: np.ndarray, lc0: float) -> np.ndarray:
     return out
 
 
+def _budget_fits(N, D, loss, C, groups, nominal: bool, min_points: int, window: int | None):
+    """Each IsoFLOP budget's parabolas in log N and log D (`approach2`).
+
+    Returns (warnings, rows (flops, N_opt, D_opt, loss_min) of the fitted budgets, their curves, the number
+    of compute groups with too few sizes, (flops, run indices) of the fitted budgets, their `_window_fit`
+    in N, and a plain-JSON record of each)."""
+    warns, rows, curves, few, fitted, fits, info = [], [], [], 0, [], [], []
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        c = float(g) if nominal else float(np.exp(np.mean(np.log(C[idx]))))  # the budget's compute
+        x, xd, y = np.log(N[idx]), np.log(D[idx]), loss[idx]
+        if _sizes(x)[0].size < min_points:
+            few += 1  # not an IsoFLOP budget at all (e.g. a grid sweep): summarised below, not listed
+            continue
+        one = np.ones((1, idx.size))
+        fn = {key: v[..., 0] for key, v in _window_fit(x, y, one, window).items()}
+        fd = {key: v[..., 0] for key, v in _window_fit(xd, y, one, window).items()}
+        why = _skip_reason(c, fn, "N", N[idx], window) or _skip_reason(c, fd, "D", D[idx], window)
+        if why:
+            warns.append(why)
+            continue
+        if window is None and fn["edge"]:
+            side, at = ("below", N[idx].min()) if fn["edge"] == EDGE_LOW else ("above", N[idx].max())
+            warns.append(f"budget {c:.3g} FLOPs: lowest loss at the edge of its grid (N = {at:.3g}): grid too narrow: "
+                         f"add sizes {side} N={at:.3g}; its N_opt leans on the parabola's shape")
+        xv, lmin = float(fn["xv"]), float(fn["lmin"])
+        rows.append((c, float(np.exp(xv)), float(np.exp(fd["xv"])), lmin))
+        order = np.argsort(x)
+        curves.append((c, N[idx][order], y[order], tuple(float(v) for v in fn["p"]), (float(fn["lo"]), float(fn["hi"]))))
+        fitted.append((c, idx))
+        fits.append(fn)
+        info.append({"flops": c, "p": [float(v) for v in fn["p"]], "q": [float(v) for v in fd["p"]],
+                     "n_opt": float(np.exp(xv)), "d_opt": float(np.exp(fd["xv"])), "loss_min": lmin,
+                     "min_observed": float(y.min()), "window_n": [float(np.exp(fn["lo"])), float(np.exp(fn["hi"]))],
+                     "window_d": [float(np.exp(fd["lo"])), float(np.exp(fd["hi"]))],
+                     "sizes": int(np.sum((_sizes(x)[0] >= fn["lo"]) & (_sizes(x)[0] <= fn["hi"]))),
+                     "runs": int(fn["n"]), "dip": float(fn["p"][0] * np.min((_sizes(x)[0] - xv) ** 2))})
+    return warns, rows, curves, few, fitted, fits, info
+
+
+def _dip_warnings(info: list[dict], noise: float | None, noise_src: str) -> list[str]:
+    """Budgets whose parabola's minimum lies further below every observed loss than noise and curvature allow."""
+    warns = []
+    for b in info:
+        gap = b["min_observed"] - b["loss_min"]
+        # Between sizes the true curve dips below the nearest observed loss by up to p2 d^2 (d: the vertex's
+        # distance to the nearest size), noise-free: only a gap beyond that and the noise is the parabola's own.
+        # Twice the noise: the fitted minimum itself is uncertain by about the noise (a 5-size window).
+        if noise is not None and gap - b["dip"] > 2 * noise:
+            warns.append(f"budget {b['flops']:.3g} FLOPs: the parabola's minimum ({b['loss_min']:.4g}) lies "
+                         f"{gap:.3g} below every loss observed there (lowest {b['min_observed']:.4g}), more than "
+                         f"twice the noise {noise:.2g} ({noise_src.split(':')[0]}) plus the {b['dip']:.2g} its "
+                         "curvature allows between sizes: the losses are no parabola there; its N_opt is doubtful")
+    return warns
+
+
 def approach2(N, D, loss, flops, budget=None, k: float = 6.0, min_points: int = 3, n_boot: int = 0,
               seed: int = 0, level: float = 0.95, window: int | None = 2) -> AllocationFit:
     """Approach 2: per IsoFLOP budget, parabolas in log N and in log D; their vertices are N_opt, D_opt.
@@ -376,48 +432,9 @@ def approach2(N, D, loss, flops, budget=None, k: float = 6.0, min_points: int = 
     N, D, loss, C = (np.asarray(v, float) for v in (N, D, loss, flops))
     groups = budgets_of(C) if budget is None else np.asarray(budget)
     nominal = budget is not None and np.issubdtype(np.asarray(budget).dtype, np.number)
-    warns, rows, curves, few, fitted, fits, info = [], [], [], 0, [], [], []
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        c = float(g) if nominal else float(np.exp(np.mean(np.log(C[idx]))))  # the budget's compute
-        x, xd, y = np.log(N[idx]), np.log(D[idx]), loss[idx]
-        if _sizes(x)[0].size < min_points:
-            few += 1  # not an IsoFLOP budget at all (e.g. a grid sweep): summarised below, not listed
-            continue
-        one = np.ones((1, idx.size))
-        fn = {key: v[..., 0] for key, v in _window_fit(x, y, one, window).items()}
-        fd = {key: v[..., 0] for key, v in _window_fit(xd, y, one, window).items()}
-        why = _skip_reason(c, fn, "N", N[idx], window) or _skip_reason(c, fd, "D", D[idx], window)
-        if why:
-            warns.append(why)
-            continue
-        if window is None and fn["edge"]:
-            side, at = ("below", N[idx].min()) if fn["edge"] == EDGE_LOW else ("above", N[idx].max())
-            warns.append(f"budget {c:.3g} FLOPs: lowest loss at the edge of its grid (N = {at:.3g}): grid too narrow: "
-                         f"add sizes {side} N={at:.3g}; its N_opt leans on the parabola's shape")
-        xv, lmin = float(fn["xv"]), float(fn["lmin"])
-        rows.append((c, float(np.exp(xv)), float(np.exp(fd["xv"])), lmin))
-        order = np.argsort(x)
-        curves.append((c, N[idx][order], y[order], tuple(float(v) for v in fn["p"]), (float(fn["lo"]), float(fn["hi"]))))
-        fitted.append((c, idx))
-        fits.append(fn)
-        info.append({"flops": c, "p": [float(v) for v in fn["p"]], "q": [float(v) for v in fd["p"]],
-                     "n_opt": float(np.exp(xv)), "d_opt": float(np.exp(fd["xv"])), "loss_min": lmin,
-                     "min_observed": float(y.min()), "window_n": [float(np.exp(fn["lo"])), float(np.exp(fn["hi"]))],
-                     "window_d": [float(np.exp(fd["lo"])), float(np.exp(fd["hi"]))],
-                     "sizes": int(np.sum((_sizes(x)[0] >= fn["lo"]) & (_sizes(x)[0] <= fn["hi"]))),
-                     "runs": int(fn["n"]), "dip": float(fn["p"][0] * np.min((_sizes(x)[0] - xv) ** 2))})
+    warns, rows, curves, few, fitted, fits, info = _budget_fits(N, D, loss, C, groups, nominal, min_points, window)
     noise, noise_src = _noise(groups, N, loss, fits) if fits else (None, "no budget fitted")
-    for b in info:
-        gap = b["min_observed"] - b["loss_min"]
-        # Between sizes the true curve dips below the nearest observed loss by up to p2 d^2 (d: the vertex's
-        # distance to the nearest size), noise-free: only a gap beyond that and the noise is the parabola's own.
-        # Twice the noise: the fitted minimum itself is uncertain by about the noise (a 5-size window).
-        if noise is not None and gap - b["dip"] > 2 * noise:
-            warns.append(f"budget {b['flops']:.3g} FLOPs: the parabola's minimum ({b['loss_min']:.4g}) lies "
-                         f"{gap:.3g} below every loss observed there (lowest {b['min_observed']:.4g}), more than "
-                         f"twice the noise {noise:.2g} ({noise_src.split(':')[0]}) plus the {b['dip']:.2g} its "
-                         "curvature allows between sizes: the losses are no parabola there; its N_opt is doubtful")
+    warns += _dip_warnings(info, noise, noise_src)
     if len(warns) > 6:
         warns = warns[:5] + [f"... and {len(warns) - 5} more budgets with the same problems"]
     if few:
