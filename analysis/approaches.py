@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.bootstrap import interval, refit_resamples, resample_weights
+
 BOOT_COLUMNS = ("a", "coef_n", "b", "coef_d", "E", "G", "gamma", "k_slope", "k_icpt")
 """Per-resample quantities an Approach 2 fit keeps: the two power laws, the loss law through the
 per-budget minima (E, G, gamma) and the law of the parabolas' curvature (k_slope, k_icpt)."""
@@ -92,14 +94,6 @@ def _finish(approach, c, n, d, loss, warnings, curves=()) -> AllocationFit:
     return AllocationFit(approach, c, n, d, loss, a, b, (ca, cb), list(warnings), list(curves))
 
 
-def _pct(v: np.ndarray, level: float) -> list[float] | None:
-    v = np.asarray(v, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return None
-    return [float(np.percentile(v, 50 * (1 - level))), float(np.percentile(v, 50 * (1 + level)))]
-
-
 def _envelope(bins: np.ndarray, loss: np.ndarray, present: np.ndarray) -> np.ndarray:
     """Rows on the monotone envelope: per compute bin the present row of lowest loss, kept when it beats
     every cheaper bin's best."""
@@ -136,14 +130,13 @@ def approach1(N, D, loss, flops, n_bins: int = 20, n_boot: int = 0, seed: int = 
     warns = [] if pick.size >= 3 else [f"approach 1: only {pick.size} envelope points; exponents unreliable"]
     res = _finish(1, C[pick], N[pick], D[pick], loss[pick], warns)
     if n_boot > 0 and res.flops.size >= 2:
-        rng = np.random.default_rng(seed)
-        ab = np.full((n_boot, 2), np.nan)
-        for r in range(n_boot):
-            present = np.bincount(rng.integers(0, C.size, C.size), minlength=C.size) > 0
-            p = _envelope(bins, loss, present)
-            ab[r] = _powerlaw(C[p], N[p])[0], _powerlaw(C[p], D[p])[0]
+        def refit(w):
+            p = _envelope(bins, loss, w > 0)
+            return _powerlaw(C[p], N[p])[0], _powerlaw(C[p], D[p])[0]
+
+        ab = refit_resamples(refit, resample_weights(C.size, n_boot, seed, draw="indices"), batched=False)
         ok = np.isfinite(ab).all(axis=1)
-        ci = {k: v for k, v in (("a", _pct(ab[ok, 0], level)), ("b", _pct(ab[ok, 1], level))) if v is not None}
+        ci = {k: v for k, v in (("a", interval(ab[ok, 0], level)), ("b", interval(ab[ok, 1], level))) if v is not None}
         res = AllocationFit(**{**res.__dict__, "ci": ci, "n_boot": int(ok.sum())})
     return res
 
@@ -481,25 +474,27 @@ def _bootstrap_exponents(N, D, loss, fitted, n_boot, seed, level, window, lc0):
     resamples behind them (those with every `BOOT_COLUMNS` quantity finite) and up to `MAX_BOOT_ROWS`
     of their rows.
     """
-    rng = np.random.default_rng(seed)
     lc = np.log([c for c, _ in fitted])
-    shape = (n_boot, len(fitted))
-    ln_n, ln_d, lmin, ln_k = (np.full(shape, np.nan) for _ in range(4))
-    for j, (c, idx) in enumerate(fitted):
-        w = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=n_boot).astype(float)  # (B, k)
-        fn = _window_fit(np.log(N[idx]), loss[idx], w, window)
-        fd = _window_fit(np.log(D[idx]), loss[idx], w, window)
-        ok = fn["status"] == FITTED
-        ln_n[ok, j], lmin[ok, j], ln_k[ok, j] = fn["xv"][ok], fn["lmin"][ok], np.log(fn["p"][0][ok])
-        okd = fd["status"] == FITTED
-        ln_d[okd, j] = fd["xv"][okd]
-    a, ca = _masked_lines(lc, ln_n)
-    b, cb = _masked_lines(lc, ln_d)
-    ks, ki = _masked_lines(lc, ln_k)
-    law = _loss_laws(lc, lmin, lc0)
-    rows = np.column_stack([a, ca, b, cb, law, ks, ki])
+
+    def refit(W):
+        shape = (W.shape[0], len(fitted))
+        ln_n, ln_d, lmin, ln_k = (np.full(shape, np.nan) for _ in range(4))
+        for j, (c, idx) in enumerate(fitted):
+            fn = _window_fit(np.log(N[idx]), loss[idx], W[:, idx], window)
+            fd = _window_fit(np.log(D[idx]), loss[idx], W[:, idx], window)
+            ok = fn["status"] == FITTED
+            ln_n[ok, j], lmin[ok, j], ln_k[ok, j] = fn["xv"][ok], fn["lmin"][ok], np.log(fn["p"][0][ok])
+            okd = fd["status"] == FITTED
+            ln_d[okd, j] = fd["xv"][okd]
+        return np.column_stack([*_masked_lines(lc, ln_n), *_masked_lines(lc, ln_d), _loss_laws(lc, lmin, lc0),
+                                *_masked_lines(lc, ln_k)])
+
+    # Runs resampled within each fitted budget, the budgets in order: each stratum's draw as it always was.
+    W = resample_weights(N.size, n_boot, seed, strata=[idx for _, idx in fitted])
+    rows = refit_resamples(refit, W)
+    a, b = rows[:, 0], rows[:, 2]
     good = np.isfinite(rows).all(axis=1)
-    ci = {k: v for k, v in (("a", _pct(a[good], level)), ("b", _pct(b[good], level))) if v is not None}
+    ci = {k: v for k, v in (("a", interval(a[good], level)), ("b", interval(b[good], level))) if v is not None}
     return ci, int(good.sum()), rows[good][:MAX_BOOT_ROWS].tolist()
 
 
@@ -559,7 +554,7 @@ def a2_optimal(fit: dict, flops: float, level: float = 0.95) -> dict:
     if rows.size:
         bn, bd, bl, _ = _a2_at(rows, lc, lc0)
         for key, v in (("n_opt", np.exp(bn)), ("d_opt", np.exp(bd)), ("loss", bl)):
-            if (ci := _pct(v, level)) is not None:
+            if (ci := interval(v, level)) is not None:
                 out["ci"][key] = ci
     fps = fit["flops_per_sample"]
     out["flops_per_sample"] = float(fps["c0"] + fps["c1"] * out["n_opt"])
@@ -602,7 +597,7 @@ def a2_predict(fit: dict, n: float, d: float, flops: float | None = None, level:
            "n_opt": float(np.exp(ln_n))}
     if rows.size:
         bn, _, bl, bk = _a2_at(rows, lc, lc0)
-        if (ci := _pct(bl + bk * (x - bn) ** 2, level)) is not None:
+        if (ci := interval(bl + bk * (x - bn) ** 2, level)) is not None:
             out["ci"]["loss"] = ci
     ex, warns = _a2_span(fit, flops)
     reach = max((max(abs(np.log(b["window_n"][0] / b["n_opt"])), abs(np.log(b["window_n"][1] / b["n_opt"])))
