@@ -789,21 +789,16 @@ def _num(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
-def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", loss_col: str = "val_loss",
-                  c_col: str | None = None, budget_col: str | None = None, exclude_col: str | None = None,
-                  bootstrap: int = 1000, seed: int = 0, all_states: bool = False, window: int | None = 2,
-                  out=None) -> dict:
+def fit_approach2(source, *, options=None, out=None, **overrides) -> dict:
     """Approach 2 on a results table, as a plain-JSON dict (written to `out` when given).
 
     Args:
         source: DataFrame or CSV / Parquet path.
-        n_col, d_col, loss_col, c_col: columns (as in `analysis.fit`).
-        budget_col: each run's IsoFLOP budget (default: "budget" when the table has it, else runs
-            grouped by FLOPs within 5%).
-        exclude_col: rows to leave out (true/1/yes), e.g. an outlier flag.
-        bootstrap: resamples for the intervals on a and b.
-        window: distinct sizes each side of a budget's minimum its parabolas go through (`approach2`);
-            None: the whole grid.
+        options, overrides: `analysis.options.FitOptions` (or its fields by name) as in `analysis.fit`; read
+            here: the columns and row filters, `budget_col` (each run's IsoFLOP budget; default: "budget"
+            when the table has it, else runs grouped by FLOPs within 5%), `bootstrap` and `seed` (resamples
+            for the intervals on a and b), `level`, and `window` (distinct sizes each side of a budget's
+            minimum its parabolas go through, `approach2`; None: the whole grid).
 
     Raises:
         BadInput: missing columns, bad values, or no budget with a minimum.
@@ -814,11 +809,13 @@ def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", 
 
     from analysis.atomic import write_atomic
     from analysis.errors import BadInput
+    from analysis.options import resolve
     from analysis.result import _clean
     from analysis.table import load_table
 
-    tbl = load_table(source, need=("N", "D"), n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
-                     n_params=2, all_states=all_states, exclude_col=exclude_col)
+    o = resolve(options, **overrides)
+    budget_col, window, seed = o.budget_col, o.window, o.seed
+    tbl = load_table(source, need=("N", "D"), n_params=2, **o.columns)
     col = budget_col or ("budget" if "budget" in tbl.frame.columns else None)
     budget = None
     if col is not None:
@@ -830,7 +827,7 @@ def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", 
         if num.notna().all() and not (budget > 0).all():
             raise BadInput(f"{tbl.source}: column {col!r} (--budget-col) has non-positive budgets")
     res = approach2(tbl.cols["N"], tbl.cols["D"], tbl.loss, tbl.compute, budget=budget, k=tbl.k,
-                    n_boot=bootstrap, seed=seed, window=window)
+                    n_boot=o.bootstrap, seed=seed, level=o.level, window=window)
     if res.flops.size < 2:
         raise BadInput(f"{tbl.source}: approach 2 needs at least 2 IsoFLOP budgets with a minimum inside their "
                        f"{'grid' if window is None else 'window'}; found {res.flops.size} "

@@ -29,6 +29,7 @@ import numpy as np
 from analysis.atomic import write_atomic
 from analysis.bootstrap import percentile_ci
 from analysis.errors import BadInput
+from analysis.options import FitOptions, resolve
 from analysis.result import FitResult
 from analysis.schema import DEFAULT_FAMILY
 from analysis.table import FAMILY_COLUMN, family_column, families_in, read_frame
@@ -72,16 +73,6 @@ def variable_of(form: str, name: str) -> str | None:
     return cols[0] if len(cols) == 1 else _VARIABLE.get(name)
 
 
-def _refits(fit: FitResult, name: str) -> np.ndarray | None:
-    """The bootstrap refits' values of parameter `name` (finite ones), None without a bootstrap."""
-    bs = fit.bootstrap or {}
-    names = list(bs.get("names") or [])
-    if name not in names or not bs.get("samples"):
-        return None
-    v = np.asarray(bs["samples"], float)[:, names.index(name)]
-    return v[np.isfinite(v)]
-
-
 def exponent_difference(ref: FitResult, other: FitResult, name: str, level: float = LEVEL) -> dict:
     """``other``'s exponent `name` minus ``ref``'s: the value, its percentile interval and a two-sided
     bootstrap p-value, from the refits each fit's bootstrap made.
@@ -92,7 +83,7 @@ def exponent_difference(ref: FitResult, other: FitResult, name: str, level: floa
         do not determine it, nor its difference), "beyond_noise" (the interval excludes 0)}.
     """
     value = float(other.params[name] - ref.params[name])
-    a, b = _refits(ref, name), _refits(other, name)
+    a, b = (f.bootstrap.column(name) if f.bootstrap is not None else None for f in (ref, other))
     determined = name not in (ref.at_bound or {}) and name not in (other.at_bound or {})
     out = {"value": value, "ci": None, "p_value": None, "n": 0, "determined": determined, "beyond_noise": False}
     if a is None or b is None or min(a.size, b.size) == 0:
@@ -161,7 +152,7 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
     for name, f in fits.items():
         fams[name] = {"n_points": f.n_points, "params": dict(f.params),
                       "ci": {k: f.ci[k] for k in f.params if k in f.ci}, "observed": dict(f.observed or {}),
-                      "seed": (f.bootstrap or {}).get("seed"), "warnings": list(f.warnings)}
+                      "seed": f.bootstrap.seed if f.bootstrap is not None else None, "warnings": list(f.warnings)}
     diffs, verdicts, warnings = [], [], []
     for other in (n for n in fits if n != ref):
         clauses, winners, determined = [], set(), 0
@@ -253,24 +244,24 @@ def _clean(v):
     return v
 
 
-def fit_by_family(table, form: str = "chinchilla", *, family_col: str = FAMILY_COLUMN, source: str | None = None,
-                  seed: int = 0, **kwargs) -> FamilyFits:
+def fit_by_family(table, form: str | None = None, *, family_col: str = FAMILY_COLUMN, source: str | None = None,
+                  options: FitOptions | None = None, **overrides) -> FamilyFits:
     """Fit each model family of a results table on its own rows, and compare their exponents.
 
     Args:
         table: DataFrame or CSV / Parquet path with a `family_col` column (blind rows are each family's own).
-        form: the law every family is fitted with.
+        form: the law every family is fitted with (None: the options').
         family_col: the column of each run's family.
         source: how to name the table in the fits and messages (default: its path).
-        seed: bootstrap seed of the reference family; the i-th other family's is seed + i, so each
-            family's resamples are independent of the others'.
-        kwargs: anything else `analysis.fit` takes (columns, bootstrap, holdout_frac, fix, grid, ...).
+        options, overrides: how to fit, as in `analysis.fit`. Its `seed` is the reference family's bootstrap
+            seed; the i-th other family's is seed + i, so each family's resamples are independent of the others'.
 
     Raises:
         BadInput: no family column, or what `analysis.fit` raises for a family (named in the message).
     """
     from analysis.workflow import fit
 
+    o = resolve(options, form=form, **overrides)
     frame, name = read_frame(table)
     src = source or name
     if family_col not in frame.columns:
@@ -283,7 +274,7 @@ def fit_by_family(table, form: str = "chinchilla", *, family_col: str = FAMILY_C
     for i, fname in enumerate(order):
         part = frame[fam == fname].reset_index(drop=True)
         try:
-            res = fit(part, form, seed=seed + i, **kwargs)
+            res = fit(part, options=o.replace(seed=o.seed + i))
         except BadInput as exc:
             msg = str(exc).splitlines()[0]
             msg = msg[len("DataFrame: "):] if msg.startswith("DataFrame: ") else msg
