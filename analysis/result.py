@@ -33,7 +33,7 @@ def _optional() -> dict:
 class Section(Mapping):
     """A typed part of a fit that reads like the JSON object it writes.
 
-    `section[key]`, `.get`, `in`, iteration and `dict(section)` see `to_dict()`: every field, except
+    `section[key]`, `.get`, `in`, iteration, `dict(section)` and `==` see `to_dict()`: every field, except
     optional ones (metadata "optional") that are None, which the JSON leaves out.
     """
 
@@ -75,15 +75,15 @@ def _plain(v):
     return v
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=False)
 class Backtest(Section):
     """Refit without the top-compute runs, predicting them (`analysis.backtest.backtest`)."""
 
-    holdout: int
+    holdout: int = 0
     """Runs held out (the top `holdout_frac` by compute)."""
-    are_mean: float | None
+    are_mean: float | None = None
     """Mean |L_hat - L| / L on them; None when the backtest was not run."""
-    are_max: float | None
+    are_max: float | None = None
     """Largest |L_hat - L| / L on them."""
     flops_min: float | None = field(default=None, metadata=_optional())
     """Smallest compute among the held-out runs."""
@@ -99,12 +99,12 @@ class Backtest(Section):
     """Mean |L - its configuration's mean| / that mean over the held-out runs."""
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=False)
 class Bootstrap(Section):
     """The bootstrap behind the intervals: every resample's refit, in natural parameters."""
 
-    n: int
-    """Resamples."""
+    n: int = 0
+    """Resamples (0 in a hand-written file that does not say)."""
     seed: int | None = field(default=None, metadata=_optional())
     """Their seed."""
     names: list[str] = field(default_factory=list)
@@ -138,11 +138,11 @@ class Bootstrap(Section):
         return v[np.isfinite(v)]
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=False)
 class Convergence(Section):
     """Whether the fit and its bootstrap refits converged."""
 
-    converged: bool
+    converged: bool | None = None
     """Whether the main fit's final polish stopped on a tolerance before its iteration cap."""
     iterations: int | None = None
     """Iterations of that polish."""
@@ -152,13 +152,13 @@ class Convergence(Section):
     """Bootstrap refits still moving at their iteration cap."""
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=False)
 class Success(Section):
     """Success-rate laws of a table with success rates (`analysis.success`)."""
 
-    column: str
+    column: str = "success_rate"
     """The results-table column of success rates."""
-    floor: float
+    floor: float = 0.0
     """Success with no useful policy (the blind baseline's, else 0)."""
     vs_compute: SuccessFit | None = None
     """Success against log10 compute."""

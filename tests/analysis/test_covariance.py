@@ -113,3 +113,20 @@ def test_a_parameter_at_its_edge_is_held_in_the_covariance():
     assert res.at_bound.get("E") == "lower"
     assert res.covariance.at_edge == ["E"] and "E" not in res.covariance.names
     assert res.stderr["E"] is None and res.stderr["alpha"] > 0
+
+
+def test_sections_read_like_their_json_and_a_sparse_file_reads():
+    """A hand-written fit.json's partial objects become sections; each reads and compares as its JSON object."""
+    import dataclasses
+
+    from analysis.result import Backtest
+
+    d = {"form": "chinchilla", "params": {"E": 1.0, "A": 1.0, "B": 1.0, "alpha": 0.3, "beta": 0.3},
+         "bootstrap": {"names": ["E"], "samples": [[1.0], [1.2]]}, "backtest": {"are_max": 0.1},
+         "convergence": {"iterations": 3}}
+    res = FitResult.from_dict(d)
+    assert res.backtest == {"holdout": 0, "are_mean": None, "are_max": 0.1} and res.backtest.are_max == 0.1
+    assert res.bootstrap.column("E").tolist() == [1.0, 1.2] and res.bootstrap.get("seed") is None
+    assert res.stderr == {} and res.covariance is None and res.to_dict()["covariance"] == {}
+    moved = dataclasses.replace(res, backtest={"holdout": 4, "are_mean": 0.01, "are_max": 0.02})
+    assert isinstance(moved.backtest, Backtest) and moved.backtest["are_mean"] == 0.01
