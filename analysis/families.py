@@ -114,7 +114,8 @@ def _range_text(fits: dict[str, FitResult]) -> str:
     return ("over " + " and ".join(parts)) if parts else "over the runs studied"
 
 
-def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: float, diff: dict) -> str:
+def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: float, diff: dict,
+            level: float = LEVEL) -> str:
     """One exponent's comparison in words."""
     ci, p = diff["ci"], _p_text(diff["p_value"], diff["n"])
     what = f"with {var}" if var else f"in {name}"
@@ -123,7 +124,7 @@ def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: flo
     if not diff["determined"]:
         return (f"{name} ({vo:.3g} for {other}, {vr:.3g} for {ref}) lies at an edge of its domain in one fit, so the "
                 "runs determine neither it nor the difference: no verdict")
-    stats = f"{other} - {ref} = {diff['value']:+.3g}, {100 * LEVEL:.0f}% interval [{ci[0]:+.3g}, {ci[1]:+.3g}]"
+    stats = f"{other} - {ref} = {diff['value']:+.3g}, {100 * level:.0f}% interval [{ci[0]:+.3g}, {ci[1]:+.3g}]"
     if diff["beyond_noise"]:
         win, lose = (other, ref) if diff["value"] > 0 else (ref, other)
         vw, vl = (vo, vr) if win == other else (vr, vo)
@@ -131,7 +132,8 @@ def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: flo
     return f"{what} the two are within the noise of each other ({name} {vo:.3g} for {other}, {vr:.3g} for {ref}; {stats} covers 0, {p})"
 
 
-def compare(fits: dict[str, FitResult], reference: str | None = None, *, source: str = "") -> dict:
+def compare(fits: dict[str, FitResult], reference: str | None = None, *, source: str = "",
+            level: float = LEVEL) -> dict:
     """The comparison of families fitted on their own (``families.json``): each exponent of every family
     against the reference family's, and a one-sentence verdict per family compared.
 
@@ -139,6 +141,7 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
         fits: each family's fit (one form).
         reference: the family the others are compared against (default: `reference_family`).
         source: the table the fits came from.
+        level: coverage of the differences' intervals.
     """
     if not fits:
         raise BadInput("no family to compare: the table has no fitted runs")
@@ -157,7 +160,7 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
     for other in (n for n in fits if n != ref):
         clauses, winners, determined = [], set(), 0
         for e in names:
-            d = exponent_difference(fits[ref], fits[other], e)
+            d = exponent_difference(fits[ref], fits[other], e, level)
             var = variable_of(form, e)
             vr, vo = float(fits[ref].params[e]), float(fits[other].params[e])
             better = None
@@ -171,7 +174,7 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
                                 f"so its difference between {other} and {ref} has no verdict")
             diffs.append({"exponent": e, "variable": var, "family": other, "reference": ref, "family_value": vo,
                           "reference_value": vr, "better": better, **d})
-            clauses.append(_clause(ref, other, e, var, vr, vo, d))
+            clauses.append(_clause(ref, other, e, var, vr, vo, d, level))
         span = _range_text({ref: fits[ref], other: fits[other]})
         if len(winners) == 1:
             head = f"{winners.pop()} scales better {span}"
@@ -184,7 +187,7 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
         verdicts.append(head + ": " + "; ".join(clauses) + ".")
     if len(fits) == 1:
         verdicts.append(f"Only family {ref} has runs to fit: nothing to compare.")
-    return {"format_version": FORMAT_VERSION, "form": form, "source": source, "reference": ref, "level": LEVEL,
+    return {"format_version": FORMAT_VERSION, "form": form, "source": source, "reference": ref, "level": level,
             "families": fams, "differences": diffs, "verdict": " ".join(verdicts), "warnings": warnings}
 
 
@@ -281,7 +284,7 @@ def fit_by_family(table, form: str | None = None, *, family_col: str = FAMILY_CO
             raise BadInput(f"{src}: family {fname}: {msg}") from None
         note = f"the rows of family {fname} only ({len(part)} of {len(frame)}): each family is fitted on its own"
         fits[fname] = dataclasses.replace(res, source=f"{src} (family {fname})", notes=[note, *res.notes])
-    return FamilyFits(fits, compare(fits, ref, source=src))
+    return FamilyFits(fits, compare(fits, ref, source=src, level=o.level))
 
 
 __all__ = ["FORMAT_VERSION", "FamilyFits", "compare", "exponent_difference", "exponent_names", "file_slug",
