@@ -20,6 +20,7 @@ _LAZY = {
     "fit": "analysis.workflow",
     "fit_by_family": "analysis.families",
     "FitResult": "analysis.result",
+    "FitOptions": "analysis.options",
     "optimal": "analysis.allocation",
     "write_report": "analysis.report",
     "load_table": "analysis.table",

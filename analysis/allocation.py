@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_core.atomic import write_atomic
+from analysis.bootstrap import interval
 from vla_core.errors import BadInput
 from vla_core.schema import validate
 
@@ -166,22 +167,6 @@ def interval_floor(backtest: dict | None, observed: dict | None, loss: float, ex
     return half, ("; ".join(why) if why else None)
 
 
-def _bootstrap_params(fit):
-    bs = fit.bootstrap or {}
-    if not bs.get("samples"):
-        return None
-    s = np.asarray(bs["samples"], float)
-    return {name: s[:, i] for i, name in enumerate(bs["names"])}
-
-
-def _pct(v, level):
-    v = np.asarray(v, float)
-    v = v[np.isfinite(v)]
-    if not v.size:
-        return None
-    return [float(np.percentile(v, 50 * (1 - level))), float(np.percentile(v, 50 * (1 + level)))]
-
-
 def _load_fit(fit):
     from analysis.result import FitResult
 
@@ -246,13 +231,13 @@ def optimal(fit, flops: float, level: float = 0.95) -> dict:
     out = {"flops": flops, "n_opt": n, "d_opt": d, "loss": float(form.loss_at(fit.params, n, d)),
            "k": fit.k, "form": fit.form, "ci": {},
            "flops_per_sample": float(fps[0] + fps[1] * n) if fps else float(fit.k * n)}
-    p = _bootstrap_params(fit)
+    p = fit.bootstrap.params() if fit.bootstrap is not None else None
     if p is not None:
         with np.errstate(all="ignore"):
             ns, ds = allocation(form, p, flops, fit.k, fps)
             ls = form.loss_at(p, ns, ds)
         for key, v in (("n_opt", ns), ("d_opt", ds), ("loss", ls)):
-            if (ci := _pct(v, level)) is not None:
+            if (ci := interval(v, level)) is not None:
                 out["ci"][key] = ci
     ex = extrapolation(fit.observed, n, d, flops)
     out["extrapolation"] = ex
@@ -280,11 +265,11 @@ def predict(fit, n: float, d: float, level: float = 0.95) -> dict:
     c = float((fps[0] + fps[1] * n) * d) if fps else float(fit.k * n * d)
     out = {"n": float(n), "d": float(d), "flops": c, "loss": float(form.loss_at(fit.params, n, d)),
            "form": fit.form, "ci": {}}
-    p = _bootstrap_params(fit)
+    p = fit.bootstrap.params() if fit.bootstrap is not None else None
     if p is not None:
         with np.errstate(all="ignore"):
             ls = form.loss_at(p, n, d)
-        if (ci := _pct(ls, level)) is not None:
+        if (ci := interval(ls, level)) is not None:
             out["ci"]["loss"] = ci
     ex = extrapolation(fit.observed, n, d, c)
     out["extrapolation"] = ex

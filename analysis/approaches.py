@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.bootstrap import interval, refit_resamples, resample_weights
+
 BOOT_COLUMNS = ("a", "coef_n", "b", "coef_d", "E", "G", "gamma", "k_slope", "k_icpt")
 """Per-resample quantities an Approach 2 fit keeps: the two power laws, the loss law through the
 per-budget minima (E, G, gamma) and the law of the parabolas' curvature (k_slope, k_icpt)."""
@@ -92,14 +94,6 @@ def _finish(approach, c, n, d, loss, warnings, curves=()) -> AllocationFit:
     return AllocationFit(approach, c, n, d, loss, a, b, (ca, cb), list(warnings), list(curves))
 
 
-def _pct(v: np.ndarray, level: float) -> list[float] | None:
-    v = np.asarray(v, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return None
-    return [float(np.percentile(v, 50 * (1 - level))), float(np.percentile(v, 50 * (1 + level)))]
-
-
 def _envelope(bins: np.ndarray, loss: np.ndarray, present: np.ndarray) -> np.ndarray:
     """Rows on the monotone envelope: per compute bin the present row of lowest loss, kept when it beats
     every cheaper bin's best."""
@@ -136,14 +130,13 @@ def approach1(N, D, loss, flops, n_bins: int = 20, n_boot: int = 0, seed: int = 
     warns = [] if pick.size >= 3 else [f"approach 1: only {pick.size} envelope points; exponents unreliable"]
     res = _finish(1, C[pick], N[pick], D[pick], loss[pick], warns)
     if n_boot > 0 and res.flops.size >= 2:
-        rng = np.random.default_rng(seed)
-        ab = np.full((n_boot, 2), np.nan)
-        for r in range(n_boot):
-            present = np.bincount(rng.integers(0, C.size, C.size), minlength=C.size) > 0
-            p = _envelope(bins, loss, present)
-            ab[r] = _powerlaw(C[p], N[p])[0], _powerlaw(C[p], D[p])[0]
+        def refit(w):
+            p = _envelope(bins, loss, w > 0)
+            return _powerlaw(C[p], N[p])[0], _powerlaw(C[p], D[p])[0]
+
+        ab = refit_resamples(refit, resample_weights(C.size, n_boot, seed, draw="indices"), batched=False)
         ok = np.isfinite(ab).all(axis=1)
-        ci = {k: v for k, v in (("a", _pct(ab[ok, 0], level)), ("b", _pct(ab[ok, 1], level))) if v is not None}
+        ci = {k: v for k, v in (("a", interval(ab[ok, 0], level)), ("b", interval(ab[ok, 1], level))) if v is not None}
         res = AllocationFit(**{**res.__dict__, "ci": ci, "n_boot": int(ok.sum())})
     return res
 
@@ -339,6 +332,62 @@ def _loss_laws(lc: np.ndarray, L: np.ndarray, lc0: float) -> np.ndarray:
     return out
 
 
+def _budget_fits(N, D, loss, C, groups, nominal: bool, min_points: int, window: int | None):
+    """Each IsoFLOP budget's parabolas in log N and log D (`approach2`).
+
+    Returns (warnings, rows (flops, N_opt, D_opt, loss_min) of the fitted budgets, their curves, the number
+    of compute groups with too few sizes, (flops, run indices) of the fitted budgets, their `_window_fit`
+    in N, and a plain-JSON record of each)."""
+    warns, rows, curves, few, fitted, fits, info = [], [], [], 0, [], [], []
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        c = float(g) if nominal else float(np.exp(np.mean(np.log(C[idx]))))  # the budget's compute
+        x, xd, y = np.log(N[idx]), np.log(D[idx]), loss[idx]
+        if _sizes(x)[0].size < min_points:
+            few += 1  # not an IsoFLOP budget at all (e.g. a grid sweep): summarised below, not listed
+            continue
+        one = np.ones((1, idx.size))
+        fn = {key: v[..., 0] for key, v in _window_fit(x, y, one, window).items()}
+        fd = {key: v[..., 0] for key, v in _window_fit(xd, y, one, window).items()}
+        why = _skip_reason(c, fn, "N", N[idx], window) or _skip_reason(c, fd, "D", D[idx], window)
+        if why:
+            warns.append(why)
+            continue
+        if window is None and fn["edge"]:
+            side, at = ("below", N[idx].min()) if fn["edge"] == EDGE_LOW else ("above", N[idx].max())
+            warns.append(f"budget {c:.3g} FLOPs: lowest loss at the edge of its grid (N = {at:.3g}): grid too narrow: "
+                         f"add sizes {side} N={at:.3g}; its N_opt leans on the parabola's shape")
+        xv, lmin = float(fn["xv"]), float(fn["lmin"])
+        rows.append((c, float(np.exp(xv)), float(np.exp(fd["xv"])), lmin))
+        order = np.argsort(x)
+        curves.append((c, N[idx][order], y[order], tuple(float(v) for v in fn["p"]), (float(fn["lo"]), float(fn["hi"]))))
+        fitted.append((c, idx))
+        fits.append(fn)
+        info.append({"flops": c, "p": [float(v) for v in fn["p"]], "q": [float(v) for v in fd["p"]],
+                     "n_opt": float(np.exp(xv)), "d_opt": float(np.exp(fd["xv"])), "loss_min": lmin,
+                     "min_observed": float(y.min()), "window_n": [float(np.exp(fn["lo"])), float(np.exp(fn["hi"]))],
+                     "window_d": [float(np.exp(fd["lo"])), float(np.exp(fd["hi"]))],
+                     "sizes": int(np.sum((_sizes(x)[0] >= fn["lo"]) & (_sizes(x)[0] <= fn["hi"]))),
+                     "runs": int(fn["n"]), "dip": float(fn["p"][0] * np.min((_sizes(x)[0] - xv) ** 2))})
+    return warns, rows, curves, few, fitted, fits, info
+
+
+def _dip_warnings(info: list[dict], noise: float | None, noise_src: str) -> list[str]:
+    """Budgets whose parabola's minimum lies further below every observed loss than noise and curvature allow."""
+    warns = []
+    for b in info:
+        gap = b["min_observed"] - b["loss_min"]
+        # Between sizes the true curve dips below the nearest observed loss by up to p2 d^2 (d: the vertex's
+        # distance to the nearest size), noise-free: only a gap beyond that and the noise is the parabola's own.
+        # Twice the noise: the fitted minimum itself is uncertain by about the noise (a 5-size window).
+        if noise is not None and gap - b["dip"] > 2 * noise:
+            warns.append(f"budget {b['flops']:.3g} FLOPs: the parabola's minimum ({b['loss_min']:.4g}) lies "
+                         f"{gap:.3g} below every loss observed there (lowest {b['min_observed']:.4g}), more than "
+                         f"twice the noise {noise:.2g} ({noise_src.split(':')[0]}) plus the {b['dip']:.2g} its "
+                         "curvature allows between sizes: the losses are no parabola there; its N_opt is doubtful")
+    return warns
+
+
 def approach2(N, D, loss, flops, budget=None, k: float = 6.0, min_points: int = 3, n_boot: int = 0,
               seed: int = 0, level: float = 0.95, window: int | None = 2) -> AllocationFit:
     """Approach 2: per IsoFLOP budget, parabolas in log N and in log D; their vertices are N_opt, D_opt.
@@ -376,48 +425,9 @@ def approach2(N, D, loss, flops, budget=None, k: float = 6.0, min_points: int = 
     N, D, loss, C = (np.asarray(v, float) for v in (N, D, loss, flops))
     groups = budgets_of(C) if budget is None else np.asarray(budget)
     nominal = budget is not None and np.issubdtype(np.asarray(budget).dtype, np.number)
-    warns, rows, curves, few, fitted, fits, info = [], [], [], 0, [], [], []
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        c = float(g) if nominal else float(np.exp(np.mean(np.log(C[idx]))))  # the budget's compute
-        x, xd, y = np.log(N[idx]), np.log(D[idx]), loss[idx]
-        if _sizes(x)[0].size < min_points:
-            few += 1  # not an IsoFLOP budget at all (e.g. a grid sweep): summarised below, not listed
-            continue
-        one = np.ones((1, idx.size))
-        fn = {key: v[..., 0] for key, v in _window_fit(x, y, one, window).items()}
-        fd = {key: v[..., 0] for key, v in _window_fit(xd, y, one, window).items()}
-        why = _skip_reason(c, fn, "N", N[idx], window) or _skip_reason(c, fd, "D", D[idx], window)
-        if why:
-            warns.append(why)
-            continue
-        if window is None and fn["edge"]:
-            side, at = ("below", N[idx].min()) if fn["edge"] == EDGE_LOW else ("above", N[idx].max())
-            warns.append(f"budget {c:.3g} FLOPs: lowest loss at the edge of its grid (N = {at:.3g}): grid too narrow: "
-                         f"add sizes {side} N={at:.3g}; its N_opt leans on the parabola's shape")
-        xv, lmin = float(fn["xv"]), float(fn["lmin"])
-        rows.append((c, float(np.exp(xv)), float(np.exp(fd["xv"])), lmin))
-        order = np.argsort(x)
-        curves.append((c, N[idx][order], y[order], tuple(float(v) for v in fn["p"]), (float(fn["lo"]), float(fn["hi"]))))
-        fitted.append((c, idx))
-        fits.append(fn)
-        info.append({"flops": c, "p": [float(v) for v in fn["p"]], "q": [float(v) for v in fd["p"]],
-                     "n_opt": float(np.exp(xv)), "d_opt": float(np.exp(fd["xv"])), "loss_min": lmin,
-                     "min_observed": float(y.min()), "window_n": [float(np.exp(fn["lo"])), float(np.exp(fn["hi"]))],
-                     "window_d": [float(np.exp(fd["lo"])), float(np.exp(fd["hi"]))],
-                     "sizes": int(np.sum((_sizes(x)[0] >= fn["lo"]) & (_sizes(x)[0] <= fn["hi"]))),
-                     "runs": int(fn["n"]), "dip": float(fn["p"][0] * np.min((_sizes(x)[0] - xv) ** 2))})
+    warns, rows, curves, few, fitted, fits, info = _budget_fits(N, D, loss, C, groups, nominal, min_points, window)
     noise, noise_src = _noise(groups, N, loss, fits) if fits else (None, "no budget fitted")
-    for b in info:
-        gap = b["min_observed"] - b["loss_min"]
-        # Between sizes the true curve dips below the nearest observed loss by up to p2 d^2 (d: the vertex's
-        # distance to the nearest size), noise-free: only a gap beyond that and the noise is the parabola's own.
-        # Twice the noise: the fitted minimum itself is uncertain by about the noise (a 5-size window).
-        if noise is not None and gap - b["dip"] > 2 * noise:
-            warns.append(f"budget {b['flops']:.3g} FLOPs: the parabola's minimum ({b['loss_min']:.4g}) lies "
-                         f"{gap:.3g} below every loss observed there (lowest {b['min_observed']:.4g}), more than "
-                         f"twice the noise {noise:.2g} ({noise_src.split(':')[0]}) plus the {b['dip']:.2g} its "
-                         "curvature allows between sizes: the losses are no parabola there; its N_opt is doubtful")
+    warns += _dip_warnings(info, noise, noise_src)
     if len(warns) > 6:
         warns = warns[:5] + [f"... and {len(warns) - 5} more budgets with the same problems"]
     if few:
@@ -464,25 +474,27 @@ def _bootstrap_exponents(N, D, loss, fitted, n_boot, seed, level, window, lc0):
     resamples behind them (those with every `BOOT_COLUMNS` quantity finite) and up to `MAX_BOOT_ROWS`
     of their rows.
     """
-    rng = np.random.default_rng(seed)
     lc = np.log([c for c, _ in fitted])
-    shape = (n_boot, len(fitted))
-    ln_n, ln_d, lmin, ln_k = (np.full(shape, np.nan) for _ in range(4))
-    for j, (c, idx) in enumerate(fitted):
-        w = rng.multinomial(idx.size, np.full(idx.size, 1.0 / idx.size), size=n_boot).astype(float)  # (B, k)
-        fn = _window_fit(np.log(N[idx]), loss[idx], w, window)
-        fd = _window_fit(np.log(D[idx]), loss[idx], w, window)
-        ok = fn["status"] == FITTED
-        ln_n[ok, j], lmin[ok, j], ln_k[ok, j] = fn["xv"][ok], fn["lmin"][ok], np.log(fn["p"][0][ok])
-        okd = fd["status"] == FITTED
-        ln_d[okd, j] = fd["xv"][okd]
-    a, ca = _masked_lines(lc, ln_n)
-    b, cb = _masked_lines(lc, ln_d)
-    ks, ki = _masked_lines(lc, ln_k)
-    law = _loss_laws(lc, lmin, lc0)
-    rows = np.column_stack([a, ca, b, cb, law, ks, ki])
+
+    def refit(W):
+        shape = (W.shape[0], len(fitted))
+        ln_n, ln_d, lmin, ln_k = (np.full(shape, np.nan) for _ in range(4))
+        for j, (c, idx) in enumerate(fitted):
+            fn = _window_fit(np.log(N[idx]), loss[idx], W[:, idx], window)
+            fd = _window_fit(np.log(D[idx]), loss[idx], W[:, idx], window)
+            ok = fn["status"] == FITTED
+            ln_n[ok, j], lmin[ok, j], ln_k[ok, j] = fn["xv"][ok], fn["lmin"][ok], np.log(fn["p"][0][ok])
+            okd = fd["status"] == FITTED
+            ln_d[okd, j] = fd["xv"][okd]
+        return np.column_stack([*_masked_lines(lc, ln_n), *_masked_lines(lc, ln_d), _loss_laws(lc, lmin, lc0),
+                                *_masked_lines(lc, ln_k)])
+
+    # Runs resampled within each fitted budget, the budgets in order: each stratum's draw as it always was.
+    W = resample_weights(N.size, n_boot, seed, strata=[idx for _, idx in fitted])
+    rows = refit_resamples(refit, W)
+    a, b = rows[:, 0], rows[:, 2]
     good = np.isfinite(rows).all(axis=1)
-    ci = {k: v for k, v in (("a", _pct(a[good], level)), ("b", _pct(b[good], level))) if v is not None}
+    ci = {k: v for k, v in (("a", interval(a[good], level)), ("b", interval(b[good], level))) if v is not None}
     return ci, int(good.sum()), rows[good][:MAX_BOOT_ROWS].tolist()
 
 
@@ -542,7 +554,7 @@ def a2_optimal(fit: dict, flops: float, level: float = 0.95) -> dict:
     if rows.size:
         bn, bd, bl, _ = _a2_at(rows, lc, lc0)
         for key, v in (("n_opt", np.exp(bn)), ("d_opt", np.exp(bd)), ("loss", bl)):
-            if (ci := _pct(v, level)) is not None:
+            if (ci := interval(v, level)) is not None:
                 out["ci"][key] = ci
     fps = fit["flops_per_sample"]
     out["flops_per_sample"] = float(fps["c0"] + fps["c1"] * out["n_opt"])
@@ -585,7 +597,7 @@ def a2_predict(fit: dict, n: float, d: float, flops: float | None = None, level:
            "n_opt": float(np.exp(ln_n))}
     if rows.size:
         bn, _, bl, bk = _a2_at(rows, lc, lc0)
-        if (ci := _pct(bl + bk * (x - bn) ** 2, level)) is not None:
+        if (ci := interval(bl + bk * (x - bn) ** 2, level)) is not None:
             out["ci"]["loss"] = ci
     ex, warns = _a2_span(fit, flops)
     reach = max((max(abs(np.log(b["window_n"][0] / b["n_opt"])), abs(np.log(b["window_n"][1] / b["n_opt"])))
@@ -777,21 +789,16 @@ def _num(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
-def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", loss_col: str = "val_loss",
-                  c_col: str | None = None, budget_col: str | None = None, exclude_col: str | None = None,
-                  bootstrap: int = 1000, seed: int = 0, all_states: bool = False, window: int | None = 2,
-                  out=None) -> dict:
+def fit_approach2(source, *, options=None, out=None, **overrides) -> dict:
     """Approach 2 on a results table, as a plain-JSON dict (written to `out` when given).
 
     Args:
         source: DataFrame or CSV / Parquet path.
-        n_col, d_col, loss_col, c_col: columns (as in `analysis.fit`).
-        budget_col: each run's IsoFLOP budget (default: "budget" when the table has it, else runs
-            grouped by FLOPs within 5%).
-        exclude_col: rows to leave out (true/1/yes), e.g. an outlier flag.
-        bootstrap: resamples for the intervals on a and b.
-        window: distinct sizes each side of a budget's minimum its parabolas go through (`approach2`);
-            None: the whole grid.
+        options, overrides: `analysis.options.FitOptions` (or its fields by name) as in `analysis.fit`; read
+            here: the columns and row filters, `budget_col` (each run's IsoFLOP budget; default: "budget"
+            when the table has it, else runs grouped by FLOPs within 5%), `bootstrap` and `seed` (resamples
+            for the intervals on a and b), `level`, and `window` (distinct sizes each side of a budget's
+            minimum its parabolas go through, `approach2`; None: the whole grid).
 
     Raises:
         BadInput: missing columns, bad values, or no budget with a minimum.
@@ -802,11 +809,13 @@ def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", 
 
     from vla_core.atomic import write_atomic
     from vla_core.errors import BadInput
+    from analysis.options import resolve
     from analysis.result import _clean
     from analysis.table import load_table
 
-    tbl = load_table(source, need=("N", "D"), n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
-                     n_params=2, all_states=all_states, exclude_col=exclude_col)
+    o = resolve(options, **overrides)
+    budget_col, window, seed = o.budget_col, o.window, o.seed
+    tbl = load_table(source, need=("N", "D"), n_params=2, **o.columns)
     col = budget_col or ("budget" if "budget" in tbl.frame.columns else None)
     budget = None
     if col is not None:
@@ -818,7 +827,7 @@ def fit_approach2(source, *, n_col: str = "n_params", d_col: str = "n_samples", 
         if num.notna().all() and not (budget > 0).all():
             raise BadInput(f"{tbl.source}: column {col!r} (--budget-col) has non-positive budgets")
     res = approach2(tbl.cols["N"], tbl.cols["D"], tbl.loss, tbl.compute, budget=budget, k=tbl.k,
-                    n_boot=bootstrap, seed=seed, window=window)
+                    n_boot=o.bootstrap, seed=seed, level=o.level, window=window)
     if res.flops.size < 2:
         raise BadInput(f"{tbl.source}: approach 2 needs at least 2 IsoFLOP budgets with a minimum inside their "
                        f"{'grid' if window is None else 'window'}; found {res.flops.size} "

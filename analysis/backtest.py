@@ -8,16 +8,17 @@ import numpy as np
 
 from analysis.fitting import fit_grid
 from analysis.forms import Form, log_columns
+from analysis.result import Backtest
 
 
 def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute: np.ndarray,
-             holdout_frac: float = 0.2, grid: np.ndarray | None = None, **loss_options) -> dict:
+             holdout_frac: float = 0.2, grid: np.ndarray | None = None, **loss_options) -> Backtest:
     """Refit on all but the top `holdout_frac` of runs by compute, predict the held-out ones.
 
     `loss_options` (delta, asymmetry) go to `fit_grid`, so the backtest refits as the fit did.
 
     Returns:
-        {"holdout": runs held out, "are_mean", "are_max": mean and max |L_hat - L| / L on them},
+        `Backtest`: holdout (runs held out), are_mean, are_max (mean and max |L_hat - L| / L on them),
         with None errors when too few runs remain to fit (then "skipped" says why). When held-out
         runs repeat a configuration (seeds of one N and D), also "points" (configurations held
         out), "point_are_mean" and "point_are_max" (the same errors against each configuration's
@@ -28,12 +29,11 @@ def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute:
     n, p = loss.shape[0], len(form.params)
     h = int(math.ceil(holdout_frac * n)) if holdout_frac > 0 else 0
     if h == 0:
-        return {"holdout": 0, "are_mean": None, "are_max": None, "skipped": "holdout fraction is 0"}
+        return Backtest(0, None, None, skipped="holdout fraction is 0")
     order = np.argsort(compute, kind="stable")
     train, test = order[: n - h], order[n - h:]
     if train.size < p + 1 or any(np.unique(cols[q][train]).size < 2 for q in form.columns):
-        return {"holdout": h, "are_mean": None, "are_max": None,
-                "skipped": f"only {train.size} runs below the holdout, too few to refit {p} parameters"}
+        return Backtest(h, None, None, skipped=f"only {train.size} runs below the holdout, too few to refit {p} parameters")
     sub = {q: v[train] for q, v in cols.items()}
     pf = fit_grid(form, log_columns(sub), np.log(loss[train]), grid, **loss_options)
     pred = form.predict(form.to_natural(pf.theta), {q: v[test] for q, v in cols.items()})
@@ -50,4 +50,4 @@ def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute:
         pare = np.abs(pred[first] - mean) / mean
         out.update(points=int(size.size), point_are_mean=float(pare.mean()), point_are_max=float(pare.max()),
                    seed_spread=float((np.abs(loss[test] - mean[point]) / mean[point]).mean()))
-    return out
+    return Backtest(**out)

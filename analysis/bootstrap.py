@@ -1,16 +1,25 @@
-"""Bootstrap over runs: refit on resampled tables, all resamples at once, for 95% intervals.
+"""Bootstrap over runs: one resampling engine, and the law fit's refits of all resamples at once.
+
+The engine, used by every bootstrap of the package (the law fit, the success law, Approaches 1
+and 2, the difference between families): `resample_weights` draws how often each run is in each
+resample from a Generator seeded with the caller's seed, `refit_resamples` refits every resample
+and collects one row of quantities per resample, and `percentile_ci` / `interval` read percentile
+intervals off the rows. Callers that have always drawn differently keep their draw through
+`resample_weights`'s `strata` (resample within groups, e.g. IsoFLOP budgets) and `draw` (run
+indices drawn one resample at a time, Approach 1's envelope), so a seed gives the draws it always gave.
 
 A resample with replacement is the same table with integer weights (how often each run was drawn),
-so B resamples are one (B, n) weight matrix and one batched L-BFGS. Warm starts from the full-data
-optimum alone would keep every refit in its basin and report an interval that cannot see another
-one (on a badly conditioned table, a zero-width interval). So every resample starts from each
-distinct optimum the full-data grid search found, a fraction of the resamples is refitted from
-random starts of the whole grid, and any further basin those find becomes a start for every
-resample. Refits that stop at the iteration cap are continued once, then counted.
+so B resamples are one (B, n) weight matrix and, for the law, one batched L-BFGS (`bootstrap_fits`).
+Warm starts from the full-data optimum alone would keep every refit in its basin and report an
+interval that cannot see another one (on a badly conditioned table, a zero-width interval). So every
+resample starts from each distinct optimum the full-data grid search found, a fraction of the
+resamples is refitted from random starts of the whole grid, and any further basin those find becomes
+a start for every resample. Refits that stop at the iteration cap are continued once, then counted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +27,67 @@ import numpy as np
 from analysis.fitting import DELTA, Objective, basin_coords, lbfgs_batch
 from analysis.forms import Form
 
+DRAWS = ("multinomial", "indices")
+"""How `resample_weights` draws a resample: "multinomial" (one multinomial draw of the counts, all
+resamples of a stratum at once) or "indices" (n run indices drawn uniformly, one resample at a time)."""
 
-def resample_weights(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
-    """(n_boot, n) counts of each run in each resample (multinomial, each sums to n)."""
+
+def resample_weights(n: int, n_boot: int, seed: int = 0, *, strata: Sequence[np.ndarray] | None = None,
+                     draw: str = "multinomial") -> np.ndarray:
+    """(n_boot, n) counts of each run in each resample, from `np.random.default_rng(seed)`.
+
+    Args:
+        n: runs. n_boot: resamples. seed: the Generator's seed (the same seed, the same counts).
+        strata: index arrays of disjoint groups of runs, each resampled within itself in this order
+            (a stratum of k runs: its k counts of every resample sum to k); runs in no stratum get 0.
+            None: one stratum of every run.
+        draw: "multinomial", each stratum's (n_boot, k) counts in one draw; or "indices", each
+            resample's k run indices drawn uniformly with replacement, resample after resample
+            (unstratified only).
+    """
+    if draw not in DRAWS:
+        raise ValueError(f"draw must be one of {DRAWS}, not {draw!r}")
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    if draw == "indices":
+        if strata is not None:
+            raise ValueError("draw='indices' resamples the whole table; strata need draw='multinomial'")
+        return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float) \
+            if n_boot else np.zeros((0, n))
+    w = np.zeros((n_boot, n))
+    for idx in ([np.arange(n)] if strata is None else strata):
+        k = len(idx)
+        w[:, idx] = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot)
+    return w
+
+
+def refit_resamples(refit: Callable[[np.ndarray], np.ndarray], weights: np.ndarray, *,
+                    batched: bool = True) -> np.ndarray:
+    """Refit every resample and collect its quantities: (n_boot, k) rows.
+
+    Args:
+        refit: weights -> quantities; with `batched`, (n_boot, n) weights -> (n_boot, k) rows (one call,
+            e.g. a batched solver); else one resample's (n,) weights -> its (k,) row, called in order.
+        weights: `resample_weights`'s counts.
+    """
+    if batched:
+        return np.asarray(refit(weights), float)
+    return np.array([np.asarray(refit(w), float) for w in weights], float).reshape(len(weights), -1)
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval per column of (B, k) samples, ignoring non-finite ones."""
+    lo_q, hi_q = 50 * (1 - level), 50 * (1 + level)
+    s = np.where(np.isfinite(samples), samples, np.nan)
+    return np.nanpercentile(s, lo_q, axis=0), np.nanpercentile(s, hi_q, axis=0)
+
+
+def interval(values, level: float = 0.95) -> list[float] | None:
+    """Percentile interval [lo, hi] of the finite values of one quantity, None when there are none."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    return [float(np.percentile(v, 50 * (1 - level))), float(np.percentile(v, 50 * (1 + level)))]
 
 
 @dataclass(frozen=True)
@@ -180,13 +245,6 @@ def _top_per_group(x, f, rows, k):
         keep.extend(m[np.argsort(f[m])[:k]])
     keep = np.array(keep, int)
     return x[keep], rows[keep]
-
-
-def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval per column of (B, k) samples, ignoring non-finite ones."""
-    lo_q, hi_q = 50 * (1 - level), 50 * (1 + level)
-    s = np.where(np.isfinite(samples), samples, np.nan)
-    return np.nanpercentile(s, lo_q, axis=0), np.nanpercentile(s, hi_q, axis=0)
 
 
 def identification_warnings(ci: dict[str, list[float]], params: dict[str, float], log_params: dict[str, bool],

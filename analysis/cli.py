@@ -5,34 +5,11 @@ Handlers import the fitting machinery lazily, so building the parser costs nothi
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from analysis.options import FitOptions, add_flags, from_args
 from vla_core.errors import BadInput
-
-
-def _columns(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n-col", default="n_params", help="column of parameters N (default: n_params)")
-    p.add_argument("--d-col", default="n_samples", help="column of training samples D (default: n_samples)")
-    p.add_argument("--loss-col", default="val_loss", help="column of the loss (default: val_loss)")
-    p.add_argument("--c-col", default=None, help="column of training FLOPs (default: flops when present)")
-    p.add_argument("--u-col", default=None, help="column of unique samples, for --form data_constrained "
-                   "(default: n_unique_samples)")
-    p.add_argument("--form", default="chinchilla", help="law form: chinchilla (default), kaplan, power_n, power_d, "
-                   "power_c, data_constrained (repeated data discounted), data_constrained_full (repeated data and "
-                   "excess parameters discounted)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals (0: none)")
-    p.add_argument("--holdout-frac", type=float, default=0.2, help="fraction of top-compute runs held out in the backtest")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--all-states", action="store_true", help="keep runs whose state is not completed")
-    p.add_argument("--exclude-col", default=None, metavar="COL",
-                   help="leave out rows where COL is true/1/yes (e.g. an outlier flag)")
-    p.add_argument("--huber-delta", type=float, default=1e-3,
-                   help="Huber delta on log residuals (default: 1e-3, Chinchilla's); larger is closer to least squares")
-    p.add_argument("--asymmetry", type=float, default=0.5, metavar="TAU",
-                   help="0.5 (default): symmetric loss; e.g. 0.9 weighs runs below the curve 9x those above, "
-                   "so the law follows the lower envelope (runs above it lost to a poor lr or seed)")
 
 
 def register(subparsers) -> None:
@@ -40,25 +17,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("fit", help="fit a scaling law to a results table (CSV or Parquet)",
                               description="Chinchilla Approach 3 fit with bootstrap intervals and a backtest.")
     p.add_argument("results", help="results table: .csv or .parquet")
-    _columns(p)
-    p.add_argument("--approach", type=int, choices=(2, 3), default=3,
-                   help="3 (default): parametric law; 2: IsoFLOP parabolas per budget, then N_opt ~ C^a, D_opt ~ C^b")
-    p.add_argument("--budget-col", default=None, metavar="COL",
-                   help="--approach 2: column of each run's IsoFLOP budget (default: budget when present, "
-                   "else runs grouped by FLOPs within 5%%)")
-    p.add_argument("--fix", action="append", default=None, metavar="NAME=VALUE",
-                   help="hold a parameter of the form at a value instead of fitting it (repeatable), e.g. "
-                   "--fix E=1.6 or --fix alpha=0.5; the bootstrap, backtest and allocation hold it too")
-    p.add_argument("--e-min", type=float, default=None, metavar="VALUE",
-                   help="bound the floor E from below: E = VALUE + exp(e) in the fit, so E >= VALUE")
-    p.add_argument("--loss-floor", type=float, default=None, metavar="X",
-                   help="a known lower bound on the loss, for tables without a loss_floor column; "
-                   "the fit warns when its E lies below it")
-    p.add_argument("--by", choices=("family",), default=None,
-                   help="family: fit each model family of the table (its family column) on its own, and test the "
-                   "difference of their exponents by bootstrap; --out then names the comparison (families.json), "
-                   "each family's fit is written beside it as fit_<family>.json. A table of several families is "
-                   "never fitted pooled")
+    add_flags(p, "fit")
     p.add_argument("--out", required=True, help="where to write fit.json (with --by family: families.json)")
     p.add_argument("--json", action="store_true", help="print fit.json instead of the text summary")
     p.set_defaults(func=_fit)
@@ -88,7 +47,7 @@ def register(subparsers) -> None:
                               "BUDGET FLOPs in total that most shrink the uncertainty of N_opt at the target compute "
                               "(delta method on the fit's Fisher information, greedy per FLOP).")
     p.add_argument("results", help="results table: .csv or .parquet")
-    _columns(p)
+    add_flags(p, "suggest")
     p.add_argument("--target-flops", type=float, required=True, help="compute C whose N_opt matters (FLOPs)")
     p.add_argument("--budget-flops", type=float, required=True, help="total FLOPs the new runs may cost")
     p.add_argument("--count", type=int, default=4, help="runs to propose (default 4)")
@@ -99,23 +58,9 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("report", help="HTML report with figures from a results table or sweep directory")
     p.add_argument("results", help="results table (.csv/.parquet) or a sweep directory holding results.csv")
-    _columns(p)
+    add_flags(p, "report")
     p.add_argument("--out", required=True, help="output directory (report.html, fit.json, PNG figures)")
-    p.add_argument("--loss-floor", type=float, default=None, metavar="X",
-                   help="the data's known lower bound on the loss, for a table without a loss_floor column: the "
-                   "report then also fits E held at it and says which backtests better")
     p.set_defaults(func=_report)
-
-
-def _fit_kwargs(a) -> dict:
-    kw = dict(form=a.form, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col, u_col=a.u_col,
-              bootstrap=a.bootstrap, holdout_frac=a.holdout_frac, seed=a.seed, exclude_col=a.exclude_col,
-              delta=a.huber_delta, asymmetry=a.asymmetry)
-    # Only the subcommands whose parser has these flags pass them on (`fit` does).
-    for key in ("fix", "e_min", "loss_floor"):
-        if getattr(a, key, None) is not None:
-            kw[key] = getattr(a, key)
-    return kw
 
 
 def _file_out(flag: str, path: str) -> None:
@@ -133,26 +78,27 @@ def _file_out(flag: str, path: str) -> None:
 
 
 def _fit(a) -> int:
-    if a.by == "family" and a.approach == 2:
+    o = from_args(a, "fit")
+    if o.by == "family" and o.approach == 2:
         raise BadInput("--by family: fits the parametric law (Approach 3) per family; leave out --approach 2")
-    if a.approach == 2:
-        return _fit_approach2(a)
-    if a.by == "family":
-        return _fit_by_family(a)
+    if o.approach == 2:
+        return _fit_approach2(a, o)
+    if o.by == "family":
+        return _fit_by_family(a, o)
     from analysis.workflow import fit
 
     _file_out("--out", a.out)
-    res = fit(a.results, all_states=a.all_states, **_fit_kwargs(a))
+    res = fit(a.results, options=o)
     path = res.save(a.out)
     print(json.dumps(res.to_dict()) if a.json else res.summary() + f"\nwrote {path}")
     return 0
 
 
-def _fit_by_family(a) -> int:
+def _fit_by_family(a, o: FitOptions) -> int:
     from analysis.families import fit_by_family
 
     _file_out("--out", a.out)
-    res = fit_by_family(a.results, all_states=a.all_states, **_fit_kwargs(a))
+    res = fit_by_family(a.results, options=o)
     path = res.save(a.out)
     if a.json:
         print(path.read_text().strip())
@@ -164,12 +110,10 @@ def _fit_by_family(a) -> int:
     return 0
 
 
-def _fit_approach2(a) -> int:
+def _fit_approach2(a, o: FitOptions) -> int:
     from analysis.approaches import fit_approach2
 
-    out = fit_approach2(a.results, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col,
-                        budget_col=a.budget_col, exclude_col=a.exclude_col, bootstrap=a.bootstrap, seed=a.seed,
-                        all_states=a.all_states, out=a.out)
+    out = fit_approach2(a.results, options=o, out=a.out)
     if a.json:
         print(json.dumps(out))
         return 0
@@ -271,7 +215,7 @@ def _target(fit, a) -> dict:
 
     if not 0 < a.target_success < 1:
         raise BadInput(f"--target-success {a.target_success}: a success rate strictly between 0 and 1")
-    if not (fit.success or {}).get("vs_compute"):
+    if fit.success is None or not fit.success.vs_compute:
         raise BadInput(f"{a.fit}: no success-rate law in this fit (its table had fewer than 4 runs with a success rate)")
     return compute_for_success(fit.success, a.target_success)
 
@@ -288,10 +232,10 @@ def _suggest(a) -> int:
             sizes = [float(x) for x in a.sizes.split(",") if x.strip()]
         except ValueError:
             raise BadInput(f"--sizes {a.sizes!r}: comma-separated parameter counts, e.g. 1e6,3e6,1e7")
-    f = get_form(a.form)
-    tbl = load_table(a.results, need=f.columns, n_col=a.n_col, d_col=a.d_col, loss_col=a.loss_col, c_col=a.c_col,
-                     n_params=len(f.params), all_states=a.all_states, exclude_col=a.exclude_col)
-    res = fit(tbl, a.form, bootstrap=0, holdout_frac=0, delta=a.huber_delta, asymmetry=a.asymmetry, success_col=None)
+    o = from_args(a, "suggest", bootstrap=0, holdout_frac=0, success_col=None)
+    f = get_form(o.form)
+    tbl = load_table(a.results, need=f.columns, n_params=len(f.params), **o.columns)
+    res = fit(tbl, options=o)
     out = suggest(res, tbl, a.target_flops, a.budget_flops, a.count, sizes=sizes)
     if a.json:
         print(json.dumps([{k: r[k] for k in ("n_params", "n_samples", "flops")} for r in out["runs"]]))
@@ -306,8 +250,6 @@ def _suggest(a) -> int:
 def _report(a) -> int:
     from analysis.report import resolve_results, write_report
 
-    kw = _fit_kwargs(a)
-    kw.pop("u_col")
-    path = write_report(resolve_results(a.results), a.out, all_states=a.all_states, **kw)
+    path = write_report(resolve_results(a.results), a.out, options=from_args(a, "report"))
     sys.stdout.write(f"wrote {path}\n")
     return 0

@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.covariance import log_jacobian
 from analysis.forms import Form, log_columns
 from vla_core.errors import BadInput
 
 
 def _jacobian(form: Form, theta: np.ndarray, cols: dict) -> np.ndarray:
     """d log L_hat / d theta for every row, (n, P)."""
-    lg = log_columns(cols)
-    _, groups = form.log_predict(np.asarray(theta, float)[None, :], lg)
-    J = np.zeros((len(next(iter(cols.values()))), theta.size))
-    for coef, F, idx in groups:
-        J[:, list(idx)] = coef[0][:, None] * F
-    return J
+    return log_jacobian(form, theta, log_columns(cols))
 
 
 def _target_grad(form: Form, theta: np.ndarray, flops: float, k: float, h: float = 1e-5) -> np.ndarray:

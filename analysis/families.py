@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.bootstrap import percentile_ci
+from analysis.options import FitOptions, resolve
 from analysis.result import FitResult
 from analysis.table import FAMILY_COLUMN, family_column, families_in, read_frame
 from vla_core.atomic import write_atomic
@@ -72,16 +73,6 @@ def variable_of(form: str, name: str) -> str | None:
     return cols[0] if len(cols) == 1 else _VARIABLE.get(name)
 
 
-def _refits(fit: FitResult, name: str) -> np.ndarray | None:
-    """The bootstrap refits' values of parameter `name` (finite ones), None without a bootstrap."""
-    bs = fit.bootstrap or {}
-    names = list(bs.get("names") or [])
-    if name not in names or not bs.get("samples"):
-        return None
-    v = np.asarray(bs["samples"], float)[:, names.index(name)]
-    return v[np.isfinite(v)]
-
-
 def exponent_difference(ref: FitResult, other: FitResult, name: str, level: float = LEVEL) -> dict:
     """``other``'s exponent `name` minus ``ref``'s: the value, its percentile interval and a two-sided
     bootstrap p-value, from the refits each fit's bootstrap made.
@@ -92,7 +83,7 @@ def exponent_difference(ref: FitResult, other: FitResult, name: str, level: floa
         do not determine it, nor its difference), "beyond_noise" (the interval excludes 0)}.
     """
     value = float(other.params[name] - ref.params[name])
-    a, b = _refits(ref, name), _refits(other, name)
+    a, b = (f.bootstrap.column(name) if f.bootstrap is not None else None for f in (ref, other))
     determined = name not in (ref.at_bound or {}) and name not in (other.at_bound or {})
     out = {"value": value, "ci": None, "p_value": None, "n": 0, "determined": determined, "beyond_noise": False}
     if a is None or b is None or min(a.size, b.size) == 0:
@@ -123,7 +114,8 @@ def _range_text(fits: dict[str, FitResult]) -> str:
     return ("over " + " and ".join(parts)) if parts else "over the runs studied"
 
 
-def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: float, diff: dict) -> str:
+def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: float, diff: dict,
+            level: float = LEVEL) -> str:
     """One exponent's comparison in words."""
     ci, p = diff["ci"], _p_text(diff["p_value"], diff["n"])
     what = f"with {var}" if var else f"in {name}"
@@ -132,7 +124,7 @@ def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: flo
     if not diff["determined"]:
         return (f"{name} ({vo:.3g} for {other}, {vr:.3g} for {ref}) lies at an edge of its domain in one fit, so the "
                 "runs determine neither it nor the difference: no verdict")
-    stats = f"{other} - {ref} = {diff['value']:+.3g}, {100 * LEVEL:.0f}% interval [{ci[0]:+.3g}, {ci[1]:+.3g}]"
+    stats = f"{other} - {ref} = {diff['value']:+.3g}, {100 * level:.0f}% interval [{ci[0]:+.3g}, {ci[1]:+.3g}]"
     if diff["beyond_noise"]:
         win, lose = (other, ref) if diff["value"] > 0 else (ref, other)
         vw, vl = (vo, vr) if win == other else (vr, vo)
@@ -140,7 +132,8 @@ def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: flo
     return f"{what} the two are within the noise of each other ({name} {vo:.3g} for {other}, {vr:.3g} for {ref}; {stats} covers 0, {p})"
 
 
-def compare(fits: dict[str, FitResult], reference: str | None = None, *, source: str = "") -> dict:
+def compare(fits: dict[str, FitResult], reference: str | None = None, *, source: str = "",
+            level: float = LEVEL) -> dict:
     """The comparison of families fitted on their own (``families.json``): each exponent of every family
     against the reference family's, and a one-sentence verdict per family compared.
 
@@ -148,6 +141,7 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
         fits: each family's fit (one form).
         reference: the family the others are compared against (default: `reference_family`).
         source: the table the fits came from.
+        level: coverage of the differences' intervals.
     """
     if not fits:
         raise BadInput("no family to compare: the table has no fitted runs")
@@ -161,12 +155,12 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
     for name, f in fits.items():
         fams[name] = {"n_points": f.n_points, "params": dict(f.params),
                       "ci": {k: f.ci[k] for k in f.params if k in f.ci}, "observed": dict(f.observed or {}),
-                      "seed": (f.bootstrap or {}).get("seed"), "warnings": list(f.warnings)}
+                      "seed": f.bootstrap.seed if f.bootstrap is not None else None, "warnings": list(f.warnings)}
     diffs, verdicts, warnings = [], [], []
     for other in (n for n in fits if n != ref):
         clauses, winners, determined = [], set(), 0
         for e in names:
-            d = exponent_difference(fits[ref], fits[other], e)
+            d = exponent_difference(fits[ref], fits[other], e, level)
             var = variable_of(form, e)
             vr, vo = float(fits[ref].params[e]), float(fits[other].params[e])
             better = None
@@ -180,7 +174,7 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
                                 f"so its difference between {other} and {ref} has no verdict")
             diffs.append({"exponent": e, "variable": var, "family": other, "reference": ref, "family_value": vo,
                           "reference_value": vr, "better": better, **d})
-            clauses.append(_clause(ref, other, e, var, vr, vo, d))
+            clauses.append(_clause(ref, other, e, var, vr, vo, d, level))
         span = _range_text({ref: fits[ref], other: fits[other]})
         if len(winners) == 1:
             head = f"{winners.pop()} scales better {span}"
@@ -193,7 +187,7 @@ def compare(fits: dict[str, FitResult], reference: str | None = None, *, source:
         verdicts.append(head + ": " + "; ".join(clauses) + ".")
     if len(fits) == 1:
         verdicts.append(f"Only family {ref} has runs to fit: nothing to compare.")
-    return {"format_version": FORMAT_VERSION, "form": form, "source": source, "reference": ref, "level": LEVEL,
+    return {"format_version": FORMAT_VERSION, "form": form, "source": source, "reference": ref, "level": level,
             "families": fams, "differences": diffs, "verdict": " ".join(verdicts), "warnings": warnings}
 
 
@@ -253,24 +247,24 @@ def _clean(v):
     return v
 
 
-def fit_by_family(table, form: str = "chinchilla", *, family_col: str = FAMILY_COLUMN, source: str | None = None,
-                  seed: int = 0, **kwargs) -> FamilyFits:
+def fit_by_family(table, form: str | None = None, *, family_col: str = FAMILY_COLUMN, source: str | None = None,
+                  options: FitOptions | None = None, **overrides) -> FamilyFits:
     """Fit each model family of a results table on its own rows, and compare their exponents.
 
     Args:
         table: DataFrame or CSV / Parquet path with a `family_col` column (blind rows are each family's own).
-        form: the law every family is fitted with.
+        form: the law every family is fitted with (None: the options').
         family_col: the column of each run's family.
         source: how to name the table in the fits and messages (default: its path).
-        seed: bootstrap seed of the reference family; the i-th other family's is seed + i, so each
-            family's resamples are independent of the others'.
-        kwargs: anything else `analysis.fit` takes (columns, bootstrap, holdout_frac, fix, grid, ...).
+        options, overrides: how to fit, as in `analysis.fit`. Its `seed` is the reference family's bootstrap
+            seed; the i-th other family's is seed + i, so each family's resamples are independent of the others'.
 
     Raises:
         BadInput: no family column, or what `analysis.fit` raises for a family (named in the message).
     """
     from analysis.workflow import fit
 
+    o = resolve(options, form=form, **overrides)
     frame, name = read_frame(table)
     src = source or name
     if family_col not in frame.columns:
@@ -283,14 +277,14 @@ def fit_by_family(table, form: str = "chinchilla", *, family_col: str = FAMILY_C
     for i, fname in enumerate(order):
         part = frame[fam == fname].reset_index(drop=True)
         try:
-            res = fit(part, form, seed=seed + i, **kwargs)
+            res = fit(part, options=o.replace(seed=o.seed + i))
         except BadInput as exc:
             msg = str(exc).splitlines()[0]
             msg = msg[len("DataFrame: "):] if msg.startswith("DataFrame: ") else msg
             raise BadInput(f"{src}: family {fname}: {msg}") from None
         note = f"the rows of family {fname} only ({len(part)} of {len(frame)}): each family is fitted on its own"
         fits[fname] = dataclasses.replace(res, source=f"{src} (family {fname})", notes=[note, *res.notes])
-    return FamilyFits(fits, compare(fits, ref, source=src))
+    return FamilyFits(fits, compare(fits, ref, source=src, level=o.level))
 
 
 __all__ = ["FORMAT_VERSION", "FamilyFits", "compare", "exponent_difference", "exponent_names", "file_slug",

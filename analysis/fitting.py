@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.forms import Form
-
-DELTA = 1e-3  # Huber delta on log residuals, Chinchilla's value
+from analysis.options import DELTA
 
 
 def huber(r: np.ndarray, delta: float = DELTA) -> np.ndarray:

@@ -140,10 +140,9 @@ def optimal_vs_compute(fit, flops_range, app_points=(), ax=None):
     inside = inside_runs(fit.observed, n, d, cc)
     _solid_inside(ax, cc, n, inside, "C0", f"N_opt (a = {fit.exponents['a']:.3f})")
     _solid_inside(ax, cc, d, inside, "C1", f"D_opt (b = {fit.exponents['b']:.3f})")
-    bs = fit.bootstrap or {}
-    if bs.get("samples"):
-        s = np.asarray(bs["samples"], float)
-        p = {k: s[:, i, None] for i, k in enumerate(bs["names"])}  # (B, 1) against cc (80,)
+    boot = fit.bootstrap.params() if fit.bootstrap is not None else None
+    if boot is not None:
+        p = {k: v[:, None] for k, v in boot.items()}  # (B, 1) against cc (80,)
         with np.errstate(all="ignore"):
             ns, ds = allocation(fit.form, p, cc[None, :], fit.k, fps)
         for v, col in ((ns, "C0"), (ds, "C1")):
@@ -184,12 +183,12 @@ def residuals(table, fit, ax=None):
 
 def success(table, fit, x: str = "compute", ax=None):
     """Success rate against compute (or loss): runs, the fitted logistic law and its 95% bootstrap band."""
-    from analysis.success import NAMES, from_dict
+    from analysis.success import NAMES
 
     ax = _axes(ax)
-    sec = fit.success or {}
-    sf = from_dict(sec[f"vs_{x}"])
-    col = sec.get("column", "success_rate")
+    sec = fit.success
+    sf = getattr(sec, f"vs_{x}")
+    col = sec.column
     s = np.asarray(table.frame[col], float) if table.frame is not None and col in table.frame.columns else None
     v = table.compute if x == "compute" else table.loss
     if s is not None:

@@ -7,9 +7,10 @@ import io
 from pathlib import Path
 
 
-from analysis.result import seed_summary
 from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
+from analysis.options import FitOptions, resolve
+from analysis.result import coverage_text, seed_summary
 
 
 def resolve_results(path) -> Path:
@@ -67,19 +68,19 @@ def _app_table(apps, fit) -> str:
 
 def _success_html(fit) -> str:
     """The success-rate laws as a short table (empty without success rates)."""
-    sec = fit.success or {}
-    if not sec.get("vs_compute"):
+    sec = fit.success
+    if sec is None or not sec.vs_compute:
         return ""
     rows = []
     for part, label, unit in (("vs_compute", "compute", "log10 FLOPs"), ("vs_loss", "loss", "loss")):
-        sp = sec[part]
-        p, ci, bt = sp["params"], sp.get("ci", {}), sp.get("backtest") or {}
+        sp = getattr(sec, part)
+        p, ci, bt = sp.params, sp.ci or {}, sp.backtest or {}
         bt_txt = f"{100 * bt['mae']:.1f} / {100 * bt['max_err']:.1f}" if bt else "not run"
         rows.append(f"<tr><td>{label}</td><td>{p['mid']:.4g} {_ci(ci.get('mid'))} ({unit})</td>"
                     f"<td>{p['slope']:.3g} {_ci(ci.get('slope'))}</td><td>{p['ceiling']:.3g} {_ci(ci.get('ceiling'))}</td>"
-                    f"<td>{100 * sp['rmse']:.1f}</td><td>{bt_txt}</td></tr>")
+                    f"<td>{100 * sp.rmse:.1f}</td><td>{bt_txt}</td></tr>")
     return ("<h2>Success rate</h2><p>Logistic law s = floor + (ceiling - floor) / (1 + exp(-slope (u - mid))), "
-            f"u = log10 C or -L, floor {sec.get('floor', 0):.3g} (the blind baseline's success, else 0); "
+            f"u = log10 C or -L, floor {sec.floor:.3g} (the blind baseline's success, else 0); "
             "95% bootstrap intervals; backtest: refit without the top 20% of compute, predict it.</p>"
             "<table><tr><th>against</th><th>mid</th><th>slope</th><th>ceiling</th><th>rmse (points)</th>"
             "<th>backtest mean / max error (points)</th></tr>" + "".join(rows) + "</table>")
@@ -132,7 +133,7 @@ def _pair_html(pair) -> str:
         if pair.free.exponents.get(k) is not None:
             rows += (f"<tr><td>{k}</td><td>{pair.free.exponents[k]:.4g} {_ci(pair.free.ci.get(k))}</td>"
                      f"<td>{pair.floored.exponents[k]:.4g} {_ci(pair.floored.ci.get(k))}</td></tr>")
-    bt = [(p.backtest or {}) for p in (pair.free, pair.floored)]
+    bt = [(p.backtest or {}) for p in (pair.free, pair.floored)]  # a Backtest reads as its JSON object
     rows += "<tr><td>backtest mean / max error</td>" + "".join(
         f"<td>{100 * b['are_mean']:.2f}% / {100 * b['are_max']:.2f}%</td>" if b.get("are_mean") is not None
         else "<td>skipped</td>" for b in bt[:2]) + "</tr>"
@@ -151,11 +152,8 @@ def _extrapolation_txt(opt: dict) -> str:
     return " ".join(extrapolation_text(ex)) + "." if ex else ""
 
 
-def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str = "n_params",
-                 d_col: str = "n_samples", loss_col: str = "val_loss", c_col: str | None = None,
-                 bootstrap: int = 1000, holdout_frac: float = 0.2, seed: int = 0, fit=None,
-                 grid=None, all_states: bool = False, exclude_col: str | None = None, delta: float = 1e-3,
-                 asymmetry: float = 0.5, loss_floor: float | None = None, families=None) -> Path:
+def write_report(table_or_path, out_dir, *, options: FitOptions | None = None, fit=None, families=None,
+                 **overrides) -> Path:
     """Fit the table and write report.html plus its PNG figures into `out_dir`.
 
     A table of several model families (its ``family`` column) is fitted family by family and reported
@@ -164,52 +162,61 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
     Args:
         table_or_path: DataFrame, results file, or sweep directory holding results.csv.
         out_dir: output directory (created).
-        form, n_col, d_col, loss_col, c_col, bootstrap, holdout_frac, seed, grid: as in `analysis.fit`.
+        options, overrides: how to fit, as in `analysis.fit` (`analysis.options.FitOptions`). Its
+            `loss_floor` is the data's known lower bound on the loss, for a table without a `loss_floor`
+            column; when one is known the report also fits the law with E held at it and says which
+            backtests better.
         fit: an existing `FitResult` to report instead of fitting again.
         families: an existing `analysis.families.FamilyFits` of a table of several families, to report
             instead of fitting again.
-        all_states: keep runs whose state is not completed.
-        exclude_col, delta, asymmetry: as in `analysis.fit`.
-        loss_floor: the data's known lower bound on the loss, for a table without a `loss_floor` column;
-            when one is known the report also fits the law with E held at it and says which backtests better.
 
     Returns:
         Path of report.html.
     """
-    from analysis import plots
-    from analysis.approaches import approach1, approach2
-    from analysis.forms import get_form
-    from analysis.table import load_table
-    from analysis.workflow import fit as run_fit
-
-    src = table_or_path if hasattr(table_or_path, "columns") else resolve_results(table_or_path)
     from analysis.table import families_in, read_frame
 
+    o = resolve(options, **overrides)
+    src = table_or_path if hasattr(table_or_path, "columns") else resolve_results(table_or_path)
     raw = src if hasattr(src, "columns") else read_frame(src)[0]
     if families is not None or len(families_in(raw)) > 1:
-        kw = dict(n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col, bootstrap=bootstrap,
-                  holdout_frac=holdout_frac, seed=seed, grid=grid, all_states=all_states, exclude_col=exclude_col,
-                  delta=delta, asymmetry=asymmetry, loss_floor=loss_floor)
         return _write_families_report(raw, str(src) if not hasattr(src, "columns") else None, Path(out_dir),
-                                      families, form, kw)
-    f = get_form(form if fit is None else fit.form)
-    tbl = load_table(src, need=f.columns, n_col=n_col, d_col=d_col, loss_col=loss_col, c_col=c_col,
-                     n_params=len(f.params), all_states=all_states, exclude_col=exclude_col)
-    from analysis.workflow import fit_pair, known_loss_floor
-
-    floor, _ = known_loss_floor(tbl, loss_floor)
-    kw = dict(bootstrap=bootstrap, holdout_frac=holdout_frac, seed=seed, grid=grid, delta=delta, asymmetry=asymmetry)
-    pair = None
-    if floor is not None and get_form(form if fit is None else fit.form).floor is not None:
-        pair = fit_pair(tbl, form if fit is None else fit.form, loss_floor=floor, **kw)
-    if fit is None:
-        fit = pair.free if pair is not None else run_fit(tbl, form, **kw)
+                                      families, o)
+    fit, tbl, pair = _fit_for_report(src, o, fit)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fit.save(out / "fit.json")
+    figs, apps, extra_warn = _figures(tbl, fit, out)
+    return write_atomic(out / "report.html", _page(fit, tbl, raw, pair, figs, apps, extra_warn))
+
+
+def _fit_for_report(src, o: FitOptions, fit):
+    """(the fit to report, its table, the free / floored pair or None): the pair when the loss floor is known
+    and the law has a floor; the fit is then the pair's free one, unless one was given."""
+    from analysis.forms import get_form
+    from analysis.table import load_table
+    from analysis.workflow import fit as run_fit
+    from analysis.workflow import fit_pair, known_loss_floor
+
+    form = o.form if fit is None else fit.form
+    f = get_form(form)
+    tbl = load_table(src, need=f.columns, n_params=len(f.params), **o.columns)
+    floor, _ = known_loss_floor(tbl, o.loss_floor)
+    pair = None
+    if floor is not None and f.floor is not None:
+        pair = fit_pair(tbl, options=o.replace(form=form, loss_floor=floor))
+    if fit is None:
+        fit = pair.free if pair is not None else run_fit(tbl, options=o)
+    return fit, tbl, pair
+
+
+def _figures(tbl, fit, out: Path) -> tuple[list, list, list[str]]:
+    """The report's figures written into `out` as (title, file name), Approaches 1 and 2 of the runs, and
+    their warnings."""
+    from analysis import plots
+    from analysis.approaches import approach1, approach2
+
     figs, apps, extra_warn = [], [], []
-    two_var = "N" in tbl.cols and "D" in tbl.cols
-    if two_var:
+    if "N" in tbl.cols and "D" in tbl.cols:
         C = tbl.compute
         a1 = approach1(tbl.cols["N"], tbl.cols["D"], tbl.loss, C)
         a2 = approach2(tbl.cols["N"], tbl.cols["D"], tbl.loss, C, budget=_budgets(tbl), k=tbl.k)
@@ -223,23 +230,25 @@ def write_report(table_or_path, out_dir, *, form: str = "chinchilla", n_col: str
         if fit.exponents.get("a") is not None:
             ax = plots.optimal_vs_compute(fit, (C.min(), C.max() * 100), [(a, "o" if a.approach == 1 else "^") for a in apps])
             figs.append(("Compute-optimal allocation", _save(ax, out, "optimal.png")))
-    if (fit.success or {}).get("vs_compute"):
+    if fit.success is not None and fit.success.vs_compute:
         figs.append(("Success rate against compute", _save(plots.success(tbl, fit, "compute"), out, "success_vs_compute.png")))
         figs.append(("Success rate against loss", _save(plots.success(tbl, fit, "loss"), out, "success_vs_loss.png")))
     figs.append(("Observed against predicted", _save(plots.observed_vs_predicted(tbl, fit), out, "observed_vs_predicted.png")))
     figs.append(("Residuals", _save(plots.residuals(tbl, fit), out, "residuals.png")))
+    return figs, apps, extra_warn
 
+
+def _page(fit, tbl, raw, pair, figs, apps, extra_warn) -> str:
+    """report.html of one fit."""
+    two_var = "N" in tbl.cols and "D" in tbl.cols
     e = html.escape
-    params = "".join(f"<tr><td>{e(k)}</td><td>{v:.5g}</td><td>{_ci(fit.ci.get(k))}</td></tr>"
+    se = fit.stderr or {}
+    params = "".join(f"<tr><td>{e(k)}</td><td>{v:.5g}</td><td>{_se(se.get(k))}</td><td>{_ci(fit.ci.get(k))}</td></tr>"
                      for k, v in {**fit.params, **{k: v for k, v in fit.exponents.items() if v is not None}}.items())
     warn = "".join(f"<li>{e(w)}</li>" for w in fit.warnings + extra_warn) or "<li>none</li>"
     notes = "".join(f"<li>{e(n)}</li>" for n in fit.notes)
-    bt = fit.backtest or {}
-    bt_txt = (f"Refit without the {bt['holdout']} largest-compute runs, then predicting them: mean absolute relative "
-              f"error {100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%." if bt.get("are_mean") is not None
-              else e(str(bt.get("skipped", "not run"))))
-    if seeds := seed_summary(bt):
-        bt_txt += f" {seeds[0].upper()}{seeds[1:]}."
+    bt_txt = _backtest_txt(fit.backtest)
+    pct = coverage_text(fit.bootstrap.level if fit.bootstrap is not None else None)
     opt = fit.optimum or {}
     opt_txt = (f"At C = {opt['flops']:.3g} FLOPs: N_opt = {opt['n_opt']:.3g} {_ci(opt['ci'].get('n_opt'))}, D_opt = "
                f"{opt['d_opt']:.3g} {_ci(opt['ci'].get('d_opt'))}, loss {opt['loss']:.4g} {_ci(opt['ci'].get('loss'))} "
@@ -253,9 +262,10 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49
 .warn{{color:#a40}}</style></head><body>
 <h1>Scaling-law report</h1>
 <p>Source: {e(fit.source)}. {fit.n_points} runs. Form: <b>{e(fit.form)}</b>. Summed Huber objective
-(delta 1e-3, log loss): {fit.huber:.4e}. Intervals: 95% percentile bootstrap over runs
-({fit.bootstrap.get('n', 0)} resamples).</p>
-<h2>Parameters</h2><table><tr><th>name</th><th>value</th><th>95% interval</th></tr>{params}</table>
+(delta 1e-3, log loss): {fit.huber:.4e}. Intervals: {pct} percentile bootstrap over runs
+({fit.bootstrap.n if fit.bootstrap is not None else 0} resamples). Standard errors: from the curvature of the
+objective at the optimum ({e(_se_method(fit.covariance))}).</p>
+<h2>Parameters</h2><table><tr><th>name</th><th>value</th><th>std. error</th><th>{pct} interval</th></tr>{params}</table>
 <h2>Warnings</h2><ul class="warn">{warn}</ul>{('<h3>Notes</h3><ul>' + notes + '</ul>') if notes else ''}
 <h2>Backtest</h2><p>{bt_txt}</p>
 <h2>Compute-optimal allocation</h2><p>{opt_txt} {e(_extrapolation_txt(opt))}</p>{_app_table(apps, fit) if two_var else ''}
@@ -265,7 +275,34 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49
 <h2>Figures</h2>{''.join(f'<img src="{n}" alt="{e(t)}" title="{e(t)}">' for t, n in figs)}
 </body></html>
 """
-    return write_atomic(out / "report.html", body)
+    return body
+
+
+def _backtest_txt(bt) -> str:
+    """The backtest in a sentence or two (HTML-escaped)."""
+    if bt is None:
+        return "not run"
+    if bt.are_mean is None:
+        return html.escape(str(bt.skipped or "not run"))
+    txt = (f"Refit without the {bt.holdout} largest-compute runs, then predicting them: mean absolute relative "
+           f"error {100 * bt.are_mean:.2f}%, max {100 * bt.are_max:.2f}%.")
+    if seeds := seed_summary(bt):
+        txt += f" {seeds[0].upper()}{seeds[1:]}."
+    return txt
+
+
+def _se(v) -> str:
+    return "" if v is None else f"{v:.3g}"
+
+
+def _se_method(cov) -> str:
+    """How the standard errors were computed, which parameters they hold, or why there are none."""
+    if cov is None:
+        return "not computed"
+    if cov.why is not None:
+        return f"not computed: {cov.why}"
+    held = f"; {', '.join(cov.at_edge)} at an edge of its domain, held" if cov.at_edge else ""
+    return f"{cov.method}{held}"
 
 
 def _families_html(comparison: dict) -> str:
@@ -309,10 +346,10 @@ def _family_section(name: str, fit) -> str:
     e = html.escape
     params = "".join(f"<tr><td>{e(k)}</td><td>{v:.5g}</td><td>{_ci(fit.ci.get(k))}</td></tr>"
                      for k, v in {**fit.params, **{k: v for k, v in fit.exponents.items() if v is not None}}.items())
-    bt = fit.backtest or {}
-    bt_txt = (f"backtest (refit without the {bt['holdout']} largest-compute runs, predict them): mean |rel. error| "
-              f"{100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%." if bt.get("are_mean") is not None
-              else f"backtest: {e(str(bt.get('skipped', 'not run')))}.")
+    bt = fit.backtest
+    bt_txt = (f"backtest (refit without the {bt.holdout} largest-compute runs, predict them): mean |rel. error| "
+              f"{100 * bt.are_mean:.2f}%, max {100 * bt.are_max:.2f}%." if bt is not None and bt.are_mean is not None
+              else f"backtest: {e(str((bt.skipped if bt is not None else None) or 'not run'))}.")
     opt = fit.optimum or {}
     opt_txt = (f" At C = {opt['flops']:.3g} FLOPs: N_opt = {opt['n_opt']:.3g} {_ci(opt['ci'].get('n_opt'))}, "
                f"D_opt = {opt['d_opt']:.3g} {_ci(opt['ci'].get('d_opt'))}." if opt else "")
@@ -323,7 +360,7 @@ def _family_section(name: str, fit) -> str:
             f"{params}</table><p>{bt_txt}{opt_txt}{blind_txt}</p><ul class='warn'>{warn}</ul>")
 
 
-def _write_families_report(raw, source: str | None, out: Path, families, form: str, kw: dict) -> Path:
+def _write_families_report(raw, source: str | None, out: Path, families, o: FitOptions) -> Path:
     """report.html of a table of several model families: both families' curves (loss against N at the
     largest D, against D at the largest N), each family's law, and which one scales better."""
     from analysis import plots
@@ -332,14 +369,13 @@ def _write_families_report(raw, source: str | None, out: Path, families, form: s
     from analysis.table import family_column, load_table
 
     if families is None:
-        families = fit_by_family(raw, form, source=source, **kw)
+        families = fit_by_family(raw, options=o, source=source)
     out.mkdir(parents=True, exist_ok=True)
     families.save(out / "families.json")
     f = get_form(families.comparison["form"])
     fam = family_column(raw)
-    tables = {name: load_table(raw[fam == name].reset_index(drop=True), need=f.columns, n_col=kw["n_col"],
-                               d_col=kw["d_col"], loss_col=kw["loss_col"], c_col=kw["c_col"], n_params=len(f.params),
-                               all_states=kw["all_states"], exclude_col=kw["exclude_col"])
+    tables = {name: load_table(raw[fam == name].reset_index(drop=True), need=f.columns, n_params=len(f.params),
+                               **o.columns)
               for name in families.fits}
     fits = families.fits
     figs = []

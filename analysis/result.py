@@ -1,16 +1,195 @@
-"""`FitResult`: what a fit found, as an object, a plain-JSON file (fit.json) and a text summary."""
+"""`FitResult`: what a fit found, as an object, a plain-JSON file (fit.json) and a text summary.
+
+Its parts are typed, frozen sections (`Backtest`, `Bootstrap`, `Convergence`, `Success`, the
+parameters' `Covariance`). Each section reads like the JSON object it writes (`Section`): code that
+reads fit.json's plain objects (`fit.backtest["are_mean"]`, `fit.bootstrap.get("samples")`) reads
+the section unchanged, and `to_dict` writes exactly those objects. A section given as its JSON object
+(`dataclasses.replace(fit, backtest={...})`) is read into its type.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
+
 from vla_core.atomic import write_atomic
+from analysis.covariance import Covariance
 from vla_core.errors import BadInput
+from analysis.success import SuccessFit
+from analysis.success import from_dict as success_from_dict
 
 FORMAT_VERSION = 1
+
+
+def _optional() -> dict:
+    return {"optional": True}
+
+
+class Section(Mapping):
+    """A typed part of a fit that reads like the JSON object it writes.
+
+    `section[key]`, `.get`, `in`, iteration, `dict(section)` and `==` see `to_dict()`: every field, except
+    optional ones (metadata "optional") that are None, which the JSON leaves out.
+    """
+
+    def to_dict(self) -> dict:
+        """The section's plain-JSON object."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is None and f.metadata.get("optional"):
+                continue
+            out[f.name] = _plain(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, d):
+        """The section from its JSON object (unknown keys ignored); None for an empty or absent one."""
+        if not d:
+            return None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in dict(d).items() if k in known})
+
+    def __getitem__(self, key):
+        return self.to_dict()[key]
+
+    def __iter__(self):
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
+def _plain(v):
+    if isinstance(v, Section):
+        return v.to_dict()
+    if isinstance(v, SuccessFit):
+        return v.to_dict()
+    if isinstance(v, Covariance):
+        return asdict(v)
+    return v
+
+
+@dataclass(frozen=True, eq=False)
+class Backtest(Section):
+    """Refit without the top-compute runs, predicting them (`analysis.backtest.backtest`)."""
+
+    holdout: int = 0
+    """Runs held out (the top `holdout_frac` by compute)."""
+    are_mean: float | None = None
+    """Mean |L_hat - L| / L on them; None when the backtest was not run."""
+    are_max: float | None = None
+    """Largest |L_hat - L| / L on them."""
+    flops_min: float | None = field(default=None, metadata=_optional())
+    """Smallest compute among the held-out runs."""
+    skipped: str | None = field(default=None, metadata=_optional())
+    """Why the backtest was not run."""
+    points: int | None = field(default=None, metadata=_optional())
+    """Configurations held out, when held-out runs repeat one (seeds of one N and D)."""
+    point_are_mean: float | None = field(default=None, metadata=_optional())
+    """Mean relative error against each configuration's mean loss."""
+    point_are_max: float | None = field(default=None, metadata=_optional())
+    """Largest relative error against a configuration's mean loss."""
+    seed_spread: float | None = field(default=None, metadata=_optional())
+    """Mean |L - its configuration's mean| / that mean over the held-out runs."""
+
+
+@dataclass(frozen=True, eq=False)
+class Bootstrap(Section):
+    """The bootstrap behind the intervals: every resample's refit, in natural parameters."""
+
+    n: int = 0
+    """Resamples (0 in a hand-written file that does not say)."""
+    seed: int | None = field(default=None, metadata=_optional())
+    """Their seed."""
+    names: list[str] = field(default_factory=list)
+    """The parameters of each row of `samples`, in order (held ones included, at their value)."""
+    samples: list = field(default_factory=list, repr=False)
+    """One row of natural parameters per resample."""
+    not_converged: int | None = field(default=None, metadata=_optional())
+    """Refits still moving at their iteration cap."""
+    grid_refits: int | None = field(default=None, metadata=_optional())
+    """Resamples also refitted from random starts of the whole grid."""
+    other_basin: int | None = field(default=None, metadata=_optional())
+    """Refits that ended in another basin of the objective than the full-data fit."""
+    starts: int | None = field(default=None, metadata=_optional())
+    """Starts every resample was refitted from (distinct optima known)."""
+    level: float | None = field(default=None, metadata=_optional())
+    """Coverage of the percentile intervals read off the samples (None in files written before it was recorded: 0.95)."""
+
+    def params(self) -> dict[str, np.ndarray] | None:
+        """{name: (n,) values} of every resample, None without samples."""
+        if not self.samples:
+            return None
+        s = np.asarray(self.samples, float)
+        return {name: s[:, i] for i, name in enumerate(self.names)}
+
+    def column(self, name: str) -> np.ndarray | None:
+        """The finite values of parameter `name` over the resamples, None when it has none."""
+        p = self.params()
+        if p is None or name not in p:
+            return None
+        v = p[name]
+        return v[np.isfinite(v)]
+
+
+@dataclass(frozen=True, eq=False)
+class Convergence(Section):
+    """Whether the fit and its bootstrap refits converged."""
+
+    converged: bool | None = None
+    """Whether the main fit's final polish stopped on a tolerance before its iteration cap."""
+    iterations: int | None = None
+    """Iterations of that polish."""
+    grad_max: float | None = None
+    """Largest |gradient| component of the objective at the optimum."""
+    bootstrap_not_converged: int | None = field(default=None, metadata=_optional())
+    """Bootstrap refits still moving at their iteration cap."""
+
+
+@dataclass(frozen=True, eq=False)
+class Success(Section):
+    """Success-rate laws of a table with success rates (`analysis.success`)."""
+
+    column: str = "success_rate"
+    """The results-table column of success rates."""
+    floor: float = 0.0
+    """Success with no useful policy (the blind baseline's, else 0)."""
+    vs_compute: SuccessFit | None = None
+    """Success against log10 compute."""
+    vs_loss: SuccessFit | None = None
+    """Success against loss."""
+
+    @classmethod
+    def from_dict(cls, d):
+        if not d:
+            return None
+        parts = {k: success_from_dict(d[k]) if d.get(k) else None for k in ("vs_compute", "vs_loss")}
+        return cls(d.get("column", "success_rate"), float(d.get("floor", 0.0)), **parts)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One parameter of a fit: its value, standard error and bootstrap interval."""
+
+    value: float
+    """Best-fit value."""
+    stderr: float | None
+    """Standard error from the curvature of the objective at the optimum (`analysis.covariance`); None for a
+    held parameter or when the covariance could not be computed."""
+    ci: tuple[float, float] | None
+    """Bootstrap percentile interval; None without a bootstrap."""
+    held: bool = False
+    """Held at its value instead of fitted."""
+
+
+SECTIONS = {"backtest": Backtest, "bootstrap": Bootstrap, "convergence": Convergence, "success": Success}
+"""FitResult's typed sections by field name (written as {} when absent)."""
 
 
 def seed_summary(bt: dict) -> str | None:
@@ -38,7 +217,7 @@ class FitResult:
     """Summed Huber objective (delta 1e-3, log residuals) at the optimum."""
     n_points: int
     """Runs fitted."""
-    backtest: dict[str, float | int | None]
+    backtest: Backtest | None = None
     """Refit without the top-compute runs: holdout (runs held out), are_mean, are_max (relative errors);
     with seeds, also points, point_are_mean, point_are_max (against configuration means), seed_spread."""
     warnings: list[str] = field(default_factory=list)
@@ -51,24 +230,24 @@ class FitResult:
     """FLOPs per parameter per sample used to turn compute into N * D."""
     k_measured: bool = False
     """Whether `k` was measured from the table's FLOPs column."""
-    bootstrap: dict = field(default_factory=dict)
-    """Bootstrap: {"n": resamples, "seed", "names": [...], "samples": [[...], ...] natural parameters}."""
+    bootstrap: Bootstrap | None = None
+    """Bootstrap: n resamples, seed, names, samples (rows of natural parameters); None without one."""
     optimum: dict = field(default_factory=dict)
     """Compute-optimal choice at the largest compute in the table (see `analysis.allocation.optimal`)."""
     source: str = ""
     """Where the table came from."""
     at_bound: dict[str, str] = field(default_factory=dict)
     """Parameters at an edge of their domain ({"E": "lower"}): not determined by the runs, one-sided intervals."""
-    convergence: dict = field(default_factory=dict)
+    convergence: Convergence | None = None
     """converged, iterations, grad_max of the main fit; bootstrap_not_converged (refits at their cap)."""
     observed: dict = field(default_factory=dict)
     """The range fitted: loss_min, flops_max, n_max, d_max, and blind_loss (input-free baseline) when present."""
     training: dict = field(default_factory=dict)
     """Training settings of the fitted runs (lr, global_batch_size, precision, ...; {"by_n": {N: v}} when
     they vary with model size); `scaling optimal --emit-config` writes them into the run config."""
-    success: dict = field(default_factory=dict)
-    """Success-rate laws when the table has success rates: {"column", "floor", "vs_compute", "vs_loss"}
-    (see `analysis.success`); empty otherwise."""
+    success: Success | None = None
+    """Success-rate laws when the table has success rates: column, floor, vs_compute, vs_loss
+    (see `analysis.success`); None otherwise."""
     approaches: dict = field(default_factory=dict)
     """Approaches 1, 2 and 3 on the same runs (`analysis.approaches.compare_approaches`): each one's a with
     its interval and whether the data meets its assumptions, whether they agree, which to trust."""
@@ -78,12 +257,36 @@ class FitResult:
     """Lower bound the floor parameter (E) was fitted above (E = e_min + exp(e)); None: unbounded (>= 0)."""
     loss_floor: float | None = None
     """Known lower bound on the loss (the table's loss_floor column, or given); None when unknown."""
+    stderr: dict[str, float | None] = field(default_factory=dict)
+    """Standard error of each parameter and derived exponent from the curvature of the objective at the
+    optimum (`analysis.covariance`); None for a held parameter or when the covariance was not computed."""
+    covariance: Covariance | None = None
+    """Covariance matrix of the free parameters (natural units) at the optimum, and how it was computed."""
     format_version: int = FORMAT_VERSION
     """fit.json format version."""
 
+    def __post_init__(self):
+        # A section given as its JSON object ({} for none) is read into its type.
+        for key, section in SECTIONS.items():
+            v = getattr(self, key)
+            if v is not None and not isinstance(v, section):
+                object.__setattr__(self, key, section.from_dict(v))
+        if self.covariance is not None and not isinstance(self.covariance, Covariance):
+            object.__setattr__(self, "covariance", Covariance.from_dict(self.covariance))
+
+    @property
+    def estimates(self) -> dict[str, Estimate]:
+        """Each parameter's value, standard error and bootstrap interval."""
+        return {k: Estimate(float(v), (self.stderr or {}).get(k), _pair(self.ci.get(k)), k in (self.fixed or {}))
+                for k, v in self.params.items()}
+
     def to_dict(self) -> dict:
-        """Plain-JSON dict (NaN becomes null)."""
-        return _clean(asdict(self))
+        """Plain-JSON dict (NaN becomes null; an absent section {})."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = {} if v is None and (f.name in SECTIONS or f.name == "covariance") else _plain(v)
+        return _clean(out)
 
     def save(self, path) -> Path:
         """Write fit.json atomically (temporary name, then rename), after checking it against its contract."""
@@ -111,11 +314,12 @@ class FitResult:
             d["exponents"] = FORMS[d["form"]].exponents(d["params"])
         d.setdefault("huber", math.nan)
         d.setdefault("n_points", 0)
-        d.setdefault("backtest", {})
-        for key in ("bootstrap", "optimum", "at_bound", "convergence", "observed", "training", "columns", "success",
-                    "fixed", "approaches"):
+        for key in ("optimum", "at_bound", "observed", "training", "columns", "fixed", "approaches", "stderr"):
             if d.get(key) is None:
                 d[key] = {}
+        for key, section in SECTIONS.items():
+            d[key] = section.from_dict(d.get(key))
+        d["covariance"] = Covariance.from_dict(d.get("covariance"))
         return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod
@@ -147,26 +351,27 @@ class FitResult:
                 lines.append(f"  {name:>8} = {_fmt(v)}{_ci(self.ci.get(name))}   (N_opt ~ C^a, D_opt ~ C^b)"
                              if name == "a" else f"  {name:>8} = {_fmt(v)}{_ci(self.ci.get(name))}")
         lines.append(f"  summed Huber (log L) = {self.huber:.4e}")
-        cv = self.convergence or {}
-        if cv:
-            lines.append(f"  converged: {'yes' if cv.get('converged') else 'NO'} ({cv.get('iterations')} polish iterations"
-                         + (f"; {cv['bootstrap_not_converged']} of {self.bootstrap.get('n')} bootstrap refits at their cap"
-                            if cv.get("bootstrap_not_converged") is not None else "") + ")")
-        bt = self.backtest or {}
-        if bt.get("are_mean") is not None:
-            lines.append(f"  backtest: refit without the top {bt['holdout']} runs by compute; predicting them: "
-                         f"mean |rel. error| {100 * bt['are_mean']:.2f}%, max {100 * bt['are_max']:.2f}%")
+        cv = self.convergence
+        if cv is not None:
+            lines.append(f"  converged: {'yes' if cv.converged else 'NO'} ({cv.iterations} polish iterations"
+                         + (f"; {cv.bootstrap_not_converged} of {self.bootstrap.n if self.bootstrap else None} "
+                            "bootstrap refits at their cap" if cv.bootstrap_not_converged is not None else "") + ")")
+        bt = self.backtest
+        if bt is not None and bt.are_mean is not None:
+            lines.append(f"  backtest: refit without the top {bt.holdout} runs by compute; predicting them: "
+                         f"mean |rel. error| {100 * bt.are_mean:.2f}%, max {100 * bt.are_max:.2f}%")
             if seeds := seed_summary(bt):
                 lines.append(f"    {seeds}")
-        if self.bootstrap.get("n"):
-            lines.append(f"  intervals: 95% percentile bootstrap over runs ({self.bootstrap['n']} resamples)")
+        if self.bootstrap is not None and self.bootstrap.n:
+            lines.append(f"  intervals: {coverage_text(self.bootstrap.level)} percentile bootstrap over runs "
+                         f"({self.bootstrap.n} resamples)")
         for part, label in (("vs_compute", "log10 FLOPs"), ("vs_loss", "loss")):
-            sp = (self.success or {}).get(part)
+            sp = getattr(self.success, part) if self.success is not None else None
             if sp:
-                p, ci = sp["params"], sp.get("ci", {})
+                p, ci = sp.params, sp.ci or {}
                 lines.append(f"  success vs {label}: mid {_fmt(p['mid'])}{_ci(ci.get('mid'))}, slope {_fmt(p['slope'])}"
                              f"{_ci(ci.get('slope'))}, ceiling {_fmt(p['ceiling'])}{_ci(ci.get('ceiling'))}; "
-                             f"rmse {sp['rmse']:.3f} on {sp['n_points']} runs")
+                             f"rmse {sp.rmse:.3f} on {sp.n_points} runs")
         for key, app in sorted((self.approaches or {}).get("approaches", {}).items()):
             a, ci = app.get("a"), app.get("ci")
             name = {"1": "envelope", "2": "IsoFLOP parabolas", "3": "this fit"}.get(key, key)
@@ -214,7 +419,8 @@ def _check(d, where: str) -> None:
         bad(f"'k' (FLOPs per parameter per sample) must be a positive number, found {k!r}")
     for key, typ in (("ci", dict), ("exponents", dict), ("backtest", dict), ("bootstrap", dict), ("optimum", dict),
                      ("warnings", list), ("notes", list), ("at_bound", dict), ("observed", dict), ("training", dict),
-                     ("convergence", dict), ("columns", dict), ("success", dict), ("fixed", dict), ("approaches", dict)):
+                     ("convergence", dict), ("columns", dict), ("success", dict), ("fixed", dict), ("approaches", dict),
+                     ("stderr", dict), ("covariance", dict)):
         if key in d and d[key] is not None and not isinstance(d[key], typ):
             bad(f"{key!r} must be a JSON {'object' if typ is dict else 'array'}, found {type(d[key]).__name__}")
     for name, v in (d.get("ci") or {}).items():
@@ -260,6 +466,15 @@ def _fmt(v) -> str:
 
 def _ci(c) -> str:
     return f"   [{_fmt(c[0])}, {_fmt(c[1])}]" if c else ""
+
+
+def coverage_text(level: float | None) -> str:
+    """An interval's coverage as text ("95%"); None (not recorded) is 95%."""
+    return f"{100 * (0.95 if level is None else level):.0f}%"
+
+
+def _pair(c) -> tuple[float, float] | None:
+    return (float(c[0]), float(c[1])) if c else None
 
 
 def _clean(x):

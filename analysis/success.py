@@ -13,7 +13,9 @@ error through a monotone saturating curve):
 with u = log10 C (FLOPs) for `vs_compute`, and u = -L for `vs_loss` (success rises as loss falls),
 so slope > 0 in both. `mid` is stored in the variable's own units: log10 C50, or L50.
 Fitted by least squares from a few starts (scipy's bounded trust region), with bootstrap intervals
-over runs and a backtest that refits without the top-compute runs and predicts them.
+over runs (`analysis.bootstrap`'s engine), standard errors and covariance from the Jacobian at the
+optimum (`analysis.covariance`: s^2 (J^T J)^-1, as lmfit reports them) and a backtest that refits
+without the top-compute runs and predicts them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from analysis.covariance import LSQ_METHOD, Covariance, least_squares_covariance
 
 NAMES = ("mid", "slope", "ceiling")
 
@@ -53,6 +57,10 @@ class SuccessFit:
     """Refit without the top-compute runs, predict them: holdout, mae, max_err (success points)."""
     warnings: list[str] = field(default_factory=list)
     """Caveats (saturated runs, too few points, a ceiling below the target)."""
+    stderr: dict[str, float | None] = field(default_factory=dict)
+    """Standard error of each parameter, from the covariance (None when it was not computed)."""
+    covariance: Covariance | None = None
+    """Covariance of (mid, slope, ceiling) at the optimum: s^2 (J^T J)^-1 (`analysis.covariance`)."""
 
     def _u(self, v):
         v = np.asarray(v, float)
@@ -107,7 +115,7 @@ def _fit_u(u, s, floor, w=None, x0=None):
 
 
 def fit_success(v, success, compute, x: str = "compute", floor: float = 0.0, bootstrap: int = 200, seed: int = 0,
-                holdout_frac: float = 0.2) -> SuccessFit:
+                holdout_frac: float = 0.2, level: float = 0.95) -> SuccessFit:
     """Fit a success law against compute or loss.
 
     Args:
@@ -115,7 +123,8 @@ def fit_success(v, success, compute, x: str = "compute", floor: float = 0.0, boo
         success: success rate per run in [0, 1], (n,).
         compute: FLOPs per run, (n,): orders the runs for the backtest.
         floor: success of a policy that ignores its inputs (blind baseline), fixed.
-        bootstrap: resamples for intervals. holdout_frac: top-compute share held out in the backtest.
+        bootstrap: resamples for intervals (drawn by `analysis.bootstrap.resample_weights` from `seed`).
+        holdout_frac: top-compute share held out in the backtest. level: the intervals' coverage.
     """
     v, s, C = (np.asarray(a, float) for a in (v, success, compute))
     tmp = SuccessFit(x, {}, floor)
@@ -128,19 +137,10 @@ def fit_success(v, success, compute, x: str = "compute", floor: float = 0.0, boo
     if params["ceiling"] > 1.0 - 1e-6:
         warns.append("ceiling = 1 is at the bound of its domain: the runs show no saturation below 100% success, "
                      "so the ceiling is not determined (its interval is one-sided)")
-    fit = SuccessFit(x, params, floor, n_points=int(s.size), rmse=float(np.sqrt(sse / s.size)), warnings=warns)
+    cov = _covariance(x, u, s, floor, p)
     ci, samples = {}, []
     if bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        rows = []
-        for _ in range(bootstrap):
-            w = rng.multinomial(s.size, np.full(s.size, 1.0 / s.size)).astype(float)
-            q, _ = _fit_u(u, s, floor, w, x0=p)
-            rows.append(q)
-        rows = np.array([[_natural(x, q)[k] for k in NAMES] for q in rows])
-        lo, hi = np.percentile(rows, [2.5, 97.5], axis=0)
-        ci = {k: [float(a), float(b)] for k, a, b in zip(NAMES, lo, hi)}
-        samples = rows.tolist()
+        ci, samples = _bootstrap(x, u, s, floor, p, bootstrap, seed, level)
     bt = {}
     h = int(np.ceil(holdout_frac * s.size)) if holdout_frac > 0 else 0
     if h and s.size - h >= 4:
@@ -149,7 +149,35 @@ def fit_success(v, success, compute, x: str = "compute", floor: float = 0.0, boo
         q, _ = _fit_u(u[tr], s[tr], floor)
         err = np.abs(logistic(u[te], q[0], q[1], q[2], floor) - s[te])
         bt = {"holdout": h, "mae": float(err.mean()), "max_err": float(err.max())}
-    return SuccessFit(x, params, floor, ci, samples, fit.n_points, fit.rmse, bt, warns)
+    return SuccessFit(x, params, floor, ci, samples, int(s.size), float(np.sqrt(sse / s.size)), bt, warns,
+                      cov.stderr(), cov)
+
+
+def _bootstrap(x: str, u, s, floor: float, p, n_boot: int, seed: int, level: float):
+    """Percentile intervals and rows (NAMES order) of the law refitted on `n_boot` resamples of the runs,
+    each from the full-data optimum `p`."""
+    from analysis.bootstrap import percentile_ci, refit_resamples, resample_weights
+
+    w = resample_weights(s.size, n_boot, seed)
+    rows = refit_resamples(lambda wi: [_natural(x, _fit_u(u, s, floor, wi, x0=p)[0])[k] for k in NAMES], w,
+                           batched=False)
+    lo, hi = percentile_ci(rows, level)
+    return {k: [float(a), float(b)] for k, a, b in zip(NAMES, lo, hi)}, rows.tolist()
+
+
+def _covariance(x: str, u, s, floor: float, q) -> Covariance:
+    """Covariance of the natural (mid, slope, ceiling) at the least-squares optimum `q` (in u)."""
+    mid, slope, ceil = (float(v) for v in q)
+    z = slope * (u - mid)
+    sig = 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+    inside = np.abs(z) < 60.0  # beyond the clip the law is flat in mid and slope
+    ds = (ceil - floor) * sig * (1.0 - sig) * inside
+    J = np.column_stack([-slope * ds, (u - mid) * ds, sig])
+    cov, why = least_squares_covariance(J, logistic(u, mid, slope, ceil, floor) - s)
+    if cov is not None and x != "compute":  # mid = -mid_u: its covariances with the others change sign
+        d = np.array([-1.0, 1.0, 1.0])
+        cov = cov * np.outer(d, d)
+    return Covariance(list(NAMES), None if cov is None else cov.tolist(), LSQ_METHOD, why)
 
 
 def _natural(x: str, q) -> dict[str, float]:
@@ -160,11 +188,16 @@ def _natural(x: str, q) -> dict[str, float]:
 def from_dict(d: dict) -> SuccessFit:
     """A SuccessFit from its fit.json entry."""
     known = SuccessFit.__dataclass_fields__
-    return SuccessFit(**{k: v for k, v in d.items() if k in known})
+    kw = {k: v for k, v in d.items() if k in known}
+    if "covariance" in kw:
+        kw["covariance"] = Covariance.from_dict(kw["covariance"])
+    return SuccessFit(**kw)
 
 
-def success_section(table, compute, loss, bootstrap: int = 200, seed: int = 0, col: str = "success_rate") -> dict:
-    """{"vs_compute": ..., "vs_loss": ..., "column", "notes"} when `table.frame` has enough success rates, else {}."""
+def success_section(table, compute, loss, bootstrap: int = 200, seed: int = 0, col: str = "success_rate",
+                    level: float = 0.95) -> dict:
+    """{"column", "floor", "vs_compute": SuccessFit, "vs_loss": SuccessFit} when `table.frame` has enough
+    success rates, else {}."""
     import pandas as pd
 
     frame = getattr(table, "frame", None)
@@ -178,8 +211,8 @@ def success_section(table, compute, loss, bootstrap: int = 200, seed: int = 0, c
         s = s / 100.0  # a percentage column
     floor = float(getattr(table, "blind_success", None) or 0.0)
     out = {"column": col, "floor": floor}
-    out["vs_compute"] = fit_success(compute[ok], s[ok], compute[ok], "compute", floor, bootstrap, seed).to_dict()
-    out["vs_loss"] = fit_success(loss[ok], s[ok], compute[ok], "loss", floor, bootstrap, seed).to_dict()
+    out["vs_compute"] = fit_success(compute[ok], s[ok], compute[ok], "compute", floor, bootstrap, seed, level=level)
+    out["vs_loss"] = fit_success(loss[ok], s[ok], compute[ok], "loss", floor, bootstrap, seed, level=level)
     return out
 
 

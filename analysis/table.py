@@ -208,33 +208,11 @@ def _rows(mask: np.ndarray) -> str:
     return f"row{'s' if bad.size > 1 else ''} {shown}{' ...' if bad.size > 8 else ''} (0-based data rows)"
 
 
-def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str | None = None,
-               loss_col: str | None = None, c_col: str | None = None, u_col: str | None = None,
-               n_params: int = 0, all_states: bool = False, exclude_col: str | None = None) -> Table:
-    """Read and check a results table.
+def _fitted_rows(df: pd.DataFrame, name: str, loss_col: str | None, all_states: bool, exclude_col: str | None):
+    """The rows a law is fitted to: no blind baselines, no flagged rows, completed runs, a sweep's design points.
 
-    Args:
-        source: DataFrame or path to a CSV / Parquet file.
-        need: quantities the caller needs among "N", "D", "C", "U" (the loss is always needed).
-        n_col, d_col, loss_col, c_col, u_col: column names (defaults: `DEFAULT_COLUMNS`).
-        n_params: parameters of the law to be fitted; fewer runs than this is bad input.
-        all_states: keep runs whose `state`/`status` is not completed (default: drop them, with a note).
-        exclude_col: column flagging rows to leave out (true/1/yes), e.g. an outlier flag.
-
-    Rows whose `phase` is "blind" (the input-free baseline) are never fitted; their loss is kept
-    as `Table.blind_loss`, the reference a useful model must beat.
-
-    Raises:
-        BadInput: missing column (lists the available ones), non-numeric, NaN or non-positive
-            values (names the rows), too few runs, a single N or D for a two-variable law, rows of
-            more than one model family (`FAMILY_COLUMN`: never pooled into one law).
+    Returns (rows, notes on what was left out, the blind baselines' median loss and success or None).
     """
-    df, name = read_frame(source)
-    families = families_in(df)
-    if len(families) > 1:
-        raise BadInput(f"{name}: its runs are of {len(families)} model families ({', '.join(families)}); one law "
-                       "fitted to them pooled describes none of them: fit each on its own (`scaling fit --by "
-                       "family`; `scaling report` does so by itself)")
     notes = []
     blind = blind_success = None
     if "phase" in df.columns:
@@ -270,6 +248,37 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
             counts = df.loc[~fitted, "phase"].astype(str).value_counts().to_dict()
             notes.append(f"left out {int((~fitted).sum())} runs that are not design points, by phase: {counts}")
             df = df[fitted].reset_index(drop=True)
+    return df, notes, blind, blind_success
+
+
+def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str | None = None,
+               loss_col: str | None = None, c_col: str | None = None, u_col: str | None = None,
+               n_params: int = 0, all_states: bool = False, exclude_col: str | None = None) -> Table:
+    """Read and check a results table.
+
+    Args:
+        source: DataFrame or path to a CSV / Parquet file.
+        need: quantities the caller needs among "N", "D", "C", "U" (the loss is always needed).
+        n_col, d_col, loss_col, c_col, u_col: column names (defaults: `DEFAULT_COLUMNS`).
+        n_params: parameters of the law to be fitted; fewer runs than this is bad input.
+        all_states: keep runs whose `state`/`status` is not completed (default: drop them, with a note).
+        exclude_col: column flagging rows to leave out (true/1/yes), e.g. an outlier flag.
+
+    Rows whose `phase` is "blind" (the input-free baseline) are never fitted; their loss is kept
+    as `Table.blind_loss`, the reference a useful model must beat.
+
+    Raises:
+        BadInput: missing column (lists the available ones), non-numeric, NaN or non-positive
+            values (names the rows), too few runs, a single N or D for a two-variable law, rows of
+            more than one model family (`FAMILY_COLUMN`: never pooled into one law).
+    """
+    df, name = read_frame(source)
+    families = families_in(df)
+    if len(families) > 1:
+        raise BadInput(f"{name}: its runs are of {len(families)} model families ({', '.join(families)}); one law "
+                       "fitted to them pooled describes none of them: fit each on its own (`scaling fit --by "
+                       "family`; `scaling report` does so by itself)")
+    df, notes, blind, blind_success = _fitted_rows(df, name, loss_col, all_states, exclude_col)
     given = {"N": n_col, "D": d_col, "loss": loss_col, "C": c_col, "U": u_col}
     flags = {"N": "--n-col", "D": "--d-col", "loss": "--loss-col", "C": "--c-col", "U": "--u-col"}
     names = {q: (given[q] or DEFAULT_COLUMNS[q]) for q in given}

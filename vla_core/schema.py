@@ -211,7 +211,8 @@ FIT_RESULT: tuple[Field, ...] = (
        required=False),
     _f("k", "number", "FLOPs per parameter per sample that turn compute into N x D.", minimum=0, required=False),
     _f("k_measured", "boolean", "Whether k was measured from the table's FLOPs column.", required=False),
-    _f("bootstrap", "object", "n (resamples), seed, names, samples (rows of natural parameters).", required=False),
+    _f("bootstrap", "object", "n (resamples), seed, names, samples (rows of natural parameters), level (the "
+       "intervals' coverage).", required=False),
     _f("optimum", "object", "The compute-optimal choice at the largest compute of the table (as `optimal`).",
        required=False),
     _f("source", "string", "Where the table came from.", required=False),
@@ -231,6 +232,12 @@ FIT_RESULT: tuple[Field, ...] = (
        nullable=True, required=False),
     _f("loss_floor", "number", "Known lower bound on the loss (the table's loss_floor column, or given); "
        "null when unknown.", nullable=True, required=False),
+    _f("stderr", "object", "Standard error of each parameter and exponent from the curvature of the objective at "
+       "the optimum (analysis.covariance); null for a held parameter, one at an edge of its domain, or when the "
+       "covariance was not computed.", values="number|null", required=False),
+    _f("covariance", "object", "Covariance of the free parameters at the optimum: names, matrix (natural units; "
+       "null when not computed), method, why (null when computed), at_edge (parameters left out, held).",
+       required=False),
     _f("format_version", "integer", "fit.json format version.", enum=(1,)),
 )
 

@@ -61,3 +61,28 @@ def test_95_percent_intervals_cover_the_truth_about_95_percent_of_the_time():
     # Binomial(40, 0.95) has sd 0.034: 0.82 is ~4 sd below; the percentile bootstrap runs a little narrow.
     assert all(0.82 <= c <= 1.0 for c in cover.values()), cover
     assert np.mean(list(cover.values())) >= 0.88, cover
+
+
+def test_one_engine_draws_what_each_bootstrap_always_drew():
+    """Each caller's own draw, written out as it was before they shared `resample_weights`."""
+    from analysis.bootstrap import resample_weights
+
+    n, B, seed = 23, 40, 11
+    # The law fit and the success law: multinomial counts, all resamples in one draw or one at a time.
+    rng = np.random.default_rng(seed)
+    one_by_one = np.array([rng.multinomial(n, np.full(n, 1.0 / n)) for _ in range(B)], float)
+    assert np.array_equal(resample_weights(n, B, seed), one_by_one)
+    # Approach 1: run indices drawn resample after resample.
+    rng = np.random.default_rng(seed)
+    present = np.array([np.bincount(rng.integers(0, n, n), minlength=n) > 0 for _ in range(B)])
+    assert np.array_equal(resample_weights(n, B, seed, draw="indices") > 0, present)
+    # Approach 2: within each budget, budget after budget.
+    strata = [np.array([0, 3, 5, 9]), np.array([1, 2, 4, 6, 7]), np.arange(10, n)]
+    rng = np.random.default_rng(seed)
+    old = [rng.multinomial(len(i), np.full(len(i), 1.0 / len(i)), size=B).astype(float) for i in strata]
+    w = resample_weights(n, B, seed, strata=strata)
+    for idx, o in zip(strata, old):
+        assert np.array_equal(w[:, idx], o)
+        assert np.all(w[:, idx].sum(axis=1) == len(idx))
+    with pytest.raises(ValueError):
+        resample_weights(n, B, seed, strata=strata, draw="indices")

@@ -84,4 +84,4 @@ def test_report_shows_the_success_figure_and_the_blind_line(tmp_path):
 def test_no_success_column_means_no_success_section():
     res = analysis.fit(synthetic_frame(noise=0.005, n_sizes=4, n_budgets=4), bootstrap=0, holdout_frac=0,
                        grid=FORMS["chinchilla"].grid[::45])
-    assert res.success == {}
+    assert res.success is None and res.to_dict()["success"] == {}
