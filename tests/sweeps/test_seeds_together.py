@@ -124,3 +124,41 @@ def test_a_grouped_sweep_gives_every_row_of_the_solo_sweep_to_the_digit(tmp_path
     for key in together.index:
         result = json.loads((runs / key / "result.json").read_text())
         assert result["status"] == "completed"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_rows(tmp_path, tiny_dataset, monkeypatch):
+    """kill -9 of the whole sweep while a group trains; the same command again resumes the group from its
+    ensemble checkpoint (not from step 0) and every row equals the uninterrupted sweep's."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.proc import wait_for
+
+    monkeypatch.delenv("SWEEP_RUN_COMMAND", raising=False)
+    base = {"data": str(tiny_dataset), "models": ["debug"], "samples": [2048], "seeds": [0, 1], "retries": 0,
+            "blind_baseline": False, "name": "k",
+            "train": {"batch_size": 16, "lr": 1e-3, "precision": "32-true", "accelerator": "cpu", "val_samples": 32,
+                      "eval_episodes": 0, "progress_bar": False, "threads": 1, "checkpoint_every": 8}}
+    tables = {}
+    for kind, extra in (("alone", {}), ("together", {"seeds_together": True})):
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(yaml.safe_dump({**base, **extra}))
+        cmd = [sys.executable, "-m", "sweeps.cli", "sweep", "run", str(path), "--dir", str(tmp_path / kind),
+               "--workers", "1", "--no-progress"]
+        if kind == "together":
+            proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True)
+            ckpt = lambda: next((tmp_path / kind / "runs").glob("g-*/checkpoints/ensemble.ckpt"), None)  # noqa: E731
+            wait_for("the group's first checkpoint", ckpt, timeout=300)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        r = run_group(cmd, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        tables[kind] = pd.read_csv(tmp_path / kind / "results.csv").set_index("run_key").sort_index()
+    log = next((tmp_path / "together" / "runs").glob("g-*/train.log")).read_text()
+    assert "resuming from" in log and "ensemble.ckpt" in log, log[-2000:]
+    assert list(tables["together"]["val_loss"]) == list(tables["alone"]["val_loss"])
+    assert (tables["together"]["state"] == "completed").all() and len(tables["together"]) == 2
