@@ -292,6 +292,11 @@ def format_plan(runs: list[PlannedRun]) -> str:
     t = totals(runs)
     est = "-" if t["est_seconds"] is None else _fmt_secs(t["est_seconds"])
     lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, estimated {est} (one worker)")
+    groups = {r.group for r in runs if r.group is not None}
+    if groups:
+        grouped = sum(1 for r in runs if r.group is not None)
+        lines.append(f"seeds together: {grouped} runs in {len(groups)} processes, one per point's seeds "
+                     f"(each run keeps its row and key); {len(runs) - grouped} runs alone")
     return "\n".join(lines)
 
 

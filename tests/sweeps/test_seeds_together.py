@@ -162,3 +162,11 @@ def test_a_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_rows(tmp
     assert "resuming from" in log and "ensemble.ckpt" in log, log[-2000:]
     assert list(tables["together"]["val_loss"]) == list(tables["alone"]["val_loss"])
     assert (tables["together"]["state"] == "completed").all() and len(tables["together"]) == 2
+
+
+def test_the_plan_says_how_many_processes_train_the_groups():
+    from sweeps.plan import format_plan
+
+    text = format_plan(plan_runs(spec(seeds_together=True), DIMS))
+    assert "seeds together: 12 runs in 4 processes" in text and "1 runs alone" in text
+    assert "seeds together" not in format_plan(plan_runs(spec(), DIMS))
