@@ -32,27 +32,6 @@ def default_dir(spec: SweepSpec) -> Path:
     return Path("runs") / spec.name
 
 
-def _point(r: PlannedRun, gen: "generation.Generation") -> dict:
-    attrs = {
-        "config": r.config, "phase": r.phase, "size": r.size, "n_params": r.n_params, "samples": r.samples,
-        "seed": r.seed, "flops": r.flops, "flops_per_sample": r.flops_per_sample, "budget": r.budget,
-        "depends_on": r.depends_on, "est_seconds": r.est_seconds,
-        "spec_fingerprint": gen.spec_fingerprint, "code_version": gen.code_version, "generation": gen.number,
-    }
-    if r.branch is not None:
-        attrs["branch"] = r.branch
-    if r.validation is not None:
-        attrs.update(r.validation)
-    if r.precision is not None:
-        attrs["precision"] = r.precision
-    if r.family is not None:
-        attrs["family"] = r.family
-    if r.group is not None:
-        attrs["group"] = r.group
-    params = {"run_key": r.key, "size": str(r.size), "samples": r.samples, "seed": r.seed, "phase": r.phase}
-    return {"run_key": r.key, "params": params, "attrs": attrs}
-
-
 class Sweep:
     """A spec bound to a local folder and a storage."""
 
@@ -191,9 +170,9 @@ class Sweep:
 
             search(self)
         q = self.queue  # first: opens this spec's generation, or refuses a changed spec or code
-        from sweeps.auto_precision import needed
+        from sweeps.auto_precision import in_ledger, needed
 
-        runs = self.plan(ledger_precision=_ledger_precisions(q) if needed(self.spec) else None, record=True)
+        runs = self.plan(ledger_precision=in_ledger(q) if needed(self.spec) else None, record=True)
         if only is not None:
             runs = select_runs(runs, only, str(self.spec.source or "spec"))
         self.write_local_info()
@@ -201,7 +180,7 @@ class Sweep:
         if not info.get("n_points"):
             q.set_info(n_points=len(runs), spec_source=str(self.spec.source), dir=str(self.dir))
         assert self.generation is not None
-        return q.enqueue([_point(r, self.generation) for r in runs])
+        return q.enqueue([generation.point(r, self.generation) for r in runs])
 
     def write_local_info(self) -> None:
         """``SWEEP_DIR/sweep.json``: what this machine's workers need (data path, retries, name).
@@ -342,16 +321,6 @@ class Sweep:
         fits.save(self.dir / "families.json")
         analysis.write_report(report_df, self.dir, families=fits)
         note.unlink(missing_ok=True)
-
-
-def _ledger_precisions(q: Queue) -> dict[str, str]:
-    """Model size -> the precision its points in the ledger carry (enqueued by whichever machine came first)."""
-    out: dict[str, str] = {}
-    for _, t in q.point_states().values():
-        p = t.user_attrs.get("precision")
-        if p:
-            out.setdefault(str(t.user_attrs.get("size")), p)
-    return out
 
 
 def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:
