@@ -29,6 +29,7 @@ import csv
 import hashlib
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,9 @@ def _ask(study: optuna.Study, size: Any, ls: LRSearchSpec) -> tuple[int, float]:
     number = len(study.get_trials(deepcopy=False))
     seed = int(hashlib.sha256(f"{size}:{number}".encode()).hexdigest()[:8], 16)
     study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=_startup(ls), constant_liar=True)
-    trial = study.ask({"lr": FloatDistribution(ls.low, ls.high, log=True)})
+    with warnings.catch_warnings():  # a database storage has heartbeats: for the queue's points, not these
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        trial = study.ask({"lr": FloatDistribution(ls.low, ls.high, log=True)})
     return trial.number, float(trial.params["lr"])
 
 
