@@ -19,8 +19,8 @@ An Optuna study per size, ``<queue study>.lr.<size>`` in the sweep's storage, is
 When every trial of a size has ended, the worker that records the last one (or else the next ``sweep
 run``) enqueues the size's own points, planned with its lr, and records the lr in the queue
 (``lr_chosen``), under the same lock, once: their run keys depend on the lr. Until then the plan holds
-the size's trials in place of its points (:func:`with_trials`; ``sweep plan`` prints them and writes
-nothing).
+the size's trials in place of its points (:func:`with_trials`; ``sweep plan`` prints them and opens no
+storage).
 """
 
 from __future__ import annotations
