@@ -118,7 +118,7 @@ def test_two_concurrent_sweep_runs_share_one_search_per_size(tmp_path, spec_file
             t.user_attrs["lr_trial"] for t in trials}
         best = min((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
         chosen[size] = best.user_attrs["config"]["lr"]
-        ended = max(t.datetime_complete for t in trials)
+        ended = max(t.datetime_complete for t in study.trials)  # told, before its point is recorded
         mains = [t for t in sw.queue.trials() if t.user_attrs.get("phase") == "main"
                  and str(t.user_attrs["size"]) == size]
         assert len(mains) == 2 and {t.user_attrs["config"]["lr"] for t in mains} == {chosen[size]}
