@@ -26,7 +26,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,6 +34,9 @@ from sweeps.points import PlannedRun
 from sweeps.spec import SweepSpec, parse_spec
 from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
+
+if TYPE_CHECKING:
+    from sweeps.store import Queue
 
 HEADER = ("# What `precision: auto` resolved to per model size (`scaling sweep run` writes it when it first\n"
           "# plans a size): every run of that size, and a row re-run by key, trains in it.\n")
@@ -157,6 +160,16 @@ def record(spec_path: str | Path, new: dict[str, str]) -> dict[str, str]:
         raise BadInput(f"{path}: cannot record the resolved precisions in it ({exc.strerror or exc}); make it "
                        f"writable or add them by hand: {_inline(new)}") from None
     return ordered
+
+
+def in_ledger(q: "Queue") -> dict[str, str]:
+    """Model size -> the precision its points in the ledger carry (enqueued by whichever machine came first)."""
+    out: dict[str, str] = {}
+    for _, t in q.point_states().values():
+        p = t.user_attrs.get("precision")
+        if p:
+            out.setdefault(str(t.user_attrs.get("size")), p)
+    return out
 
 
 def settle(spec: SweepSpec, runs: list[PlannedRun], local_data: Any,

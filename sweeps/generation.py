@@ -20,10 +20,14 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sweeps.spec import SweepSpec, describe_changes
 from sweeps.store import Storage
 from vla_core.errors import BadInput
+
+if TYPE_CHECKING:
+    from sweeps.points import PlannedRun
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,26 @@ def record(store_study, spec: SweepSpec, gen: Generation) -> None:
     for k, v in (("sweep", spec.name), ("spec", spec.canonical()), ("code_version", gen.code_version),
                  ("generation", gen.number), ("created", time.time()), ("spec_fingerprint", gen.spec_fingerprint)):
         store_study.set_user_attr(k, v)  # spec_fingerprint last: _generations lists complete records only
+
+
+def point(r: "PlannedRun", gen: Generation) -> dict:
+    """A planned run as a point of ``gen``'s queue (`sweeps.store.Queue.enqueue`): its run key, its
+    params (shown by optuna-dashboard) and its attrs (what the worker runs and the table reports)."""
+    attrs = {
+        "config": r.config, "phase": r.phase, "size": r.size, "n_params": r.n_params, "samples": r.samples,
+        "seed": r.seed, "flops": r.flops, "flops_per_sample": r.flops_per_sample, "budget": r.budget,
+        "depends_on": r.depends_on, "est_seconds": r.est_seconds,
+        "spec_fingerprint": gen.spec_fingerprint, "code_version": gen.code_version, "generation": gen.number,
+    }
+    if r.branch is not None:
+        attrs["branch"] = r.branch
+    if r.validation is not None:
+        attrs.update(r.validation)
+    if r.precision is not None:
+        attrs["precision"] = r.precision
+    if r.family is not None:
+        attrs["family"] = r.family
+    if r.group is not None:
+        attrs["group"] = r.group
+    params = {"run_key": r.key, "size": str(r.size), "samples": r.samples, "seed": r.seed, "phase": r.phase}
+    return {"run_key": r.key, "params": params, "attrs": attrs}

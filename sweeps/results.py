@@ -64,14 +64,7 @@ def table(q: "Queue") -> "pd.DataFrame":
     """The results table as a DataFrame (columns: result fields, then sweep fields)."""
     import pandas as pd
 
-    from sweeps.lr_search import lr_rows
-
-    points = rows(q)
-    # An lr search runs only in one-family sweeps (the spec refuses it with families:): its trials are
-    # of the points' family.
-    families = {r["family"] for r in points}
-    lr_family = families.pop() if len(families) == 1 else schema.DEFAULT_FAMILY
-    data = points + [{**r, "family": lr_family} for r in lr_rows(q.name, q.storage, q.info().get("lr_models") or [])]
+    data = rows(q)
     cols = list(RESULT_FIELDS) + [c for c in SWEEP_FIELDS if c not in RESULT_FIELDS]
     extra = sorted({k for r in data for k in r} - set(cols))
     return pd.DataFrame(data, columns=cols + extra)

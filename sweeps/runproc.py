@@ -2,7 +2,7 @@
 
 Each run is ``python -m sweeps.cli train --config RUN_DIR/run.yaml`` in its own process. Tests may
 swap the command with the environment variable ``SWEEP_RUN_COMMAND`` (a command prefix; ``--config
-PATH`` is appended). Used by the sweep worker and by the learning-rate search alike.
+PATH`` is appended). Used by the sweep worker, for every point it runs.
 """
 
 from __future__ import annotations

@@ -145,7 +145,9 @@ class ValidationRound:
 
 @dataclass(frozen=True)
 class LRSearchSpec:
-    """Learning-rate selection per model size by Optuna TPE with median pruning, before the design."""
+    """Learning-rate selection per model size by Optuna TPE with median pruning (`sweeps.lr_search`): ``trials``
+    short runs per size, points of the sweep's queue with ``phase = lr_search``; a size's own runs are
+    planned with its best trial's lr once all its trials have ended."""
 
     trials: int = 6
     """Trials per model size."""

@@ -414,16 +414,20 @@ class Queue:
         Args:
             points: ``{"run_key": ..., "params": {...}, "attrs": {...}}`` per point.
         """
-        added = 0
         with self.lock():
-            have = {t.user_attrs.get("run_key") for t in self.trials()}
-            for p in points:
-                if p["run_key"] in have:
-                    continue
-                attrs = {**p["attrs"], "run_key": p["run_key"]}
-                self.study.enqueue_trial(p["params"], user_attrs=attrs, skip_if_exists=True)
-                have.add(p["run_key"])
-                added += 1
+            return self.enqueue_locked(points)
+
+    def enqueue_locked(self, points: list[dict]) -> int:
+        """:meth:`enqueue` for a caller that holds :meth:`lock` already (the lock is not re-entrant)."""
+        added = 0
+        have = {t.user_attrs.get("run_key") for t in self.trials()}
+        for p in points:
+            if p["run_key"] in have:
+                continue
+            attrs = {**p["attrs"], "run_key": p["run_key"]}
+            self.study.enqueue_trial(p["params"], user_attrs=attrs, skip_if_exists=True)
+            have.add(p["run_key"])
+            added += 1
         return added
 
     def _live_or_done(self, run_key: str, number: int) -> list[FrozenTrial]:

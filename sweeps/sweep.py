@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaling.model.family import BUILT_IN, export_search_dirs
 from scaling.versions import code_version
@@ -26,31 +26,13 @@ from sweeps.store import Queue, Storage
 from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
 
+if TYPE_CHECKING:
+    from sweeps.lr_search import Search
+
 
 def default_dir(spec: SweepSpec) -> Path:
     """``runs/<sweep name>`` under the current folder."""
     return Path("runs") / spec.name
-
-
-def _point(r: PlannedRun, gen: "generation.Generation") -> dict:
-    attrs = {
-        "config": r.config, "phase": r.phase, "size": r.size, "n_params": r.n_params, "samples": r.samples,
-        "seed": r.seed, "flops": r.flops, "flops_per_sample": r.flops_per_sample, "budget": r.budget,
-        "depends_on": r.depends_on, "est_seconds": r.est_seconds,
-        "spec_fingerprint": gen.spec_fingerprint, "code_version": gen.code_version, "generation": gen.number,
-    }
-    if r.branch is not None:
-        attrs["branch"] = r.branch
-    if r.validation is not None:
-        attrs.update(r.validation)
-    if r.precision is not None:
-        attrs["precision"] = r.precision
-    if r.family is not None:
-        attrs["family"] = r.family
-    if r.group is not None:
-        attrs["group"] = r.group
-    params = {"run_key": r.key, "size": str(r.size), "samples": r.samples, "seed": r.seed, "phase": r.phase}
-    return {"run_key": r.key, "params": params, "attrs": attrs}
 
 
 class Sweep:
@@ -127,25 +109,32 @@ class Sweep:
 
     def plan(self, calibrate: bool = False, lrs: dict | None = None,
              ledger_precision: dict[str, str] | None = None, record: bool = False) -> list[PlannedRun]:
-        """Every run with key, N, D, FLOPs (and estimated time when ``calibrate``).
+        """Every run with key, N, D, FLOPs (and estimated time when ``calibrate``); reads no storage.
 
         With ``precision: auto`` each run also gets the precision of its size: as the spec records it,
         else as ``ledger_precision`` (size -> precision of points already enqueued), else resolved on
         this machine now (``sweeps.auto_precision``; a line on stderr says so), and written into the
         spec file only when ``record`` (the sweep's first enqueue), never by a plan alone.
+
+        With an lr search, a size whose lr is not in ``lrs`` (``{str(size): lr}`` chosen by its search)
+        has its lr_search trials in place of its own runs (`sweeps.lr_search.with_trials`).
         """
         from sweeps import auto_precision
         from sweeps.data_source import data_dims
 
         local = self.local_data()
         dims = data_dims(local)
-        runs = plan_runs(self.spec, dims, lrs if lrs is not None else self._chosen_lrs())
+        runs = plan_runs(self.spec, dims, lrs)
         self.spec, runs, notes = auto_precision.settle(self.spec, runs, local, ledger_precision, write=record)
         where = self.spec.source or "the spec"
         for line in notes:
             sys.stderr.write(f"sweep {self.spec.name}: precision auto for size {line}; "
                              + (f"recorded in {where} (auto_precision)\n" if record else
                                 f"to be recorded in {where} when the sweep first runs\n"))
+        if self.spec.lr_search is not None:
+            from sweeps.lr_search import with_trials
+
+            runs = with_trials(self.spec, runs, lrs or {})
         if calibrate:
             runs = self._estimated(runs, local, dims)
         return runs
@@ -170,15 +159,10 @@ class Sweep:
                                                        f"calibration_{file_slug(name)}.json"))
         return [by_key[r.key] for r in runs]
 
-    def _chosen_lrs(self) -> dict | None:
-        if self.spec.lr_search is None:
-            return None
-        from sweeps.lr_search import chosen_lrs
-
-        return chosen_lrs(self)
-
     def enqueue(self, only: set[str] | None = None) -> int:
-        """Put every planned point in the queue once (safe under concurrent ``sweep run``).
+        """Put every planned point in the queue once (safe under concurrent ``sweep run``), and take each
+        lr search as far as it goes (`sweeps.lr_search.Search.advance`: its trials, the runs of a size
+        whose search has ended).
 
         Args:
             only: run keys to enqueue (with the WSD stable phases they branch from); None = all.
@@ -186,22 +170,38 @@ class Sweep:
         Raises:
             BadInput: a key in ``only`` that the spec does not plan.
         """
-        if self.spec.lr_search is not None:
-            from sweeps.lr_search import search
+        from sweeps import lr_search
+        from sweeps.auto_precision import in_ledger, needed
 
-            search(self)
         q = self.queue  # first: opens this spec's generation, or refuses a changed spec or code
-        from sweeps.auto_precision import needed
-
-        runs = self.plan(ledger_precision=_ledger_precisions(q) if needed(self.spec) else None, record=True)
+        searched = self.spec.lr_search is not None
+        runs = self.plan(lrs=lr_search.chosen(q) if searched else None,
+                         ledger_precision=in_ledger(q) if needed(self.spec) else None, record=True)
         if only is not None:
-            runs = select_runs(runs, only, str(self.spec.source or "spec"))
+            ready = [r for r in runs if r.phase != lr_search.PHASE]
+            try:
+                runs = select_runs(ready, only, str(self.spec.source or "spec"))
+            except BadInput as exc:
+                if not searched:
+                    raise
+                raise BadInput(f"{exc}; the runs of a size with an lr search are planned once its search has "
+                               "ended in this storage") from None
         self.write_local_info()
         info = q.info()
         if not info.get("n_points"):
             q.set_info(n_points=len(runs), spec_source=str(self.spec.source), dir=str(self.dir))
         assert self.generation is not None
-        return q.enqueue([_point(r, self.generation) for r in runs])
+        added = q.enqueue([generation.point(r, self.generation) for r in runs if r.phase != lr_search.PHASE])
+        if searched and only is None:
+            added += self._search().advance(q)
+        return added
+
+    def _search(self) -> "Search":
+        """This generation's lr search on this machine (the queue is open)."""
+        from sweeps.lr_search import Search
+
+        assert self.generation is not None
+        return Search(self.spec, self.generation, self.local_data())
 
     def write_local_info(self) -> None:
         """``SWEEP_DIR/sweep.json``: what this machine's workers need (data path, retries, name).
@@ -212,7 +212,8 @@ class Sweep:
         study = self.queue.name
         self._write_json("sweep.json", {"sweep": self.spec.name, "study": study, "data": self.local_data(),
                                         "retries": self.spec.retries, "storage": self.storage_shown,
-                                        "spec": str(self.spec.source), "code_version": self.code_version,
+                                        "spec": str(Path(self.spec.source).resolve()) if self.spec.source else None,
+                                        "code_version": self.code_version,
                                         "auto_precision": dict(self.spec.auto_precision)})
 
     # -- running ----------------------------------------------------------------------------------
@@ -239,7 +240,8 @@ class Sweep:
 
         Raises:
             BadInput: Before anything is queued or written: a launcher this machine lacks, or SLURM
-                refusing an array (``sbatch --test-only``).
+                refusing an array (``sbatch --test-only``). After the table is written: a size whose lr
+                search ended with no trial completed (its runs cannot be planned).
         """
         from sweeps.launcher import DEFAULT_REQUEUES, check_slurm, launch, preflight
 
@@ -255,7 +257,17 @@ class Sweep:
         self.launch_report = launch(self, workers or self.workers, launcher, progress=progress, slurm=slurm,
                                     on_interrupt=on_interrupt, max_requeues=requeues)
         self.queue.requeue_stale()  # a point whose worker died counts as unfinished, not as running
-        return self.finalize(fit=only is None)
+        if self.spec.lr_search is not None and only is None:
+            self._search().advance(self.queue)  # a search ended where its worker could not plan: its runs wait
+        counts = self.finalize(fit=only is None)
+        if self.spec.lr_search is not None:
+            from sweeps.lr_search import stalled
+
+            stuck = stalled(self.queue, self.spec)
+            if stuck:
+                raise BadInput(f"lr_search: no trial of size {', '.join(stuck)} completed; widen low/high or raise "
+                               f"samples (the table is written: {self.dir / 'results.csv'})")
+        return counts
 
     def table(self):  # -> pd.DataFrame
         """The results table from storage alone."""
@@ -275,6 +287,10 @@ class Sweep:
         counts = self.queue.counts()
         if self.spec.wsd.enabled:
             self._write_json("wsd_savings.json", self.wsd_savings())
+        if self.spec.lr_search is not None:
+            from sweeps.lr_search import searching
+
+            fit = fit and not searching(self.queue)  # a size whose runs are not planned yet
         if fit and counts["running"] == 0 and counts["waiting"] == 0 and counts["total"] > 0:
             fitted = fit_table(df)
             # The report also draws the blind baseline (a reference line, the success floor); analysis
@@ -342,16 +358,6 @@ class Sweep:
         fits.save(self.dir / "families.json")
         analysis.write_report(report_df, self.dir, families=fits)
         note.unlink(missing_ok=True)
-
-
-def _ledger_precisions(q: Queue) -> dict[str, str]:
-    """Model size -> the precision its points in the ledger carry (enqueued by whichever machine came first)."""
-    out: dict[str, str] = {}
-    for _, t in q.point_states().values():
-        p = t.user_attrs.get("precision")
-        if p:
-            out.setdefault(str(t.user_attrs.get("size")), p)
-    return out
 
 
 def select_runs(runs: list[PlannedRun], only: set[str], where: str = "spec") -> list[PlannedRun]:

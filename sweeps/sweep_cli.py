@@ -142,6 +142,11 @@ def _plan(args) -> int:
         from sweeps.auto_precision import summary
 
         print(format_plan(runs))
+        if sw.spec.lr_search is not None:
+            from sweeps.lr_search import plan_notes
+
+            for note in plan_notes(sw.spec, runs):
+                print(note)
         line = summary(sw.spec, runs)
         if line:
             print(line)

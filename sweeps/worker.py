@@ -25,6 +25,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from optuna.trial import TrialState
@@ -138,9 +139,17 @@ def _end_run(proc) -> None:
             pass
 
 
-def _train(q: Queue, claims: list[Claim], args: list[str], run_dir: Path, env: dict) -> int:
+WATCH_S = 1.0
+"""How often a watched run (an lr_search trial: its validation losses) is looked at (seconds)."""
+
+
+def _train(q: Queue, claims: list[Claim], args: list[str], run_dir: Path, env: dict,
+           watch: Callable[[], bool] | None = None) -> int:
     """One attempt: ``scaling train ARGS`` as its own process (its log RUN_DIR/train.log), the claims'
     heartbeats while it lives; returns its exit status.
+
+    ``watch`` is called every :data:`WATCH_S` seconds while the run lives; when it returns True the
+    run is ended (an lr_search trial the median pruner stops).
 
     Anything raised meanwhile (SystemExit from submitit's requeue on timeout, KeyboardInterrupt) ends
     the run before it propagates.
@@ -160,13 +169,19 @@ def _train(q: Queue, claims: list[Claim], args: list[str], run_dir: Path, env: d
         if _Stop.signum is not None:  # the stop came while the run was starting
             _Stop._signal_run(signal.SIGTERM)
         stop_seen = None
+        beat = time.monotonic()
         try:
             while True:
                 try:
-                    return proc.wait(timeout=HEARTBEAT_S)
+                    return proc.wait(timeout=HEARTBEAT_S if watch is None else WATCH_S)
                 except subprocess.TimeoutExpired:
-                    for claim in claims:
-                        q.heartbeat(claim.trial_id)
+                    if watch is None or time.monotonic() - beat >= HEARTBEAT_S:
+                        beat = time.monotonic()
+                        for claim in claims:
+                            q.heartbeat(claim.trial_id)
+                if watch is not None and _Stop.signum is None and watch():
+                    _end_run(proc)
+                    return -signal.SIGTERM
                 if _Stop.signum is not None:
                     stop_seen = stop_seen or time.time()
                     if time.time() - stop_seen > STOP_KILL_S:
@@ -199,19 +214,28 @@ def _set_aside_other_code(run_dir: Path, code: str | None) -> None:
 
 
 def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
-    """Run one claimed point to an outcome; returns its state (completed|diverged|failed).
+    """Run one claimed point to an outcome; returns its state (completed|diverged|pruned|failed).
 
-    Failures are retried ``s.retries`` times (each retry resumes from the run's checkpoints).
+    Failures are retried ``s.retries`` times (each retry resumes from the run's checkpoints). An
+    lr_search trial (`sweeps.lr_search.TrialRun`) is watched while it runs, ended and recorded ``pruned``
+    if the median pruner stops it, and its outcome told to its Optuna study before it is recorded.
     """
     run_dir = s.sweep_dir / "runs" / claim.run_key
     _set_aside_other_code(run_dir, claim.attrs.get("code_version"))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "run.yaml"
     write_atomic(cfg_path, yaml.safe_dump(_run_config(claim, s, run_dir), sort_keys=True))
-    env = run_env(run_dir, group=s.sweep, job_type="train")
+    trial = None
+    if claim.attrs.get("phase") == "lr_search":
+        from sweeps.lr_search import TrialRun
+
+        trial = TrialRun(q, claim, run_dir, s.sweep_dir, s.data)
+    env = run_env(run_dir, group=s.sweep, job_type="train" if trial is None else "lr_search")
     reason = ""
     t0 = time.time()
     process_s = 0.0  # wall time inside run processes (the rest is the sweep's own overhead)
+    if trial is not None and trial.pruned and finished_result(run_dir) is None:  # told so before its worker died
+        return _record_pruned(q, claim, trial, run_dir, {"attempts": 1})
     for attempt in range(1, s.retries + 2):
         if attempt == 1 and finished_result(run_dir) is not None:
             # The run finished but its worker died before recording it (kill -9 between the two):
@@ -221,28 +245,43 @@ def run_point(q: Queue, claim: Claim, s: WorkerSettings) -> str:
             (run_dir / "result.json").unlink(missing_ok=True)  # a failed attempt's result must not pass
             t_proc = time.time()
             try:
-                rc = _train(q, [claim], ["--config", str(cfg_path)], run_dir, env)
+                rc = _train(q, [claim], ["--config", str(cfg_path)], run_dir, env,
+                            watch=None if trial is None else trial.prune)
             except BaseException:  # the worker is going away (its run already ended): hand the point back
                 _hand_back(q, claim)
                 raise
             process_s += time.time() - t_proc
+            if trial is not None and trial.pruned:
+                return _record_pruned(q, claim, trial, run_dir, {
+                    "attempts": attempt, "sweep_seconds": time.time() - t0, "process_seconds": process_s})
             if _Stop.signum is not None and finished_result(run_dir) is None:
                 _hand_back(q, claim)
                 return "stopped"
         state, reason = _record(q, claim, run_dir, rc, {"attempts": attempt, "sweep_seconds": time.time() - t0,
-                                                        "process_seconds": process_s})
+                                                        "process_seconds": process_s},
+                                ended=None if trial is None else trial.ended)
         if state is not None:
             return state
+    if trial is not None:
+        trial.ended("failed")
     _record_failed(q, claim, run_dir, reason, s.retries + 1)
     return "failed"
 
 
-def _record(q: Queue, claim: Claim, run_dir: Path, rc: int | None, attrs: dict,
-            log: Path | None = None) -> tuple[str | None, str]:
+def _record_pruned(q: Queue, claim: Claim, trial, run_dir: Path, attrs: dict) -> str:
+    """Record an lr_search trial the median pruner stopped (`trial`: its `sweeps.lr_search.TrialRun`)."""
+    trial.ended("pruned")
+    q.finish(claim.trial_id, TrialState.PRUNED, {"state": "pruned", "reason": trial.why, "run_dir": str(run_dir),
+                                                 **attrs})
+    return "pruned"
+
+
+def _record(q: Queue, claim: Claim, run_dir: Path, rc: int | None, attrs: dict, log: Path | None = None,
+            ended: Callable[[str, float | None], None] | None = None) -> tuple[str | None, str]:
     """Record the point's outcome from RUN_DIR/result.json where its process exited 0 (`rc`; None: a member
     of an ensemble, whose own result decides) and the run ended completed or diverged: (its state, ""); else
     nothing is recorded: (None, why it failed, from the result or the last line of `log`, default
-    RUN_DIR/train.log)."""
+    RUN_DIR/train.log). ``ended(state, val_loss)`` is called first (an lr_search trial tells its study)."""
     result = None
     try:
         result = json.loads((run_dir / "result.json").read_text())
@@ -255,6 +294,8 @@ def _record(q: Queue, claim: Claim, run_dir: Path, rc: int | None, attrs: dict,
         finite = isinstance(val, (int, float)) and math.isfinite(val)
         state = "completed" if status == "completed" and finite else "diverged"
         attrs = {"result": row, "state": state, "run_dir": str(run_dir), **attrs}
+        if ended is not None:
+            ended(state, float(val) if state == "completed" else None)
         if state == "completed":
             q.finish(claim.trial_id, TrialState.COMPLETE, attrs, float(val))
         else:

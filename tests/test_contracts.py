@@ -115,21 +115,6 @@ def test_table_contract_catches_what_a_fit_would_trip_on():
         schema.validate_table(ok.drop(columns="state"))
 
 
-def test_lr_search_trial_killed_without_a_state_is_failed_in_the_table():
-    """A trial whose worker died before saying how it ended had Optuna's own word ("fail") in the table."""
-    import optuna
-
-    from sweeps.lr_search import lr_rows, study_name
-
-    storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(study_name=study_name("s", "debug"), storage=storage)
-    trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    (row,) = lr_rows("s", storage, ["debug"])
-    assert row["state"] == "failed" and row["phase"] == "lr_search"
-    assert schema.field_problems(next(f for f in schema.RESULTS_TABLE if f.name == "state"), row["state"]) == []
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # runs the shared smoke sweep when the smoke test has not
 def test_a_real_sweep_through_every_seam(smoke_sweep, tmp_path, capsys):

@@ -108,14 +108,15 @@ def test_lr_search_picks_best_lr_and_is_recorded(tmp_path, spec_file, fake_env):
     assert len(search) == 5 and len(main_rows) == 2
     best = search[search["state"] == "completed"].sort_values("val_loss").iloc[0]["lr"]
     assert main_rows["lr"].tolist() == pytest.approx([best] * 2)
-    trials = sorted((d / "lr_search").glob("*/trial-*/env.json"))
-    assert trials and all(json.loads(t.read_text())["WANDB_SILENT"] == "true" for t in trials)  # quiet logs too
+    for key in search["run_key"]:  # each trial a point: its own run folder, a quiet log, its W&B job type
+        env = json.loads((d / "runs" / key / "env.json").read_text())
+        assert env["WANDB_SILENT"] == "true" and env["WANDB_JOB_TYPE"] == "lr_search"
 
 
 @pytest.mark.parametrize("given, mode, silent", [({}, "offline", "true"), ({"WANDB_SILENT": ""}, "offline", "true"),
                                                  ({"WANDB_MODE": "online", "WANDB_SILENT": "false"}, "online", "false")])
 def test_run_env_keeps_wandb_offline_and_quiet_unless_told(given, mode, silent, monkeypatch, tmp_path):
-    """Runs of the worker and of the lr search share it: train.log gets no W&B banners or colour codes."""
+    """Every run of a worker (lr_search trials too) gets it: train.log has no W&B banners or colour codes."""
     from sweeps.runproc import run_env
 
     for key in ("WANDB_MODE", "WANDB_SILENT"):

@@ -77,6 +77,29 @@ def test_per_size_arrays_get_the_resources_asked_and_finish_the_sweep(tmp_path, 
 @pytest.mark.slurm
 @pytest.mark.slow
 @pytest.mark.timeout(400)
+def test_lr_search_trials_run_in_the_array_tasks(tmp_path, spec_file, fake_env, runs_of, slurm):
+    """The trials are points like any other: each size's array runs its trials and then the runs its search
+    enqueues when it ends; the launching process runs none."""
+    from sweeps.sweep import Sweep
+
+    spec = spec_file(models=[1e5, 2e5], samples=[64, 128], train={"batch_size": 16},
+                     lr_search={"trials": 4, "samples": 64, "low": 1e-4, "high": 1e-1},
+                     slurm={"time_min": 30, "per_size": {"2e5": {"time_min": 45}}})
+    d = tmp_path / "d"
+    proc = _start(spec, d, {**fake_env, **slurm.env})
+    rc, err = finish(proc, timeout=300)
+    assert rc == 0, err + slurm.logs()
+    assert set(_submitted(err)) == {"t:100000.0", "t:200000.0"}, err
+    df = _table_complete(d, 12)
+    assert Counter(df["phase"]) == {"lr_search": 8, "main": 4}
+    _finished_once(d, runs_of, 12)
+    states = Sweep.open(spec, d).existing_queue().point_states()
+    assert proc.pid not in {t.user_attrs["worker"]["pid"] for _, t in states.values()}
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint(tmp_path, spec_file, fake_env, runs_of, slurm):
     spec = spec_file(models=[1e5], samples=[64, 128])
     d = tmp_path / "d"
