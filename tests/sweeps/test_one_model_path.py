@@ -129,7 +129,7 @@ def test_committed_rows_are_what_the_plan_says(stem, recipe_data):
 def _run_yaml(spec: SweepSpec, run: PlannedRun, local: str, sweep_dir: Path) -> Path:
     """run.yaml of `run` as the worker writes it (`sweeps.worker._run_config` of the queued point)."""
     from sweeps.store import Claim
-    from sweeps.sweep import _point
+    from sweeps.generation import point as _point
     from sweeps.worker import WorkerSettings, _run_config
 
     point = _point(run, SimpleNamespace(spec_fingerprint=spec.fingerprint(), code_version="test", number=0))
