@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_core.atomic import write_atomic
 from analysis.bootstrap import interval
+from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
 from vla_core.schema import validate
 

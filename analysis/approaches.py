@@ -807,11 +807,11 @@ def fit_approach2(source, *, options=None, out=None, **overrides) -> dict:
 
     import pandas as pd
 
-    from vla_core.atomic import write_atomic
-    from vla_core.errors import BadInput
     from analysis.options import resolve
     from analysis.result import _clean
     from analysis.table import load_table
+    from vla_core.atomic import write_atomic
+    from vla_core.errors import BadInput
 
     o = resolve(options, **overrides)
     budget_col, window, seed = o.budget_col, o.window, o.seed
@@ -841,7 +841,7 @@ def fit_approach2(source, *, options=None, out=None, **overrides) -> dict:
     return d
 
 
-def load_any_fit(path) -> "FitResult | dict":
+def load_any_fit(path) -> FitResult | dict:
     """A fit file as `optimal_any` and `predict_any` take it: a FitResult (Approach 3), or the plain dict
     of an Approach 2 fit (`"approach": 2`). BadInput (one line) when it is neither."""
     from analysis.result import FitResult

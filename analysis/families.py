@@ -29,7 +29,7 @@ import numpy as np
 from analysis.bootstrap import percentile_ci
 from analysis.options import FitOptions, resolve
 from analysis.result import FitResult
-from analysis.table import FAMILY_COLUMN, family_column, families_in, read_frame
+from analysis.table import FAMILY_COLUMN, families_in, family_column, read_frame
 from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
 from vla_core.schema import DEFAULT_FAMILY

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.forms import FORMS
 from analysis.allocation import allocation, fps_model
+from analysis.forms import FORMS
 
 
 def _axes(ax, size=(5.5, 4.0)):

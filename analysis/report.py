@@ -6,11 +6,10 @@ import html
 import io
 from pathlib import Path
 
-
-from vla_core.atomic import write_atomic
-from vla_core.errors import BadInput
 from analysis.options import FitOptions, resolve
 from analysis.result import coverage_text, seed_summary
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 
 def resolve_results(path) -> Path:

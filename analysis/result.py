@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_core.atomic import write_atomic
 from analysis.covariance import Covariance
-from vla_core.errors import BadInput
 from analysis.success import SuccessFit
 from analysis.success import from_dict as success_from_dict
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 FORMAT_VERSION = 1
 
@@ -297,7 +297,7 @@ class FitResult:
         return write_atomic(path, json.dumps(doc, indent=1) + "\n")
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "fit") -> "FitResult":
+    def from_dict(cls, d: dict, where: str = "fit") -> FitResult:
         """Inverse of `to_dict`; BadInput naming the first thing wrong when `d` is not a fit.
 
         Intervals written as null (an open end, e.g. [0, null]) come back as -inf / inf.
@@ -323,7 +323,7 @@ class FitResult:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod
-    def load(cls, path) -> "FitResult":
+    def load(cls, path) -> FitResult:
         """Read a fit.json; BadInput (one line) when it is missing, not JSON, or not a fit."""
         path = Path(path)
         try:

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(size: str, batch: int, steps: int, dtype: str, data: str, clock=time.perf_counter) -> dict:
     import torch
 
+    import scaling.model.vla as vla
     from scaling.config import RunConfig
     from scaling.data import open_source
-    import scaling.model.vla as vla
     from scaling.model import VLA
     from scaling.train import model_config
 

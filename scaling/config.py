@@ -21,9 +21,10 @@ import functools
 import inspect
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
@@ -233,7 +234,7 @@ class RunConfig:
         out["checkpoint_at"] = list(self.checkpoint_at)
         return out
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (validated again)."""
         return from_mapping({**self.to_dict(), **changes})
 

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import copy
-import io
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -54,7 +54,6 @@ def examples() -> dict[str, dict]:
     import analysis
     from analysis.forms import FORMS
     from scaling.result import RunResult
-
     from tests.analysis.synthetic_tables import synthetic_frame
 
     values = {f.name: 1 for f in schema.RUN_RESULT if f.required}

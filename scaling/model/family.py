@@ -27,9 +27,10 @@ import dataclasses
 import importlib
 import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from vla_core.errors import BadInput, one_line
 

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from analysis.allocation import allocation, extrapolation, optimal, predict
+from analysis.cli import register  # noqa: F401  (the `scaling` entry point imports it)
 from analysis.laws import chinchilla
 from analysis.table import load_table
 from analysis.workflow import fit
-from synthetic_tables import TRUE, synthetic_frame
 
-from analysis.cli import register  # noqa: F401  (the `scaling` entry point imports it)
+from synthetic_tables import TRUE, synthetic_frame
 
 
 def _stem_frame(c0=5e6, c1=300.0, seeds=(0,), noise=0.005, unique=None):

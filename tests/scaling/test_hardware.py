@@ -162,7 +162,6 @@ def test_run_config_accepts_auto_precision():
 def test_train_cli_resolves_auto_before_the_run(tiny_dataset, cache_dir, monkeypatch, tmp_path):
     from scaling import train_cli
     from scaling.config import resolve
-
     from scaling.data import open_source
     from scaling.train import model_config
 

@@ -317,8 +317,8 @@ def _result(**changes):
 
 
 def test_result_json_carries_the_floor_and_its_contract_checks_it(tmp_path):
-    from vla_core.schema import ContractError
     from scaling.result import RunResult
+    from vla_core.schema import ContractError
 
     path = _result(loss_floor=1.19).save(tmp_path / "a.json")
     assert json.loads(path.read_text())["loss_floor"] == 1.19 and RunResult.load(path).loss_floor == 1.19

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling.model import CPU_LADDER, PRESETS, ModelConfig, count_params, parse_size
+from scaling.model import CPU_LADDER, PRESETS, ModelConfig, count_params, parse_size, shape_for_params
 from scaling.model.config import default_patch_size
-from scaling.model import shape_for_params
 from scaling.model.testing import DATA_DIMS, tiny_config
 from vla_core.errors import BadInput
 

@@ -1,5 +1,6 @@
 """LeRobot's own reading of the golden folder: frames, state, action, task per index (the test's reference)."""
 import sys
+
 import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
