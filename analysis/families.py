@@ -128,8 +128,10 @@ def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: flo
     if diff["beyond_noise"]:
         win, lose = (other, ref) if diff["value"] > 0 else (ref, other)
         vw, vl = (vo, vr) if win == other else (vr, vo)
-        return f"{win}'s loss falls faster {what} ({name} {vw:.3g} against {vl:.3g} for {lose}; {stats}, {p}: beyond the noise)"
-    return f"{what} the two are within the noise of each other ({name} {vo:.3g} for {other}, {vr:.3g} for {ref}; {stats} covers 0, {p})"
+        return (f"{win}'s loss falls faster {what} ({name} {vw:.3g} against {vl:.3g} for {lose}; "
+                f"{stats}, {p}: beyond the noise)")
+    return (f"{what} the two are within the noise of each other ({name} {vo:.3g} for {other}, {vr:.3g} for {ref}; "
+            f"{stats} covers 0, {p})")
 
 
 def compare(fits: dict[str, FitResult], reference: str | None = None, *, source: str = "",

@@ -120,7 +120,7 @@ class Bootstrap(Section):
     starts: int | None = field(default=None, metadata=_optional())
     """Starts every resample was refitted from (distinct optima known)."""
     level: float | None = field(default=None, metadata=_optional())
-    """Coverage of the percentile intervals read off the samples (None in files written before it was recorded: 0.95)."""
+    """Coverage of the percentile intervals read off the samples (None in a file that does not record it: 0.95)."""
 
     def params(self) -> dict[str, np.ndarray] | None:
         """{name: (n,) values} of every resample, None without samples."""
@@ -329,11 +329,11 @@ class FitResult:
         try:
             d = json.loads(path.read_text())
         except FileNotFoundError:
-            raise BadInput(f"{path}: no such fit file")
+            raise BadInput(f"{path}: no such fit file") from None
         except IsADirectoryError:
-            raise BadInput(f"{path}: a directory, not a fit.json")
+            raise BadInput(f"{path}: a directory, not a fit.json") from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{path}: not a fit.json (not valid JSON: {str(exc).splitlines()[0][:80]})")
+            raise BadInput(f"{path}: not a fit.json (not valid JSON: {str(exc).splitlines()[0][:80]})") from None
         return cls.from_dict(d, str(path))
 
     def summary(self) -> str:
@@ -375,8 +375,8 @@ class FitResult:
         for key, app in sorted((self.approaches or {}).get("approaches", {}).items()):
             a, ci = app.get("a"), app.get("ci")
             name = {"1": "envelope", "2": "IsoFLOP parabolas", "3": "this fit"}.get(key, key)
-            lines.append(f"  approach {key} ({name}): a = {_fmt(a)}{_ci(ci)}; "
-                         f"{'assumptions met' if app.get('assumptions_met') else 'assumptions NOT met'}: {app.get('why', '')}")
+            met = "assumptions met" if app.get("assumptions_met") else "assumptions NOT met"
+            lines.append(f"  approach {key} ({name}): a = {_fmt(a)}{_ci(ci)}; {met}: {app.get('why', '')}")
         if (self.approaches or {}).get("trust"):
             lines.append(f"  approaches: {self.approaches['trust']}")
         for n in self.notes:

@@ -55,7 +55,8 @@ def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cach
     from scaling.schedules import lr_multiplier
     from scaling.train import model_config
 
-    cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision, **(family or {}))
+    cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision,
+                    **(family or {}))
     source = open_source(data)
     torch.manual_seed(cfg.seed)
     model = VLA(model_config(cfg, source)).train()

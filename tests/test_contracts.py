@@ -29,7 +29,8 @@ CONTRACTS_MD = REPO / "docs" / "contracts.md"
 
 def test_docs_contracts_md_is_generated_from_the_schema():
     text = CONTRACTS_MD.read_text()
-    assert schema.rewrite(text) == text, "docs/contracts.md is stale: python -m vla_core.schema --write docs/contracts.md"
+    assert schema.rewrite(text) == text, (
+        "docs/contracts.md is stale: python -m vla_core.schema --write docs/contracts.md")
     for name in schema.CONTRACTS:  # every field of every contract is on the page
         assert all(f"| `{f}` |" in text for f in schema.field_names(name)), name
 

@@ -231,7 +231,8 @@ class FactoryFamily(ModelFamily):
             total, nonembed = count_params(module, self.name)
             if abs(total / target - 1) > SIZE_TOLERANCE:
                 raise BadInput(f"family {self.name}: size {target:,} built {total:,} parameters "
-                               f"({total / target - 1:+.0%}); a model within {SIZE_TOLERANCE:.0%} of its size is needed")
+                               f"({total / target - 1:+.0%}); "
+                               f"a model within {SIZE_TOLERANCE:.0%} of its size is needed")
             flops = measure_training_flops(module, dims, self.name)
             check_contract(module, dims, self.name)
             shape = {"target_params": target, **dims.to_dict()}
