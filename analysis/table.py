@@ -192,7 +192,7 @@ def read_frame(source) -> tuple[pd.DataFrame, str]:
 
 def family_column(df: pd.DataFrame, col: str = FAMILY_COLUMN) -> pd.Series:
     """Each row's model family: the column's value, `DEFAULT_FAMILY` where the table has no such column
-    or the cell is empty (tables written before the column existed hold the built-in family only)."""
+    or the cell is empty (a table without the column holds the built-in family only)."""
     if col not in df.columns:
         return pd.Series(DEFAULT_FAMILY, index=df.index, dtype=object)
     v = df[col].astype(object).where(df[col].notna(), DEFAULT_FAMILY).astype(str).str.strip()

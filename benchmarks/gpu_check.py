@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARITY = 0.02  # the bar: val_loss of DDP/FSDP within 2% of one device
+PARITY = 0.02  # the bar: val_loss of DDP/FSDP within 2% of one device
 
 
 def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict]:

@@ -620,7 +620,7 @@ def resolve_precision(precision: str, accelerator: str = "auto", threads: int | 
     sig = cpu_signature(threads)
     model = _probe_model(model)
     vla = _vla_config(model)
-    if vla is not None:  # the key of before families existed: cached vla probes stay valid
+    if vla is not None:  # vla: keyed by its shape alone (no family), the key its cached probes are stored under
         shape = f"d{vla.d_model}xL{vla.n_layers}xT{vla.seq_len}xff{vla.d_ff}|{vla.head}|batch={batch_size}"
     else:
         shape = (f"family={model.family}|n_params={model.n_params}|flops={model.flops_per_sample}"

@@ -100,7 +100,7 @@ def _precision_plugin(precision: str, accelerator: str, fsdp: bool):
         return Precision()
 
     class _Autocast(MixedPrecision):
-        # Fabric's autocast keeps its weight-cast cache on (the Trainer's turned it off on CPUs).
+        # Fabric's autocast with torch's weight-cast cache on (`benchmarks/bench_autocast.py`); inputs as given.
         def convert_input(self, data):
             return data
 

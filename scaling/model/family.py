@@ -2,9 +2,9 @@
 
 A family turns a size (a target parameter count, or a name the family knows) and the data's
 dimensions into a `ResolvedModel`: the exact parameter counts, the training FLOPs per sample and
-where that figure came from, and a way to build the torch module. Everything that used to assume
-the built-in transformer (the train command, the planner, calibration, FSDP, muP, evaluation) asks
-the family instead, so a family is chosen by one setting, ``family`` (``scaling train --family``,
+where that figure came from, and a way to build the torch module. Everything that depends on the
+architecture (the train command, the planner, calibration, FSDP, muP, evaluation) asks the family,
+so a family is chosen by one setting, ``family`` (``scaling train --family``,
 ``train: {family: ...}`` in a spec):
 
 - a short name of a family shipped here (`BUILT_IN`: ``vla``, the default; ``conv``), or

@@ -171,7 +171,7 @@ def test_objects_range_is_drawn_validated_and_default_unchanged():
     assert counts == {1, 2}
     # A family that needs more objects than the range allows gets what it needs.
     assert sample_task(np.random.default_rng(0), ("between",), (1, 1))[0].n == 3
-    # The default range draws exactly what earlier generations drew (the same random stream).
+    # No `objects` and the default range (3, 5) draw the same tasks (the same random stream).
     for i in range(20):
         a, b = sample_task(np.random.default_rng(i)), sample_task(np.random.default_rng(i), objects=(3, 5))
         assert a[1].instruction == b[1].instruction and np.array_equal(a[0].pos, b[0].pos)
