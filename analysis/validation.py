@@ -73,24 +73,3 @@ def _pooled_sd(groups: list[list[float]]) -> float | None:
     ss = sum(float(((np.asarray(g) - np.mean(g)) ** 2).sum()) for g in groups if len(g) > 1)
     dof = sum(len(g) - 1 for g in groups if len(g) > 1)
     return float(np.sqrt(ss / dof)) if dof else None
-
-
-def summary_lines(rounds: list[dict]) -> list[str]:
-    """Readable lines for `summarize`'s rounds."""
-    lines = []
-    for r in rounds:
-        lines.append(f"validation at C = {r['budget']:.3g} FLOPs: the recommended size "
-                     + ("won" if r["recommended_won"] else "did NOT win")
-                     + (f" (its mean loss {r['margin']:+.4f} against the best alternative)"
-                        if r["margin"] is not None else "")
-                     + (f", {'beyond' if r['decisive'] else 'within'} the seed noise "
-                        f"(sd {r['seed_sd']:.4f} between seeds)"
-                        if r.get("decisive") is not None else ", with one seed per size: whether that is beyond the "
-                        "seed noise is not measured")
-                     + f"; the printed interval covered {r['covered']} of {r['runs']} runs")
-        for s in r["sizes"]:
-            tag = "recommended" if s["recommended"] else "alternative"
-            lines.append(f"  N = {s['n_params']:,} ({s['size']}), D = {s['samples']:,}: loss "
-                         f"{', '.join(f'{x:.4f}' for x in s['losses'])} (mean {s['mean']:.4f}); predicted "
-                         f"{s['predicted_loss']:.4f} [{s['predicted_lo']:.4f}, {s['predicted_hi']:.4f}] ({tag})")
-    return lines

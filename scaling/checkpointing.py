@@ -26,12 +26,6 @@ import torch
 _PREFIX = "model."  # the LightningModule layout's, so checkpoints in that layout load unchanged
 
 
-def checkpoint_step(path: str | os.PathLike) -> int:
-    """Optimizer steps done in a checkpoint (read with weights_only=True, memory-mapped)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return int(ckpt.get("global_step", 0))
-
-
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The run's own metadata in a checkpoint: run/model config, losses (see `scaling.trainer`)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -125,5 +119,5 @@ def _by_name(optim_sd: dict, names: list[str]) -> dict:
             "param_groups": [{**g, "params": [position[i] for i in g["params"]]} for g in groups]}
 
 
-__all__ = ["checkpoint_step", "read_checkpoint_meta", "gather_weights", "gather_state", "checkpoint_payload",
+__all__ = ["read_checkpoint_meta", "gather_weights", "gather_state", "checkpoint_payload",
            "write_checkpoint", "save_checkpoint", "load_checkpoint", "restore_checkpoint"]

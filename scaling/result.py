@@ -17,8 +17,6 @@ from typing import Any
 from vla_core import schema
 from vla_core.atomic import write_atomic
 
-STATUSES = ("completed", "diverged", "failed")
-
 
 @dataclass(frozen=True)
 class RunResult:

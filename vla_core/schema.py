@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_TYPES = ("string", "integer", "number", "boolean", "object", "array")
-
 
 @dataclass(frozen=True)
 class Field:
