@@ -9,11 +9,11 @@ EXTRAS ?= dev,metaworld,postgres,slurm
 # `make demo DEMO_ARGS=--small`: the three-by-three version, for a slow or busy machine.
 DEMO_ARGS ?=
 
-.PHONY: demo test test-fast coverage venv bench clean
+.PHONY: demo test test-fast lint coverage venv bench clean
 
 venv: $(VENV)/.installed
 
-# The package alone: all that `make demo` runs. The extras (Meta-World, PostgreSQL, SLURM, pytest) come
+# The package alone: all that `make demo` runs. The extras (Meta-World, PostgreSQL, SLURM, pytest, ruff) come
 # with the first `make test`, so a first demo does not spend ~16 s installing what it never imports.
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,12 @@ $(VENV)/.installed: $(VENV)/.base
 demo: $(VENV)/.base
 	$(BIN)/python -m sweeps.demo $(DEMO_ARGS)
 
-test: venv
+# The linter first, so CI (.ci/run calls `make test`) fails on a lint error too. Rules: [tool.ruff] in pyproject.toml.
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: venv
+	$(BIN)/ruff check .
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_core.atomic import write_atomic
 from analysis.bootstrap import interval
+from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
 from vla_core.schema import validate
 
@@ -289,10 +289,12 @@ def write_train_config(opt: dict, path, fit_source: str = "", training: dict | N
     path = Path(path)
     ci = opt.get("ci", {})
     lines = [
-        f"# Compute-optimal run for C = {opt['flops']:.4g} FLOPs ({opt['form']} fit{' of ' + fit_source if fit_source else ''};",
+        f"# Compute-optimal run for C = {opt['flops']:.4g} FLOPs "
+        f"({opt['form']} fit{' of ' + fit_source if fit_source else ''};",
         (f"# {opt['flops_per_sample']:.4g} FLOPs per sample for a model of N_opt parameters: x D_opt = "
          f"{opt['flops_per_sample'] * opt['d_opt']:.4g} FLOPs)." if opt.get("flops_per_sample") else
-         f"# k = {opt['k']:.4g} FLOPs per parameter per sample: N_opt * D_opt * k = {opt['n_opt'] * opt['d_opt'] * opt['k']:.4g} FLOPs).")
+         f"# k = {opt['k']:.4g} FLOPs per parameter per sample: "
+         f"N_opt * D_opt * k = {opt['n_opt'] * opt['d_opt'] * opt['k']:.4g} FLOPs).")
         + f" Predicted loss {opt['loss']:.4g}"
         + (f", 95% interval [{ci['loss'][0]:.4g}, {ci['loss'][1]:.4g}]." if "loss" in ci else "."),
         f"# Use: scaling train --config {path.name} --data DATASET",
@@ -339,10 +341,12 @@ def _extrapolation_warnings(fit, out: dict) -> list[str]:
     for q, name in (("N", "N"), ("D", "D")):
         f = ex.get(q)
         if f is not None and f > FAR_AXIS:
-            warns.append(f"{name} is {f:.3g}x {'above the largest' if ex['sides'][q] == 'above' else 'below the smallest'}"
+            side = "above the largest" if ex["sides"][q] == "above" else "below the smallest"
+            warns.append(f"{name} is {f:.3g}x {side}"
                          f" {name} of the fitted runs: the law is used far outside the runs that measured it")
     if ex.get("epochs") is not None and ex["epochs"] > 1.0:
-        warns.append(f"D = {out.get('d_opt', out.get('d')):.3g} samples is {ex['epochs']:.3g}x the unique samples of the data "
+        warns.append(f"D = {out.get('d_opt', out.get('d')):.3g} samples is {ex['epochs']:.3g}x "
+                     "the unique samples of the data "
                      f"({ex['unique_samples']:.3g}): repeated data is worth less than fresh data, which this law "
                      "does not model")
     if obs.get("loss_min") is not None and out["loss"] < obs["loss_min"]:

@@ -18,10 +18,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from analysis.bootstrap import interval, refit_resamples, resample_weights
+
+if TYPE_CHECKING:
+    from analysis.result import FitResult
 
 BOOT_COLUMNS = ("a", "coef_n", "b", "coef_d", "E", "G", "gamma", "k_slope", "k_icpt")
 """Per-resample quantities an Approach 2 fit keeps: the two power laws, the loss law through the
@@ -360,7 +364,8 @@ def _budget_fits(N, D, loss, C, groups, nominal: bool, min_points: int, window: 
         xv, lmin = float(fn["xv"]), float(fn["lmin"])
         rows.append((c, float(np.exp(xv)), float(np.exp(fd["xv"])), lmin))
         order = np.argsort(x)
-        curves.append((c, N[idx][order], y[order], tuple(float(v) for v in fn["p"]), (float(fn["lo"]), float(fn["hi"]))))
+        curves.append((c, N[idx][order], y[order], tuple(float(v) for v in fn["p"]),
+                       (float(fn["lo"]), float(fn["hi"]))))
         fitted.append((c, idx))
         fits.append(fn)
         info.append({"flops": c, "p": [float(v) for v in fn["p"]], "q": [float(v) for v in fd["p"]],
@@ -479,7 +484,7 @@ def _bootstrap_exponents(N, D, loss, fitted, n_boot, seed, level, window, lc0):
     def refit(W):
         shape = (W.shape[0], len(fitted))
         ln_n, ln_d, lmin, ln_k = (np.full(shape, np.nan) for _ in range(4))
-        for j, (c, idx) in enumerate(fitted):
+        for j, (_, idx) in enumerate(fitted):
             fn = _window_fit(np.log(N[idx]), loss[idx], W[:, idx], window)
             fd = _window_fit(np.log(D[idx]), loss[idx], W[:, idx], window)
             ok = fn["status"] == FITTED
@@ -605,7 +610,8 @@ def a2_predict(fit: dict, n: float, d: float, flops: float | None = None, level:
     ex["n_over_n_opt"] = float(n / out["n_opt"])
     if abs(x - ln_n) > reach:
         warns.append(f"N = {n:.3g} is {n / out['n_opt']:.3g}x N_opt ({out['n_opt']:.3g}) at this compute; the "
-                     f"parabolas were fitted within {np.exp(reach):.3g}x of their minima: the surface is extrapolated in N")
+                     f"parabolas were fitted within {np.exp(reach):.3g}x of their minima: "
+                     "the surface is extrapolated in N")
     out["extrapolation"], out["warnings"] = ex, warns
     _a2_finish(fit, out, n, d, flops)
     return out
@@ -669,7 +675,8 @@ def _a2_finish(fit: dict, out: dict, n: float, d: float, c: float) -> None:
     noise = (fit.get("noise") or {}).get("sd")
     if noise and out["loss"] > 0 and float(noise) / out["loss"] > float(obs.get("seed_sd") or 0.0):
         obs["seed_sd"] = float(noise) / out["loss"]
-        obs["seed_sd_source"] = f"scatter of the runs about the parabolas ({(fit.get('noise') or {}).get('source', '')})"
+        obs["seed_sd_source"] = ("scatter of the runs about the parabolas "
+                                 f"({(fit.get('noise') or {}).get('source', '')})")
     widen_interval(out, ex, bt, obs)
 
 
@@ -807,11 +814,11 @@ def fit_approach2(source, *, options=None, out=None, **overrides) -> dict:
 
     import pandas as pd
 
-    from vla_core.atomic import write_atomic
-    from vla_core.errors import BadInput
     from analysis.options import resolve
     from analysis.result import _clean
     from analysis.table import load_table
+    from vla_core.atomic import write_atomic
+    from vla_core.errors import BadInput
 
     o = resolve(options, **overrides)
     budget_col, window, seed = o.budget_col, o.window, o.seed
@@ -820,7 +827,8 @@ def fit_approach2(source, *, options=None, out=None, **overrides) -> dict:
     budget = None
     if col is not None:
         if col not in tbl.frame.columns:
-            raise BadInput(f"{tbl.source}: no column {col!r} (--budget-col); available: {', '.join(map(str, tbl.frame.columns))}")
+            raise BadInput(f"{tbl.source}: no column {col!r} (--budget-col); "
+                           f"available: {', '.join(map(str, tbl.frame.columns))}")
         b = tbl.frame[col]
         num = pd.to_numeric(b, errors="coerce")
         budget = num.to_numpy(float) if num.notna().all() else b.astype(str).to_numpy()
@@ -841,7 +849,7 @@ def fit_approach2(source, *, options=None, out=None, **overrides) -> dict:
     return d
 
 
-def load_any_fit(path) -> "FitResult | dict":
+def load_any_fit(path) -> FitResult | dict:
     """A fit file as `optimal_any` and `predict_any` take it: a FitResult (Approach 3), or the plain dict
     of an Approach 2 fit (`"approach": 2`). BadInput (one line) when it is neither."""
     from analysis.result import FitResult

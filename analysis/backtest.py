@@ -33,7 +33,8 @@ def backtest(form: Form, cols: dict[str, np.ndarray], loss: np.ndarray, compute:
     order = np.argsort(compute, kind="stable")
     train, test = order[: n - h], order[n - h:]
     if train.size < p + 1 or any(np.unique(cols[q][train]).size < 2 for q in form.columns):
-        return Backtest(h, None, None, skipped=f"only {train.size} runs below the holdout, too few to refit {p} parameters")
+        return Backtest(h, None, None,
+                        skipped=f"only {train.size} runs below the holdout, too few to refit {p} parameters")
     sub = {q: v[train] for q, v in cols.items()}
     pf = fit_grid(form, log_columns(sub), np.log(loss[train]), grid, **loss_options)
     pred = form.predict(form.to_natural(pf.theta), {q: v[test] for q, v in cols.items()})

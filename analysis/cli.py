@@ -29,7 +29,8 @@ def register(subparsers) -> None:
                    help="instead of --flops: the compute at which the success-rate law reaches S (0..1), "
                    "and the compute-optimal run there (needs a fit of a table with success rates)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--emit-config", default=None, metavar="RUN_YAML", help="write a `scaling train` config for N_opt, D_opt")
+    p.add_argument("--emit-config", default=None, metavar="RUN_YAML",
+                   help="write a `scaling train` config for N_opt, D_opt")
     p.set_defaults(func=_optimal)
 
     p = subparsers.add_parser("predict", help="the law's loss at a given N and D, with its interval and extrapolation",
@@ -183,9 +184,10 @@ def _optimal(a) -> int:
         tci = target["ci"]
         print(f"success {target['target_success']:g} is reached at C = {target['flops']:.4g} FLOPs"
               + (f"  [{tci[0]:.4g}, {tci[1]:.4g}]" if tci else "")
-              + f" (success-vs-compute law; the law reaches it in {100 * target.get('reached_in', 1):.0f}% of resamples)")
-    how = f"{res.get('form', 'approach 2')}" + (f", {res['flops_per_sample']:.4g} FLOPs per sample at N_opt" if res.get("flops_per_sample")
-                              else f", k = {res['k']:.4g}")
+              + " (success-vs-compute law; the law reaches it in "
+              f"{100 * target.get('reached_in', 1):.0f}% of resamples)")
+    how = f"{res.get('form', 'approach 2')}" + (f", {res['flops_per_sample']:.4g} FLOPs per sample at N_opt"
+                                                if res.get("flops_per_sample") else f", k = {res['k']:.4g}")
     _print_answer(res, f"C = {res['flops']:.4g} FLOPs ({how}):",
                   [("N_opt", "n_opt", " parameters"), ("D_opt", "d_opt", " samples"), ("loss ", "loss", "")])
     if a.emit_config:
@@ -216,7 +218,8 @@ def _target(fit, a) -> dict:
     if not 0 < a.target_success < 1:
         raise BadInput(f"--target-success {a.target_success}: a success rate strictly between 0 and 1")
     if fit.success is None or not fit.success.vs_compute:
-        raise BadInput(f"{a.fit}: no success-rate law in this fit (its table had fewer than 4 runs with a success rate)")
+        raise BadInput(f"{a.fit}: no success-rate law in this fit "
+                       "(its table had fewer than 4 runs with a success rate)")
     return compute_for_success(fit.success, a.target_success)
 
 
@@ -231,7 +234,7 @@ def _suggest(a) -> int:
         try:
             sizes = [float(x) for x in a.sizes.split(",") if x.strip()]
         except ValueError:
-            raise BadInput(f"--sizes {a.sizes!r}: comma-separated parameter counts, e.g. 1e6,3e6,1e7")
+            raise BadInput(f"--sizes {a.sizes!r}: comma-separated parameter counts, e.g. 1e6,3e6,1e7") from None
     o = from_args(a, "suggest", bootstrap=0, holdout_frac=0, success_col=None)
     f = get_form(o.form)
     tbl = load_table(a.results, need=f.columns, n_params=len(f.params), **o.columns)
@@ -240,10 +243,12 @@ def _suggest(a) -> int:
     if a.json:
         print(json.dumps([{k: r[k] for k in ("n_params", "n_samples", "flops")} for r in out["runs"]]))
         return 0
-    print(f"N_opt at C = {out['target_flops']:.3g} FLOPs: {out['n_opt']:.3g} (sd of log N_opt {out['sd_before']:.3g} now, "
+    print(f"N_opt at C = {out['target_flops']:.3g} FLOPs: {out['n_opt']:.3g} "
+          f"(sd of log N_opt {out['sd_before']:.3g} now, "
           f"{out['sd_after']:.3g} after these runs; {out['spent']:.3g} of {a.budget_flops:.3g} FLOPs)")
     for r in out["runs"]:
-        print(f"  N = {r['n_params']:.4g}  D = {r['n_samples']:.4g}  FLOPs = {r['flops']:.3g}  (sd after: {r['sd_after']:.3g})")
+        print(f"  N = {r['n_params']:.4g}  D = {r['n_samples']:.4g}  FLOPs = {r['flops']:.3g}  "
+              f"(sd after: {r['sd_after']:.3g})")
     return 0
 
 

@@ -65,7 +65,7 @@ class Covariance:
         return {n: float(np.sqrt(v)) if v >= 0 else None for n, v in zip(self.names, d)}
 
     @classmethod
-    def from_dict(cls, d) -> "Covariance | None":
+    def from_dict(cls, d) -> Covariance | None:
         """From its JSON object; None for an empty or absent one."""
         if not d:
             return None

@@ -6,8 +6,9 @@ residual variance), so that Var(g) ~ grad g^T I^-1 grad g for the quantity we ca
 g = log N_opt(C_target) (the delta method: c-optimal design, Chaloner & Verdinelli 1995). A new run
 at (N, D) adds J_x^T J_x / sigma^2 to I before it is run, since J depends only on where the run is.
 Runs are chosen greedily within the budget, by drop in Var(g) per FLOP and by drop alone, and the
-better of the two sets is kept (the standard approximation for budgeted maximisation). Candidates are the model sizes the family can build
-(`sizes`) times log-spaced data sizes between the cheapest observed run and the budget.
+better of the two sets is kept (the standard approximation for budgeted maximisation). Candidates are
+the model sizes the family can build (`sizes`) times log-spaced data sizes between the cheapest
+observed run and the budget.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def suggest(fit, table, target_flops: float, budget_flops: float, count: int, si
     grad = _target_grad(form, theta, target_flops, fit.k)
     n_opt = float(form.allocation(fit.params, target_flops, fit.k)[0])
 
-    def var(I):
-        return float(grad @ np.linalg.solve(I + ridge, grad))
+    def var(information):
+        return float(grad @ np.linalg.solve(information + ridge, grad))
 
     if sizes is None:
         sizes = default_sizes(table.cols["N"], n_opt)

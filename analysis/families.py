@@ -29,7 +29,7 @@ import numpy as np
 from analysis.bootstrap import percentile_ci
 from analysis.options import FitOptions, resolve
 from analysis.result import FitResult
-from analysis.table import FAMILY_COLUMN, family_column, families_in, read_frame
+from analysis.table import FAMILY_COLUMN, families_in, family_column, read_frame
 from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
 from vla_core.schema import DEFAULT_FAMILY
@@ -128,8 +128,10 @@ def _clause(ref: str, other: str, name: str, var: str | None, vr: float, vo: flo
     if diff["beyond_noise"]:
         win, lose = (other, ref) if diff["value"] > 0 else (ref, other)
         vw, vl = (vo, vr) if win == other else (vr, vo)
-        return f"{win}'s loss falls faster {what} ({name} {vw:.3g} against {vl:.3g} for {lose}; {stats}, {p}: beyond the noise)"
-    return f"{what} the two are within the noise of each other ({name} {vo:.3g} for {other}, {vr:.3g} for {ref}; {stats} covers 0, {p})"
+        return (f"{win}'s loss falls faster {what} ({name} {vw:.3g} against {vl:.3g} for {lose}; "
+                f"{stats}, {p}: beyond the noise)")
+    return (f"{what} the two are within the noise of each other ({name} {vo:.3g} for {other}, {vr:.3g} for {ref}; "
+            f"{stats} covers 0, {p})")
 
 
 def compare(fits: dict[str, FitResult], reference: str | None = None, *, source: str = "",

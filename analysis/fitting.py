@@ -233,7 +233,8 @@ def fit_grid(form: Form, logs: dict, log_loss: np.ndarray, grid: np.ndarray | No
     best = order[0]
     _, g = fun(x[best][None, :])
     return ParamFit(x[best], float(f[best]), n_starts, x[order], bool(conv[best]), int(it[best]),
-                    float(np.abs(g).max()), distinct(form, x[order], f[order], float(np.exp(np.min(log_loss))), worse=2.0)[:3])
+                    float(np.abs(g).max()),
+                    distinct(form, x[order], f[order], float(np.exp(np.min(log_loss))), worse=2.0)[:3])
 
 
 def basin_coords(form: Form, x: np.ndarray, loss_scale: float) -> np.ndarray:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -326,7 +326,8 @@ def _dc_log(theta, lg):
     u1 = a - alpha * lg["N"]
     u2 = b - beta * ldp
     out, (p0, p1, p2) = _lse([np.broadcast_to(e, u1.shape), u1, u2])
-    return out, _groups([p0, p1, p2], lg) + [(p1, lg["1N"][:, 1:], (3,))] + _groups([-p2 * ldp, -p2 * beta * dldp], lg, 4)
+    return out, (_groups([p0, p1, p2], lg) + [(p1, lg["1N"][:, 1:], (3,))]
+                 + _groups([-p2 * ldp, -p2 * beta * dldp], lg, 4))
 
 
 def _dc_predict(p, cols):

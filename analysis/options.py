@@ -123,7 +123,7 @@ class FitOptions:
         return {"n_col": self.n_col, "d_col": self.d_col, "loss_col": self.loss_col, "c_col": self.c_col,
                 "u_col": self.u_col, "all_states": self.all_states, "exclude_col": self.exclude_col}
 
-    def replace(self, **changes) -> "FitOptions":
+    def replace(self, **changes) -> FitOptions:
         """A copy with `changes` (field names; TypeError naming an unknown one)."""
         return dataclasses.replace(self, **changes) if changes else self
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.forms import FORMS
 from analysis.allocation import allocation, fps_model
+from analysis.forms import FORMS
 
 
 def _axes(ax, size=(5.5, 4.0)):
@@ -235,7 +235,8 @@ def families_vs(tables: dict, fits: dict, x: str = "N", ax=None):
             ax.plot(grid, _predict(fit, cols), color=col, lw=1.2,
                     label=f"{name}: its law" + (f" ({exponent} = {e:.3g})" if e is not None else ""))
         if getattr(table, "blind_loss", None) is not None:
-            ax.axhline(table.blind_loss, color=col, ls=":", lw=1, label=f"{name}: blind baseline ({table.blind_loss:.3g})")
+            ax.axhline(table.blind_loss, color=col, ls=":", lw=1,
+                       label=f"{name}: blind baseline ({table.blind_loss:.3g})")
     ax.set(xscale="log", yscale="log", xlabel=f"{x} ({'parameters' if x == 'N' else 'samples'})", ylabel="loss",
            title=f"Loss against {x} at the largest {by}, per family")
     ax.legend(fontsize=7)
@@ -247,6 +248,7 @@ def families_vs_compute(tables: dict, ax=None):
     ax = _axes(ax)
     for j, (name, table) in enumerate(tables.items()):
         ax.scatter(table.compute, table.loss, s=14, color=f"C{j}", label=name)
-    ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss", title="Loss against compute, per family")
+    ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="loss",
+           title="Loss against compute, per family")
     ax.legend(fontsize=8)
     return ax

@@ -6,11 +6,10 @@ import html
 import io
 from pathlib import Path
 
-
-from vla_core.atomic import write_atomic
-from vla_core.errors import BadInput
 from analysis.options import FitOptions, resolve
 from analysis.result import coverage_text, seed_summary
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 
 def resolve_results(path) -> Path:
@@ -60,8 +59,9 @@ def _app_table(apps, fit) -> str:
                 for app in apps if app.flops.size >= 2]
     verdict = ""
     if cmp:
-        verdict = (f"<p>{'The approaches agree (their 95% intervals overlap).' if cmp.get('agree') else '<b>The approaches do not agree.</b>'} "
-                   f"{e(str(cmp.get('trust', '')))}</p>")
+        agree = ("The approaches agree (their 95% intervals overlap)." if cmp.get("agree")
+                 else "<b>The approaches do not agree.</b>")
+        verdict = f"<p>{agree} {e(str(cmp.get('trust', '')))}</p>"
     return ("<table><tr><th>approach</th><th>a (N_opt ~ C^a)</th><th>95% interval</th><th>assumptions met</th>"
             "<th>why</th></tr>" + "".join(rows) + "</table>" + verdict)
 
@@ -77,7 +77,8 @@ def _success_html(fit) -> str:
         p, ci, bt = sp.params, sp.ci or {}, sp.backtest or {}
         bt_txt = f"{100 * bt['mae']:.1f} / {100 * bt['max_err']:.1f}" if bt else "not run"
         rows.append(f"<tr><td>{label}</td><td>{p['mid']:.4g} {_ci(ci.get('mid'))} ({unit})</td>"
-                    f"<td>{p['slope']:.3g} {_ci(ci.get('slope'))}</td><td>{p['ceiling']:.3g} {_ci(ci.get('ceiling'))}</td>"
+                    f"<td>{p['slope']:.3g} {_ci(ci.get('slope'))}</td>"
+                    f"<td>{p['ceiling']:.3g} {_ci(ci.get('ceiling'))}</td>"
                     f"<td>{100 * sp.rmse:.1f}</td><td>{bt_txt}</td></tr>")
     return ("<h2>Success rate</h2><p>Logistic law s = floor + (ceiling - floor) / (1 + exp(-slope (u - mid))), "
             f"u = log10 C or -L, floor {sec.floor:.3g} (the blind baseline's success, else 0); "
@@ -228,12 +229,15 @@ def _figures(tbl, fit, out: Path) -> tuple[list, list, list[str]]:
         if a2.curves:
             figs.append(("IsoFLOP curves", _save(plots.isoflops(a2), out, "isoflops.png")))
         if fit.exponents.get("a") is not None:
-            ax = plots.optimal_vs_compute(fit, (C.min(), C.max() * 100), [(a, "o" if a.approach == 1 else "^") for a in apps])
+            ax = plots.optimal_vs_compute(fit, (C.min(), C.max() * 100),
+                                          [(a, "o" if a.approach == 1 else "^") for a in apps])
             figs.append(("Compute-optimal allocation", _save(ax, out, "optimal.png")))
     if fit.success is not None and fit.success.vs_compute:
-        figs.append(("Success rate against compute", _save(plots.success(tbl, fit, "compute"), out, "success_vs_compute.png")))
+        figs.append(("Success rate against compute",
+                     _save(plots.success(tbl, fit, "compute"), out, "success_vs_compute.png")))
         figs.append(("Success rate against loss", _save(plots.success(tbl, fit, "loss"), out, "success_vs_loss.png")))
-    figs.append(("Observed against predicted", _save(plots.observed_vs_predicted(tbl, fit), out, "observed_vs_predicted.png")))
+    figs.append(("Observed against predicted",
+                 _save(plots.observed_vs_predicted(tbl, fit), out, "observed_vs_predicted.png")))
     figs.append(("Residuals", _save(plots.residuals(tbl, fit), out, "residuals.png")))
     return figs, apps, extra_warn
 
@@ -256,6 +260,7 @@ def _page(fit, tbl, raw, pair, figs, apps, extra_warn) -> str:
                   if opt.get("flops_per_sample") else
                   f"(k = {fit.k:.3g} FLOPs per parameter per sample{'' if fit.k_measured else ', assumed'}).")
                if opt else "")
+    apps_html = _app_table(apps, fit) if two_var else ""
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>Scaling-law report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:49%;vertical-align:top}}
@@ -268,7 +273,7 @@ objective at the optimum ({e(_se_method(fit.covariance))}).</p>
 <h2>Parameters</h2><table><tr><th>name</th><th>value</th><th>std. error</th><th>{pct} interval</th></tr>{params}</table>
 <h2>Warnings</h2><ul class="warn">{warn}</ul>{('<h3>Notes</h3><ul>' + notes + '</ul>') if notes else ''}
 <h2>Backtest</h2><p>{bt_txt}</p>
-<h2>Compute-optimal allocation</h2><p>{opt_txt} {e(_extrapolation_txt(opt))}</p>{_app_table(apps, fit) if two_var else ''}
+<h2>Compute-optimal allocation</h2><p>{opt_txt} {e(_extrapolation_txt(opt))}</p>{apps_html}
 {_pair_html(pair)}
 {_validation_html(raw)}
 {_success_html(fit)}
@@ -337,7 +342,8 @@ def _families_html(comparison: dict) -> str:
             "interval and a two-sided bootstrap p-value. A larger exponent: a loss that falls faster with that "
             "variable over the runs' range.</p>"
             f"<table><tr><th>exponent</th><th>family [{level}]</th><th>reference [{level}]</th>"
-            f"<th>difference (family - reference)</th><th>{level} interval</th><th>p</th><th>verdict</th></tr>" + "".join(rows) + "</table>"
+            f"<th>difference (family - reference)</th><th>{level} interval</th><th>p</th><th>verdict</th></tr>"
+            + "".join(rows) + "</table>"
             + (f"<ul class='warn'>{warn}</ul>" if warn else ""))
 
 
@@ -389,8 +395,10 @@ def _write_families_report(raw, source: str | None, out: Path, families, o: FitO
     for name, tbl in tables.items():
         slug = file_slug(name)
         if "N" in f.columns and "D" in f.columns:
-            figs.append((f"{name}: loss against N", _save(plots.loss_vs_n(tbl, fits[name]), out, f"loss_vs_n_{slug}.png")))
-            figs.append((f"{name}: loss against D", _save(plots.loss_vs_d(tbl, fits[name]), out, f"loss_vs_d_{slug}.png")))
+            figs.append((f"{name}: loss against N",
+                         _save(plots.loss_vs_n(tbl, fits[name]), out, f"loss_vs_n_{slug}.png")))
+            figs.append((f"{name}: loss against D",
+                         _save(plots.loss_vs_d(tbl, fits[name]), out, f"loss_vs_d_{slug}.png")))
         figs.append((f"{name}: observed against predicted",
                      _save(plots.observed_vs_predicted(tbl, fits[name]), out, f"observed_vs_predicted_{slug}.png")))
     e = html.escape

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_core.atomic import write_atomic
 from analysis.covariance import Covariance
-from vla_core.errors import BadInput
 from analysis.success import SuccessFit
 from analysis.success import from_dict as success_from_dict
+from vla_core.atomic import write_atomic
+from vla_core.errors import BadInput
 
 FORMAT_VERSION = 1
 
@@ -120,7 +120,7 @@ class Bootstrap(Section):
     starts: int | None = field(default=None, metadata=_optional())
     """Starts every resample was refitted from (distinct optima known)."""
     level: float | None = field(default=None, metadata=_optional())
-    """Coverage of the percentile intervals read off the samples (None in files written before it was recorded: 0.95)."""
+    """Coverage of the percentile intervals read off the samples (None in a file that does not record it: 0.95)."""
 
     def params(self) -> dict[str, np.ndarray] | None:
         """{name: (n,) values} of every resample, None without samples."""
@@ -297,7 +297,7 @@ class FitResult:
         return write_atomic(path, json.dumps(doc, indent=1) + "\n")
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "fit") -> "FitResult":
+    def from_dict(cls, d: dict, where: str = "fit") -> FitResult:
         """Inverse of `to_dict`; BadInput naming the first thing wrong when `d` is not a fit.
 
         Intervals written as null (an open end, e.g. [0, null]) come back as -inf / inf.
@@ -323,17 +323,17 @@ class FitResult:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod
-    def load(cls, path) -> "FitResult":
+    def load(cls, path) -> FitResult:
         """Read a fit.json; BadInput (one line) when it is missing, not JSON, or not a fit."""
         path = Path(path)
         try:
             d = json.loads(path.read_text())
         except FileNotFoundError:
-            raise BadInput(f"{path}: no such fit file")
+            raise BadInput(f"{path}: no such fit file") from None
         except IsADirectoryError:
-            raise BadInput(f"{path}: a directory, not a fit.json")
+            raise BadInput(f"{path}: a directory, not a fit.json") from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{path}: not a fit.json (not valid JSON: {str(exc).splitlines()[0][:80]})")
+            raise BadInput(f"{path}: not a fit.json (not valid JSON: {str(exc).splitlines()[0][:80]})") from None
         return cls.from_dict(d, str(path))
 
     def summary(self) -> str:
@@ -375,8 +375,8 @@ class FitResult:
         for key, app in sorted((self.approaches or {}).get("approaches", {}).items()):
             a, ci = app.get("a"), app.get("ci")
             name = {"1": "envelope", "2": "IsoFLOP parabolas", "3": "this fit"}.get(key, key)
-            lines.append(f"  approach {key} ({name}): a = {_fmt(a)}{_ci(ci)}; "
-                         f"{'assumptions met' if app.get('assumptions_met') else 'assumptions NOT met'}: {app.get('why', '')}")
+            met = "assumptions met" if app.get("assumptions_met") else "assumptions NOT met"
+            lines.append(f"  approach {key} ({name}): a = {_fmt(a)}{_ci(ci)}; {met}: {app.get('why', '')}")
         if (self.approaches or {}).get("trust"):
             lines.append(f"  approaches: {self.approaches['trust']}")
         for n in self.notes:

@@ -54,9 +54,10 @@ class Table:
         n_max, d_min / d_max (the fitted runs' extent); blind_loss / blind_success (the input-free
         baseline); unique_samples (distinct frames of the data the runs trained on: median of
         D / epochs over the runs); seed_sd (pooled standard deviation of log loss between runs that
-        repeat one (N, D), i.e. the relative spread between seeds, over the top fifth of compute); fps_c0, fps_c1, fps_err (training
-        FLOPs per sample as c0 + c1 N, least squares over the runs, and its largest relative error:
-        what a model of N parameters costs per sample, a fixed cost such as an image stem included);
+        repeat one (N, D), i.e. the relative spread between seeds, over the top fifth of compute);
+        fps_c0, fps_c1, fps_err (training FLOPs per sample as c0 + c1 N, least squares over the runs,
+        and its largest relative error: what a model of N parameters costs per sample, a fixed cost
+        such as an image stem included);
         backtest_reach (log10 of how far the backtest extrapolated: median compute of the held-out
         top `holdout_frac` of runs over the largest compute left in).
         """
@@ -184,12 +185,14 @@ def read_frame(source) -> tuple[pd.DataFrame, str]:
             return pd.read_parquet(path), str(path)
         return pd.read_csv(path), str(path)
     except (ValueError, OSError, ImportError) as exc:
-        raise BadInput(f"{path}: cannot read as a table ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+        raise BadInput(
+            f"{path}: cannot read as a table ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from None
 
 
 def family_column(df: pd.DataFrame, col: str = FAMILY_COLUMN) -> pd.Series:
     """Each row's model family: the column's value, `DEFAULT_FAMILY` where the table has no such column
-    or the cell is empty (tables written before the column existed hold the built-in family only)."""
+    or the cell is empty (a table without the column holds the built-in family only)."""
     if col not in df.columns:
         return pd.Series(DEFAULT_FAMILY, index=df.index, dtype=object)
     v = df[col].astype(object).where(df[col].notna(), DEFAULT_FAMILY).astype(str).str.strip()
@@ -230,7 +233,8 @@ def _fitted_rows(df: pd.DataFrame, name: str, loss_col: str | None, all_states: 
             df = df[~is_blind].reset_index(drop=True)
     if exclude_col is not None:
         if exclude_col not in df.columns:
-            raise BadInput(f"{name}: no column {exclude_col!r} (--exclude-col); available: {', '.join(map(str, df.columns))}")
+            raise BadInput(f"{name}: no column {exclude_col!r} (--exclude-col); "
+                           f"available: {', '.join(map(str, df.columns))}")
         flag = df[exclude_col].astype(str).str.strip().str.lower().isin(_TRUE)
         if flag.any():
             notes.append(f"left out {int(flag.sum())} of {len(df)} rows flagged in {exclude_col!r}")
@@ -309,11 +313,13 @@ def load_table(source, *, need=("N", "D"), n_col: str | None = None, d_col: str 
         cols[q] = v
     loss = cols.pop("loss")
     if loss.size < max(n_params, 1) + 1:
-        raise BadInput(f"{name}: {loss.size} runs, too few to fit a law with {n_params} parameters (need at least {n_params + 1})")
+        raise BadInput(f"{name}: {loss.size} runs, too few to fit a law with {n_params} parameters "
+                       f"(need at least {n_params + 1})")
     if "N" in need and "D" in need:
         for q in ("N", "D"):
             if np.unique(cols[q]).size < 2:
-                raise BadInput(f"{name}: column {names[q]!r} has a single value; a law in N and D needs several of each")
+                raise BadInput(f"{name}: column {names[q]!r} has a single value; "
+                               "a law in N and D needs several of each")
     k, measured = 6.0, False
     if "C" in cols and "N" in cols and "D" in cols:
         k, measured = float(np.median(cols["C"] / (cols["N"] * cols["D"]))), True

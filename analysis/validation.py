@@ -44,7 +44,8 @@ def summarize(df: pd.DataFrame, loss_col: str = "val_loss") -> list[dict]:
         sizes = []
         for n, h in g.groupby("n_params"):
             loss = pd.to_numeric(h[loss_col], errors="coerce").to_numpy(float)
-            lo, mid, hi = (float(pd.to_numeric(h[c]).iloc[0]) for c in ("predicted_lo", "predicted_loss", "predicted_hi"))
+            lo, mid, hi = (float(pd.to_numeric(h[c]).iloc[0])
+                           for c in ("predicted_lo", "predicted_loss", "predicted_hi"))
             rec = str(h["recommended"].iloc[0]).strip().lower() in _TRUE
             sizes.append({"n_params": int(n), "samples": int(h["n_samples"].iloc[0]), "size": str(h["size"].iloc[0]),
                           "recommended": rec, "losses": [float(x) for x in loss], "mean": float(loss.mean()),
@@ -62,7 +63,8 @@ def summarize(df: pd.DataFrame, loss_col: str = "val_loss") -> list[dict]:
         out.append({"budget": float(budget), "sizes": sizes, "winner": best["n_params"],
                     "recommended_won": bool(rec is not None and rec is best), "margin": margin,
                     "seed_sd": sd, "decisive": None if noise is None else bool(abs(margin) > noise),
-                    "covered": int(sum(s["covered"] for s in sizes)), "runs": int(sum(len(s["losses"]) for s in sizes))})
+                    "covered": int(sum(s["covered"] for s in sizes)),
+                    "runs": int(sum(len(s["losses"]) for s in sizes))})
     return out
 
 
@@ -71,22 +73,3 @@ def _pooled_sd(groups: list[list[float]]) -> float | None:
     ss = sum(float(((np.asarray(g) - np.mean(g)) ** 2).sum()) for g in groups if len(g) > 1)
     dof = sum(len(g) - 1 for g in groups if len(g) > 1)
     return float(np.sqrt(ss / dof)) if dof else None
-
-
-def summary_lines(rounds: list[dict]) -> list[str]:
-    """Readable lines for `summarize`'s rounds."""
-    lines = []
-    for r in rounds:
-        lines.append(f"validation at C = {r['budget']:.3g} FLOPs: the recommended size "
-                     + ("won" if r["recommended_won"] else "did NOT win")
-                     + (f" (its mean loss {r['margin']:+.4f} against the best alternative)" if r["margin"] is not None else "")
-                     + (f", {'beyond' if r['decisive'] else 'within'} the seed noise (sd {r['seed_sd']:.4f} between seeds)"
-                        if r.get("decisive") is not None else ", with one seed per size: whether that is beyond the "
-                        "seed noise is not measured")
-                     + f"; the printed interval covered {r['covered']} of {r['runs']} runs")
-        for s in r["sizes"]:
-            tag = "recommended" if s["recommended"] else "alternative"
-            lines.append(f"  N = {s['n_params']:,} ({s['size']}), D = {s['samples']:,}: loss "
-                         f"{', '.join(f'{x:.4f}' for x in s['losses'])} (mean {s['mean']:.4f}); predicted "
-                         f"{s['predicted_loss']:.4f} [{s['predicted_lo']:.4f}, {s['predicted_hi']:.4f}] ({tag})")
-    return lines

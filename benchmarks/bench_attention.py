@@ -6,7 +6,8 @@
 softmax); "auto" takes "math" on CPUs under bf16/fp16 autocast. This measures both in fp32 and under bf16
 autocast (cache on, as the Fabric loop runs it): a step is forward + backward + clipping + AdamW; the
 kernels alternate step by step in one process (one warm-up step each), so load on a shared machine hits
-both alike (`--clock cpu --threads 1`: CPU time, for a machine loaded by others). Prints the median step's samples/s of each and the ratio math / sdpa (>1: math is faster).
+both alike (`--clock cpu --threads 1`: CPU time, for a machine loaded by others). Prints the median
+step's samples/s of each and the ratio math / sdpa (>1: math is faster).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def measure(size: str, batch: int, steps: int, dtype: str, data: str, clock=time.perf_counter) -> dict:
     import torch
 
+    import scaling.model.vla as vla
     from scaling.config import RunConfig
     from scaling.data import open_source
-    import scaling.model.vla as vla
     from scaling.model import VLA
     from scaling.train import model_config
 
@@ -80,7 +81,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = str(make_tiny_dataset(Path(tempfile.mkdtemp()) / "tiny", episodes=16, image_size=32))
-    rows = [measure(s, args.batch, args.steps, d, data, clock) for s in args.sizes.split(",") for d in args.dtypes.split(",")]
+    rows = [measure(s, args.batch, args.steps, d, data, clock)
+            for s in args.sizes.split(",") for d in args.dtypes.split(",")]
     print(f"{torch.get_num_threads()} threads, batch {args.batch}, median {args.clock} time of {args.steps} "
           f"interleaved steps each; load average {os.getloadavg()[0]:.1f}")
     for r in rows:

@@ -2,8 +2,8 @@
 
     python -m benchmarks.bench_autocast [--size 1m] [--batch 64] [--steps 10] [--threads 1]
 
-The Lightning Trainer ran CPU autocast with ``cache_enabled=False``; the Fabric loop uses torch's
-default (cache on). Each step is forward + backward + AdamW under `torch.autocast("cpu", bfloat16)`;
+The training loop uses torch's default (cache on); this measures it against ``cache_enabled=False``.
+Each step is forward + backward + AdamW under `torch.autocast("cpu", bfloat16)`;
 the two settings alternate step by step in one process, so load on the machine hits both alike.
 Prints samples/s of each and their ratio.
 """

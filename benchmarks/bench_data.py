@@ -26,10 +26,10 @@ import numpy as np
 
 
 def bench_generate(out: Path, episodes: int, image_size: int, shard_frames: int) -> dict:
+    import pyarrow.parquet  # noqa: F401 - one-off import cost kept out of the timing
+
     from scaling.data import tabletop
     from scaling.data.store import open_dataset, write_dataset
-
-    import pyarrow.parquet  # noqa: F401 - one-off import cost kept out of the timing
 
     t0 = time.perf_counter()
     path = write_dataset(tabletop.generate_episodes(episodes, seed=0, image_size=image_size), out, seed=0,
@@ -43,7 +43,8 @@ def bench_generate(out: Path, episodes: int, image_size: int, shard_frames: int)
 
 def bench_metaworld(out: Path, episodes: int) -> dict | None:
     try:
-        from scaling.data import metaworld_source as mw
+        # Imported first (not in isort's order): it picks the GL backend before metaworld imports mujoco.
+        from scaling.data import metaworld_source as mw  # noqa: I001
         import metaworld  # noqa: F401
     except ImportError:
         return None

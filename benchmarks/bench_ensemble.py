@@ -3,7 +3,7 @@
     taskset -c 0 python -m benchmarks.bench_ensemble [--quick] [--sizes 15k,100k,500k,1m] [--ks 1,2,4,8]
         [--precisions 32-true,bf16-mixed] [--steps 12] [--repeats 2] [--threads 1] [--no-end-to-end]
 
-Prints a table per precision and writes benchmarks/results/bench_ensemble.json (`--out`). The issue's
+Prints a table per precision and writes benchmarks/results/bench_ensemble.json (`--out`). The
 goal is for one CPU thread (`taskset -c 0`, `--threads 1`, the defaults' thread count): four seeds
 together cost at most 1.5x one seed at 1e5 parameters and 2.5x at 1e6. Per size, precision and k:
 
@@ -41,7 +41,7 @@ from vla_core.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"100k": 1.5, "1m": 2.5}
-"""The issue's goal: at k = 4 on one thread, the cost of four seeds together (x one seed) at these sizes."""
+"""The goal: at k = 4 on one thread, the cost of four seeds together (x one seed) at these sizes."""
 BARE = ("loop", "vmap", "bound")
 
 
@@ -264,7 +264,7 @@ def _line(row: dict) -> str:
 
 
 def goals(rows: list[dict]) -> dict:
-    """The issue's goal per size and precision where it was measured: k = 4's cost against its bound."""
+    """The goal per size and precision where it was measured: k = 4's cost against its bound."""
     out = {}
     for row in rows:
         if row["k"] == 4 and row["size"] in GOALS:

@@ -13,7 +13,7 @@ machine hits both alike. Per run:
 - ``cpu_s``: CPU seconds of the run process (user + system), which load from other processes does
   not inflate the way it inflates wall time.
 
-Prints medians per way and their ratios (fork server / fresh). Goal (issue 13): start-up median <= 1 s,
+Prints medians per way and their ratios (fork server / fresh). Goal: start-up median <= 1 s,
 and the same samples/s (ratio ~1).
 """
 

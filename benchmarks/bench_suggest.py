@@ -53,7 +53,8 @@ class Sim:
     def run(self, n, d):
         key = (float(n), float(np.round(d)))
         if key not in self.runs:
-            self.runs[key] = float(chinchilla(key[0], key[1], **self.law) * np.exp(self.noise * self.rng.standard_normal()))
+            noise = np.exp(self.noise * self.rng.standard_normal())
+            self.runs[key] = float(chinchilla(key[0], key[1], **self.law) * noise)
 
     @property
     def spent(self):

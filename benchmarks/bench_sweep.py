@@ -15,8 +15,8 @@ and reports for each:
 - ``share_in_training``: the same with the time ``train()`` itself reports (result ``wall_seconds``).
 - ``startup_s`` per run: from the worker's claim of the point to the end of the run's first training
   step (goal: median <= 1 s): the worker's time on the point - train()'s wall time + the first step's
-  time from ``metrics.csv`` (seconds since train() started, as result.json's ``wall_seconds``). An upper bound: it also counts the run process's exit and the worker's
-  reading of result.json.
+  time from ``metrics.csv`` (seconds since train() started, as result.json's ``wall_seconds``). An upper
+  bound: it also counts the run process's exit and the worker's reading of result.json.
 """
 
 from __future__ import annotations

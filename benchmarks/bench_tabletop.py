@@ -3,7 +3,7 @@
     python -m benchmarks.bench_tabletop [--episodes 1000] [--image-size 64] [--eval-episodes 256]
 
 Reports wall-clock rates and CPU-time rates (frames per CPU-second of this process): on a shared
-machine the wall rate understates what one core does, the CPU rate does not. The issue's target is
+machine the wall rate understates what one core does, the CPU rate does not. The target is
 >= 2,000 generated frames/s on one core at 64 px.
 """
 

@@ -14,7 +14,7 @@ variants interleaved repeat by repeat, best of `--repeats` each, since the machi
   - a bare PyTorch loop doing the same work (same model, batch, data path, optimizer, clipping and
     schedule) in 32-true and in bf16 autocast as train()'s Fabric loop runs it (weight cache on, the
     model's "auto" attention kernel: explicit math under CPU autocast), and in bf16 with torch's SDPA
-    kernel (the model before; on CPUs its bf16 flash-attention backward was the slowest op of a step);
+    kernel (the "(before)" variant; on CPUs its bf16 flash-attention backward is the slowest op of a step);
   - `precision: auto` (resolved by a fresh probe) against the better of train()'s two precisions
     (goal: >= 0.95);
   - train() / bare loop of the same precision (goal: >= 0.95);
@@ -55,7 +55,8 @@ def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cach
     from scaling.schedules import lr_multiplier
     from scaling.train import model_config
 
-    cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision, **(family or {}))
+    cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision,
+                    **(family or {}))
     source = open_source(data)
     torch.manual_seed(cfg.seed)
     model = VLA(model_config(cfg, source)).train()

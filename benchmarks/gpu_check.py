@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARITY = 0.02  # the bar: val_loss of DDP/FSDP within 2% of one device
+PARITY = 0.02  # the bar: val_loss of DDP/FSDP within 2% of one device
 
 
 def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict]:
@@ -53,7 +53,7 @@ def plan(n_devices: int, steps: int, mid: str, big: str, cpu: bool) -> list[dict
                                                           "keypoints": 16}))
     checks.append(dict(name="1x bf16 keypoints film", flags={**base, "precision": "bf16-mixed", "devices": 1,
                                                                "keypoints": 16, "film": True}))
-    reference = f"1x bf16-mixed"
+    reference = "1x bf16-mixed"
     # Two seeds trained together in one process (`scaling train --seeds`): its seed 0 is the reference run.
     checks.append(dict(name="1x bf16 seeds 0,1", flags={**base, "precision": "bf16-mixed", "devices": 1,
                                                         "seeds": "0,1"}, parity=reference))

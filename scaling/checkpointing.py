@@ -9,8 +9,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts::
 
 Weights and optimizer state are gathered to full tensors whatever the strategy (one process, DDP,
 FSDP), and optimizer state is keyed by parameter *name*, so a checkpoint resumes under another
-strategy or world size. Files written by the Lightning Trainer of earlier versions (optimizer state
-keyed by position) load too. Each file is written under a temporary name and renamed, so a kill -9
+strategy or world size. Checkpoints in Lightning's layout (optimizer state keyed by position, as in
+the study's stable-phase checkpoints) load too. Each file is written under a temporary name and renamed, so a kill -9
 mid-save leaves the previous checkpoint intact; every file loads with ``torch.load(weights_only=True)``.
 An ensemble's checkpoint (`scaling.ensemble`) holds one such dict per member, under ``members``.
 """
@@ -23,13 +23,7 @@ from typing import Any
 
 import torch
 
-_PREFIX = "model."  # kept from the LightningModule layout, so older checkpoints load unchanged
-
-
-def checkpoint_step(path: str | os.PathLike) -> int:
-    """Optimizer steps done in a checkpoint (read with weights_only=True, memory-mapped)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return int(ckpt.get("global_step", 0))
+_PREFIX = "model."  # the LightningModule layout's, so checkpoints in that layout load unchanged
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -97,7 +91,7 @@ def load_checkpoint(path: str | os.PathLike, module, optimizer, names: list[str]
 
     Args:
         names: parameter names in optimizer order, to read checkpoints whose optimizer state is keyed
-            by position (the Lightning Trainer's layout).
+            by position (Lightning's layout).
     """
     return restore_checkpoint(torch.load(path, map_location="cpu", weights_only=True), module, optimizer, names)
 
@@ -125,5 +119,5 @@ def _by_name(optim_sd: dict, names: list[str]) -> dict:
             "param_groups": [{**g, "params": [position[i] for i in g["params"]]} for g in groups]}
 
 
-__all__ = ["checkpoint_step", "read_checkpoint_meta", "gather_weights", "gather_state", "checkpoint_payload",
+__all__ = ["read_checkpoint_meta", "gather_weights", "gather_state", "checkpoint_payload",
            "write_checkpoint", "save_checkpoint", "load_checkpoint", "restore_checkpoint"]

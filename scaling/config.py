@@ -3,10 +3,10 @@
 The settings come in sections (`SECTIONS`: dataset, model, optim, hardware, evaluation, logging,
 checkpointing); a YAML file may nest them (``optim: {lr: 1e-3}``) or give them flat (``lr: 1e-3``),
 and each field is also a flat command-line flag (``--lr``). Which settings may change when a run
-resumes follows from the sections (`RESUMABLE_SECTIONS`). Defaults < YAML file < command-line flags. Every run writes its fully resolved config to
-``RUN_DIR/config.yaml``, which doubles as the command to resume or reproduce it
-(``scaling train --config RUN_DIR/config.yaml``). Resolved means that nothing in it is left to the
-machine, the environment or the size solver of the day: the model's exact parameter count and shape
+resumes follows from the sections (`RESUMABLE_SECTIONS`). Defaults < YAML file < command-line flags.
+Every run writes its fully resolved config to ``RUN_DIR/config.yaml``, which doubles as the command to
+resume or reproduce it (``scaling train --config RUN_DIR/config.yaml``). Resolved means that nothing in
+it is left to the machine, the environment or the size solver of the day: the model's exact parameter count and shape
 (``size``, ``d_model``, ``n_layers``, ``n_heads``), the accelerator, the torch threads and the precision
 that ran. What was asked instead, where it differs, is kept under ``requested`` (skipped when the file
 is loaded). Values that follow from the file alone (a warmup fraction, ``val_every: 0``) stay as given.
@@ -21,9 +21,10 @@ import functools
 import inspect
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
@@ -233,7 +234,7 @@ class RunConfig:
         out["checkpoint_at"] = list(self.checkpoint_at)
         return out
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (validated again)."""
         return from_mapping({**self.to_dict(), **changes})
 
@@ -256,7 +257,8 @@ REQUESTED = "requested"
 # The run's settings by section. `out` and `run_id` name the run and belong to none.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "dataset": ("data", "samples", "seed", "chunk", "blind", "val_every", "val_samples"),
-    "model": ("size", "family", "head", "d_model", "n_layers", "n_heads", "patch_size", "keypoints", "film", "mup_base_width"),
+    "model": ("size", "family", "head", "d_model", "n_layers", "n_heads", "patch_size", "keypoints", "film",
+              "mup_base_width"),
     "optim": ("lr", "min_lr_ratio", "warmup", "schedule", "wsd_decay_frac", "weight_decay", "beta1", "beta2",
               "grad_clip", "batch_size", "precision", "divergence_factor", "checkpoint_at", "branch_from"),
     "hardware": ("devices", "num_nodes", "strategy", "accelerator", "micro_batch_size", "num_workers", "threads",
@@ -342,7 +344,9 @@ def _coerce(name: str, value: Any) -> Any:
         try:
             return yaml.safe_load(value)
         except yaml.YAMLError:
-            raise BadInput(f"train: --data looks like a mixture spec but is not valid JSON/YAML: {value!r}"[:200]) from None
+            raise BadInput(
+                f"train: --data looks like a mixture spec but is not valid JSON/YAML: {value!r}"[:200]
+            ) from None
     if value is None or name in ("data", "size"):
         return value
     try:
@@ -428,4 +432,5 @@ def resolve(config_path: str | os.PathLike | None = None, overrides: Mapping[str
     return from_mapping(values, source=source)
 
 
-__all__ = ["RunConfig", "REQUESTED", "load_run_config", "SECTIONS", "RESUMABLE_SECTIONS", "resumable_fields", "flatten_sections", "resolve", "from_mapping", "load_yaml", "field_names", "field_docs"]
+__all__ = ["RunConfig", "REQUESTED", "load_run_config", "SECTIONS", "RESUMABLE_SECTIONS", "resumable_fields",
+           "flatten_sections", "resolve", "from_mapping", "load_yaml", "field_names", "field_docs"]

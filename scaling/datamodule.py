@@ -11,7 +11,7 @@ A resumed (or branched) run starts at its checkpoint's step of the same index se
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -315,15 +315,6 @@ def _matmul_probe(dtype: str, threads: int | None = None, n: int | None = None, 
     return best, share
 
 
-def measure_matmul_flops(dtype: str, threads: int | None = None, n: int = PROBE_N, trials: int = PROBE_TRIALS,
-                         trial_s: float = PROBE_TRIAL_S) -> float:
-    """Best-of-`trials` dense matmul FLOP/s of (n, n) @ (n, n) in `dtype` on the CPU at `threads` threads.
-
-    Each trial runs at least one matmul and at least `trial_s` seconds; a matmul is 2 n^3 FLOPs.
-    """
-    return _matmul_probe(dtype, threads, n, trials, trial_s)[0]
-
-
 def _cpu_dtypes(sig: dict) -> tuple[str, ...]:
     # fp16 matmuls are emulated (and very slow) on CPUs without AVX512-FP16/AMX-FP16: not probed there.
     fp16 = {"avx512_fp16", "amx_fp16"} & set(sig["flags"])
@@ -620,7 +611,7 @@ def resolve_precision(precision: str, accelerator: str = "auto", threads: int | 
     sig = cpu_signature(threads)
     model = _probe_model(model)
     vla = _vla_config(model)
-    if vla is not None:  # the key of before families existed: cached vla probes stay valid
+    if vla is not None:  # vla: keyed by its shape alone (no family), the key its cached probes are stored under
         shape = f"d{vla.d_model}xL{vla.n_layers}xT{vla.seq_len}xff{vla.d_ff}|{vla.head}|batch={batch_size}"
     else:
         shape = (f"family={model.family}|n_params={model.n_params}|flops={model.flops_per_sample}"
@@ -642,5 +633,5 @@ def resolve_precision(precision: str, accelerator: str = "auto", threads: int | 
 
 __all__ = ["DTYPES", "GPU_PEAKS", "Peak", "QUIET_CPU_SHARE", "QUIET_LOAD_MARGIN", "cache_path",
            "cpu_has_native_bf16", "cpu_peak_entry", "cpu_peaks", "cpu_signature", "entry_age_s", "entry_is_quiet",
-           "gpu_peaks", "load_is_quiet", "machine_load", "measure_matmul_flops", "measure_step_seconds", "mfu",
+           "gpu_peaks", "load_is_quiet", "machine_load", "measure_step_seconds", "mfu",
            "mfu_peak", "peak_flops", "peak_source", "refresh_cpu_peaks", "resolve_precision"]

@@ -57,9 +57,3 @@ class MetricsCSV:
         row = {"step": step, "wall_seconds": round(time.time() - self._t0, 3), **metrics}
         with self.path.open("a", newline="") as fh:
             csv.writer(fh).writerow(["" if row.get(c) is None else row[c] for c in COLUMNS])
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of a metrics.csv as dicts (strings; empty where not logged)."""
-    with Path(path).open(newline="") as fh:
-        return list(csv.DictReader(fh))

@@ -17,8 +17,6 @@ from typing import Any
 from vla_core import schema
 from vla_core.atomic import write_atomic
 
-STATUSES = ("completed", "diverged", "failed")
-
 
 @dataclass(frozen=True)
 class RunResult:
@@ -107,7 +105,7 @@ class RunResult:
         return write_atomic(path, json.dumps(doc, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "RunResult":
+    def load(cls, path: str | os.PathLike) -> RunResult:
         """Read a result.json written by `save`."""
         values = json.loads(Path(path).read_text())
         return cls(**{f.name: values[f.name] if f.name in values else values.get(f.name, f.default)

@@ -56,8 +56,8 @@ def _handle(args: argparse.Namespace) -> int:
         return _train_members(args, overrides)
     seeds = None
     if args.seeds is not None:
-        from vla_core.errors import BadInput
         from scaling.ensemble import check_supported, parse_seeds
+        from vla_core.errors import BadInput
 
         seeds = parse_seeds(args.seeds)
         if args.seed is not None:
@@ -95,8 +95,8 @@ def _train_ensemble(cfg, seeds: tuple[int, ...]) -> int:
 
 def _train_members(args: argparse.Namespace, overrides: dict) -> int:
     """`scaling train --members A.yaml,B.yaml --out DIR`: whole runs trained together, each in its own folder."""
-    from vla_core.errors import BadInput
     from scaling.ensemble import members_from_files, train_members
+    from vla_core.errors import BadInput
 
     others = sorted(k for k, v in overrides.items() if v is not None and k != "out")
     if others or args.seeds is not None or args.config is not None:

@@ -100,7 +100,7 @@ def _precision_plugin(precision: str, accelerator: str, fsdp: bool):
         return Precision()
 
     class _Autocast(MixedPrecision):
-        # Fabric's autocast keeps its weight-cast cache on (the Trainer's turned it off on CPUs).
+        # Fabric's autocast with torch's weight-cast cache on (`benchmarks/bench_autocast.py`); inputs as given.
         def convert_input(self, data):
             return data
 
@@ -341,7 +341,8 @@ def save_run(fabric, run: Run, path, resolved, precision: str, t_start: float) -
     """`run`'s checkpoint at `path` (collective under DDP/FSDP)."""
     from scaling.checkpointing import save_checkpoint
 
-    save_checkpoint(path, run.inner, run.optimizer.optimizer, run.state.step, run_meta(run, resolved, precision, t_start),
+    save_checkpoint(path, run.inner, run.optimizer.optimizer, run.state.step,
+                    run_meta(run, resolved, precision, t_start),
                     is_rank_zero=fabric.is_global_zero, barrier=fabric.barrier)
 
 
@@ -551,4 +552,5 @@ def _progress(cfg: RunConfig, steps: int, start_step: int):
 
 
 __all__ = ["Run", "RunState", "launch", "make_fabric", "fit", "own_rng", "run_meta", "save_run", "start_run",
-           "train_loop", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision", "resolved_hardware", "run_threads"]
+           "train_loop", "validate", "group_plan", "optimizer_groups", "clean_name", "resolved_precision",
+           "resolved_hardware", "run_threads"]

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import copy
-import io
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -29,7 +29,8 @@ CONTRACTS_MD = REPO / "docs" / "contracts.md"
 
 def test_docs_contracts_md_is_generated_from_the_schema():
     text = CONTRACTS_MD.read_text()
-    assert schema.rewrite(text) == text, "docs/contracts.md is stale: python -m vla_core.schema --write docs/contracts.md"
+    assert schema.rewrite(text) == text, (
+        "docs/contracts.md is stale: python -m vla_core.schema --write docs/contracts.md")
     for name in schema.CONTRACTS:  # every field of every contract is on the page
         assert all(f"| `{f}` |" in text for f in schema.field_names(name)), name
 
@@ -54,7 +55,6 @@ def examples() -> dict[str, dict]:
     import analysis
     from analysis.forms import FORMS
     from scaling.result import RunResult
-
     from tests.analysis.synthetic_tables import synthetic_frame
 
     values = {f.name: 1 for f in schema.RUN_RESULT if f.required}

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_TYPES = ("string", "integer", "number", "boolean", "object", "array")
-
 
 @dataclass(frozen=True)
 class Field:
@@ -163,8 +161,10 @@ SWEEP_COLUMNS: tuple[Field, ...] = (
        enum=TABLE_STATES),
     _f("phase", "string", "main: a design point; stable / cooldown: WSD branching; lr_search: a learning-rate "
        "trial; blind: the input-free baseline (never fitted); validation: a recommended configuration or an "
-       "alternative run at a held-out budget after the fit, its prediction made first (never fitted).", enum=TABLE_PHASES),
-    _f("size", "string", "The model size as the spec wrote it (preset name, target parameters or WIDTHxBLOCKS shape).", nullable=True),
+       "alternative run at a held-out budget after the fit, its prediction made first (never fitted).",
+       enum=TABLE_PHASES),
+    _f("size", "string", "The model size as the spec wrote it (preset name, target parameters or WIDTHxBLOCKS "
+       "shape).", nullable=True),
     _f("family", "string", "The run's model family: vla (the built-in transformer), conv, or MODULE:ATTR. A "
        "table without this column is all vla; fits never pool two families (`scaling fit --by family`).",
        required=False),

@@ -5,8 +5,8 @@ The flags themselves live in ``scaling.data.quality`` (the writer computes them 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

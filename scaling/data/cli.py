@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import inspect as pyinspect
 import json
-import sys
 from pathlib import Path
 
 from vla_core.errors import BadInput

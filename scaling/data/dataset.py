@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from scaling.data.episode import Episode
-from scaling.data.splits import DEFAULT_VAL_FRACTION, evenly_spaced, nested_indices, validation_mask
 from scaling.data.format import ARRAYS, FORMAT_VERSION, sha256_file
+from scaling.data.splits import DEFAULT_VAL_FRACTION, evenly_spaced, nested_indices, validation_mask
 from scaling.data.tokenizers import ActionTokenizer, InstructionTokenizer
 from vla_core.errors import BadInput
 

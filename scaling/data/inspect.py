@@ -47,7 +47,7 @@ def summarize(path: str | Path, *, action_bound: float | None = None) -> dict:
                   "train_frames": ds.n_train_frames, "val_frames": int(ds.val_indices().size)},
         "stats": stats,
         "quality": quality_report(t, m, action_bound=action_bound),
-        # Datasets written before the floor existed have none of these keys: unknown, like imported data.
+        # A manifest without these keys has no floor: unknown, like imported data.
         "loss_floor": m.get("loss_floor"),
         "loss_floor_per_dim": m.get("loss_floor_per_dim"),
         "loss_floor_method": m.get("loss_floor_method"),

@@ -522,7 +522,8 @@ def _decode_video(path: Path, times: np.ndarray, fps: float, image_size: int | N
                 if abs(times[i] - t) <= tol and out[i] is None:
                     out[i] = _resized(frame.to_image(), image_size)
     except (av.error.FFmpegError, IndexError) as exc:
-        raise BadInput(f"{path}: cannot decode ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        raise BadInput(f"{path}: cannot decode ({type(exc).__name__}: {first_line})") from None
     missing = [float(t) for t, f in zip(times, out) if f is None]
     if missing:
         raise BadInput(f"{path}: no frame at t = {missing[0]:.3f} s ({len(missing)} of {len(times)} frames missing)")

@@ -10,8 +10,9 @@ Rendering is CPU-friendly: MuJoCo's defaults (shadow maps, reflections, 4x multi
 haze) give about 6-9 frames/s at 128 px through OSMesa; ``TUNED_RENDER`` turns them off and coarsens
 the tessellation of primitive geoms, which gives about 80-90 frames/s per core for rendering and
 65-75 frames/s per core end to end with physics and the expert (``benchmarks/bench_metaworld.py``).
-What remains is the Sawyer arm's ~67k mesh triangles, so 64 px is only ~1.5x faster than 128 px. The GL backend comes from ``MUJOCO_GL`` (``egl`` on a GPU
-machine, ``glfw`` with a display); when it is unset and there is no display we use ``osmesa``.
+What remains is the Sawyer arm's ~67k mesh triangles, so 64 px is only ~1.5x faster than 128 px.
+The GL backend comes from ``MUJOCO_GL`` (``egl`` on a GPU machine, ``glfw`` with a display); when it
+is unset and there is no display we use ``osmesa``.
 
 Meta-World and MuJoCo are the optional ``[metaworld]`` extra: they are imported lazily, so ``TASKS``
 and ``TASK_DESCRIPTIONS`` are available without them.

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaling.data.episode import Episode
-
 MIN_IDLE_RUN = 3
 _PROPRIO_ATOL = 1e-6
 DROP_REASONS = ("nonfinite", "failed", "duplicate", "out_of_bounds")

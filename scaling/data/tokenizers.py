@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -91,11 +91,11 @@ class ActionTokenizer:
         return {"type": "uniform_bins", "bins": self.bins, "q01": self.q01.tolist(), "q99": self.q99.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ActionTokenizer":
+    def from_dict(cls, d: dict) -> ActionTokenizer:
         return cls(d["q01"], d["q99"], bins=int(d.get("bins", 256)))
 
     @classmethod
-    def from_stats(cls, stats: dict, bins: int = 256) -> "ActionTokenizer":
+    def from_stats(cls, stats: dict, bins: int = 256) -> ActionTokenizer:
         """Builds the tokenizer from a stats.json dict (its ``action`` q01/q99)."""
         return cls(stats["action"]["q01"], stats["action"]["q99"], bins=bins)
 
@@ -138,7 +138,7 @@ class InstructionTokenizer:
         return self.itos[4 if self.add_bos_eos else 2 :]
 
     @classmethod
-    def build(cls, texts: Iterable[str], add_bos_eos: bool = False) -> "InstructionTokenizer":
+    def build(cls, texts: Iterable[str], add_bos_eos: bool = False) -> InstructionTokenizer:
         """Builds the vocabulary (sorted, so it is deterministic) from ``texts``."""
         vocab: set[str] = set()
         longest = 0
@@ -172,7 +172,7 @@ class InstructionTokenizer:
         return " ".join(self.itos[i] if 0 <= i < len(self.itos) else self.UNK for i in ids if i not in skip)
 
     @classmethod
-    def union(cls, tokenizers: Sequence["InstructionTokenizer"]) -> "InstructionTokenizer":
+    def union(cls, tokenizers: Sequence[InstructionTokenizer]) -> InstructionTokenizer:
         """One tokenizer over the union of the vocabularies (for mixtures)."""
         bos = any(t.add_bos_eos for t in tokenizers)
         vocab = sorted({w for t in tokenizers for w in t.words})
@@ -191,7 +191,7 @@ class InstructionTokenizer:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InstructionTokenizer":
+    def from_dict(cls, d: dict) -> InstructionTokenizer:
         tok = cls(d["vocab"], max_len=int(d["max_len"]), add_bos_eos=bool(d.get("add_bos_eos", False)))
         if tok.itos != list(d["vocab"]):
             raise ValueError("tokenizer vocab does not start with the special tokens")

@@ -23,9 +23,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'scaling.model' has no attribute {name!r}")
 
 
-__all__ = ["CPU_LADDER", "PRESETS", "VLA", "Dims", "ModelConfig", "ModelFamily", "ResolvedModel", "approx_6nd", "count_params", "describe",
-           "dims_of", "flops_per_sample", "image_normalisation", "load_family", "param_groups", "parse_size",
-           "resolve_model", "run_model", "shape_for_params"]
+__all__ = ["CPU_LADDER", "PRESETS", "VLA", "Dims", "ModelConfig", "ModelFamily", "ResolvedModel", "approx_6nd",
+           "count_params", "describe", "dims_of", "flops_per_sample", "image_normalisation", "load_family",
+           "param_groups", "parse_size", "resolve_model", "run_model", "shape_for_params"]
 
 
 def shape_for_params(target: float, **data) -> tuple[int, int, int]:

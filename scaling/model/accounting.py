@@ -14,8 +14,8 @@ Definitions (tests check them against the real module and `torch.utils.flop_coun
   backward pass costs two matmuls per forward matmul (gradient of input and of weight), except
   the patch and proprioception projections and the keypoint stem's first convolution, whose
   inputs are data and need no gradient (one matmul each). Convolutions count as the matmuls they
-  are (2 * output pixels * out channels * in channels * kernel area). Norms, softmax, activations and the loss are elementwise and not counted, as in
-  `FlopCounterMode` and in Kaplan's C ~ 6ND.
+  are (2 * output pixels * out channels * in channels * kernel area). Norms, softmax, activations and
+  the loss are elementwise and not counted, as in `FlopCounterMode` and in Kaplan's C ~ 6ND.
 """
 
 from __future__ import annotations

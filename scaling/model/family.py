@@ -2,9 +2,9 @@
 
 A family turns a size (a target parameter count, or a name the family knows) and the data's
 dimensions into a `ResolvedModel`: the exact parameter counts, the training FLOPs per sample and
-where that figure came from, and a way to build the torch module. Everything that used to assume
-the built-in transformer (the train command, the planner, calibration, FSDP, muP, evaluation) asks
-the family instead, so a family is chosen by one setting, ``family`` (``scaling train --family``,
+where that figure came from, and a way to build the torch module. Everything that depends on the
+architecture (the train command, the planner, calibration, FSDP, muP, evaluation) asks the family,
+so a family is chosen by one setting, ``family`` (``scaling train --family``,
 ``train: {family: ...}`` in a spec):
 
 - a short name of a family shipped here (`BUILT_IN`: ``vla``, the default; ``conv``), or
@@ -27,9 +27,10 @@ import dataclasses
 import importlib
 import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from vla_core.errors import BadInput, one_line
 
@@ -230,7 +231,8 @@ class FactoryFamily(ModelFamily):
             total, nonembed = count_params(module, self.name)
             if abs(total / target - 1) > SIZE_TOLERANCE:
                 raise BadInput(f"family {self.name}: size {target:,} built {total:,} parameters "
-                               f"({total / target - 1:+.0%}); a model within {SIZE_TOLERANCE:.0%} of its size is needed")
+                               f"({total / target - 1:+.0%}); "
+                               f"a model within {SIZE_TOLERANCE:.0%} of its size is needed")
             flops = measure_training_flops(module, dims, self.name)
             check_contract(module, dims, self.name)
             shape = {"target_params": target, **dims.to_dict()}

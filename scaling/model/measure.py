@@ -9,7 +9,8 @@ analytic accounting (`scaling.model.accounting`), which a test holds equal to th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn

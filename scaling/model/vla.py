@@ -96,7 +96,7 @@ class Embedding(nn.Module):
                 raise ValueError("a FiLM stem needs the instruction")
             real = (instruction != 0).unsqueeze(-1)  # (B, L, 1)
             # Its own lookup, not the sequence's: reusing that one sums the two gradients in another
-            # order, and the committed FiLM rows no longer re-run to the digit (0.7% apart at 400k).
+            # order, and the committed FiLM rows would not re-run to the digit (0.7% apart at 400k).
             words = (self.token(instruction) * real).sum(1) / real.sum(1).clamp(min=1)  # (B, d) mean
             # Standardised (no parameters): token embeddings start at std 0.02, and FiLM should not
             # have to grow its weights 50x before the instruction can move the stem.

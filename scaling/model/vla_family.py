@@ -9,7 +9,8 @@ Sizes are the presets, target parameter counts (the size solver picks the shape)
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from scaling.model.family import Dims, ModelFamily, ResolvedModel
 

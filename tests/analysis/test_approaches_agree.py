@@ -11,6 +11,7 @@ from analysis.laws import chinchilla
 
 P = {"E": 1.8, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.36}
 A_TRUE = P["beta"] / (P["alpha"] + P["beta"])
+BUDGETS = np.logspace(17, 21, 5)
 
 
 def _n_opt(c):
@@ -19,7 +20,7 @@ def _n_opt(c):
     return g * (c / 6) ** A_TRUE
 
 
-def _isoflop(seed=0, noise=0.002, seeds=2, budgets=np.logspace(17, 21, 5)):
+def _isoflop(seed=0, noise=0.002, seeds=2, budgets=BUDGETS):
     """9 sizes over 64x around N_opt per budget, `seeds` runs per size, lognormal noise; D = C / (6 N)."""
     rng = np.random.default_rng(seed)
     N = np.concatenate([np.repeat(_n_opt(c) * np.geomspace(1 / 8, 8, 9), seeds) for c in budgets])

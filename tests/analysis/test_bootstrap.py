@@ -64,7 +64,7 @@ def test_95_percent_intervals_cover_the_truth_about_95_percent_of_the_time():
 
 
 def test_one_engine_draws_what_each_bootstrap_always_drew():
-    """Each caller's own draw, written out as it was before they shared `resample_weights`."""
+    """Each caller's own draw, written out with numpy's generator: `resample_weights` gives the same weights."""
     from analysis.bootstrap import resample_weights
 
     n, B, seed = 23, 40, 11
@@ -79,9 +79,9 @@ def test_one_engine_draws_what_each_bootstrap_always_drew():
     # Approach 2: within each budget, budget after budget.
     strata = [np.array([0, 3, 5, 9]), np.array([1, 2, 4, 6, 7]), np.arange(10, n)]
     rng = np.random.default_rng(seed)
-    old = [rng.multinomial(len(i), np.full(len(i), 1.0 / len(i)), size=B).astype(float) for i in strata]
+    drawn = [rng.multinomial(len(i), np.full(len(i), 1.0 / len(i)), size=B).astype(float) for i in strata]
     w = resample_weights(n, B, seed, strata=strata)
-    for idx, o in zip(strata, old):
+    for idx, o in zip(strata, drawn):
         assert np.array_equal(w[:, idx], o)
         assert np.all(w[:, idx].sum(axis=1) == len(idx))
     with pytest.raises(ValueError):

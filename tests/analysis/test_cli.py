@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-
 import pytest
 import yaml
 
@@ -50,7 +49,8 @@ def test_fit_then_optimal_then_emit_config(results, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, match", [
     (["fit", "{dir}/missing.csv", "--out", "{dir}/f.json"], "missing.csv: no such results file"),
-    (["fit", "{res}", "--loss-col", "loss", "--out", "{dir}/f.json"], "no column 'loss' (--loss-col); available: n_params"),
+    (["fit", "{res}", "--loss-col", "loss", "--out", "{dir}/f.json"],
+     "no column 'loss' (--loss-col); available: n_params"),
     (["fit", "{res}", "--form", "nope", "--out", "{dir}/f.json"], "--form 'nope': unknown form"),
     (["optimal", "{dir}/nofit.json", "--flops", "1e18"], "no such fit file"),
     (["report", "{dir}", "--out", "{dir}/rep"], "without results.csv"),

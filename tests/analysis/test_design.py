@@ -30,7 +30,8 @@ def test_jacobian_matches_finite_differences():
     for j in range(5):
         e = np.zeros(5)
         e[j] = 1e-6
-        fd = (np.log(f.predict(f.to_natural(theta + e), cols)) - np.log(f.predict(f.to_natural(theta - e), cols))) / 2e-6
+        fd = (np.log(f.predict(f.to_natural(theta + e), cols))
+              - np.log(f.predict(f.to_natural(theta - e), cols))) / 2e-6
         np.testing.assert_allclose(J[:, j], fd, rtol=1e-5, atol=1e-9)
 
 

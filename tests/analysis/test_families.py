@@ -14,6 +14,7 @@ from analysis.forms import FORMS
 from analysis.result import FitResult
 from vla_core import schema
 from vla_core.errors import BadInput
+
 from synthetic_tables import TRUE, synthetic_frame
 
 GRID = FORMS["chinchilla"].grid[::9]

@@ -12,7 +12,7 @@ from analysis.backtest import backtest
 from analysis.fitting import Objective
 from analysis.forms import FORMS, log_columns, restrict
 from analysis.laws import chinchilla, kaplan
-from analysis.workflow import FitPair, fit, fit_pair, _pair_verdict
+from analysis.workflow import FitPair, _pair_verdict, fit, fit_pair
 from sweeps.cli import main
 from vla_core.errors import BadInput
 

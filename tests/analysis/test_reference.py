@@ -91,7 +91,8 @@ def test_pruned_grid_fit_equals_exhaustive_on_other_data(experiment):
     df = pd.read_csv(_need("isoflops_openathena.csv"))
     g = df[df.experiment == experiment]
     f = FORMS["chinchilla"]
-    logs, y = log_columns({"N": g.params.to_numpy(float), "D": g.tokens.to_numpy(float)}), np.log(g.loss.to_numpy(float))
+    logs = log_columns({"N": g.params.to_numpy(float), "D": g.tokens.to_numpy(float)})
+    y = np.log(g.loss.to_numpy(float))
     fast, full = fit_grid(f, logs, y), fit_grid(f, logs, y, stages=())
     assert_allclose(fast.huber, full.huber, rtol=1e-9)
     assert_allclose(fast.theta, full.theta, rtol=1e-4, atol=1e-6)
@@ -99,7 +100,7 @@ def test_pruned_grid_fit_equals_exhaustive_on_other_data(experiment):
 
 @pytest.mark.slow
 def test_misfitting_with_nonembedding_n_names_e_at_its_bound():
-    """The issue's case: N_no_emb as N. E slides to 0 (1e-14); that must read as a bound, never as [1.4e-14, 1.4e-14]."""
+    """N_no_emb as N: E slides to 0 (1e-14); that must read as a bound, never as [1.4e-14, 1.4e-14]."""
     df = pd.read_csv(_need("misfitting_last_ckpt.csv"))
     df = df.groupby(["N_no_emb", "D"], as_index=False)["loss"].min()
     res = analysis.fit(df, n_col="N_no_emb", d_col="D", loss_col="loss", bootstrap=400, holdout_frac=0.2)

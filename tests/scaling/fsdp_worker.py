@@ -38,7 +38,7 @@ def main(data: str, out: str) -> None:
     groups = optimizer_groups(plan, wrapped)
     names = {id(p): clean_name(n) for n, p in wrapped.named_parameters()}
     got = {g["name"]: sorted(names[id(p)] for p in g["params"]) for g in groups}
-    # What deciding by shape after wrapping (the old configure_optimizers) would have given.
+    # What deciding by shape after wrapping would give.
     by_shape = {}
     for name, p in wrapped.named_parameters():
         kind = "vector" if p.dim() < 2 else "matrix"

@@ -162,7 +162,6 @@ def test_run_config_accepts_auto_precision():
 def test_train_cli_resolves_auto_before_the_run(tiny_dataset, cache_dir, monkeypatch, tmp_path):
     from scaling import train_cli
     from scaling.config import resolve
-
     from scaling.data import open_source
     from scaling.train import model_config
 
@@ -172,13 +171,13 @@ def test_train_cli_resolves_auto_before_the_run(tiny_dataset, cache_dir, monkeyp
     cfg = resolve(None, {"data": str(tiny_dataset), "size": "debug", "precision": "auto",
                          "batch_size": 8, "out": str(tmp_path / "run")})
     assert train_cli.resolve_auto_precision(cfg).precision == "32-true"
-    # The vla model's key is the one of before families existed, so its cached probes stay valid.
+    # The vla model is keyed by its shape alone (no family), the key its cached probes are stored under.
     m = model_config(cfg, open_source(cfg.data))
     (key,) = json.loads((cache_dir / "hardware.json").read_text())["precision"]
     assert key.endswith(f"|d{m.d_model}xL{m.n_layers}xT{m.seq_len}xff{m.d_ff}|{m.head}|batch=8|probe=3x0.5s")
 
 
-# ---- a busy machine never becomes the machine's figure (issue 28, item 7) ---------------------------
+# ---- a busy machine never becomes the machine's figure ---------------------------------------------
 def _probes(monkeypatch, *results):
     """Make the peak probes return `results` in turn, each (FLOP/s, CPU share), one per dtype probed."""
     queue = list(results)
@@ -209,7 +208,7 @@ def test_a_peak_probed_under_load_serves_its_run_and_is_not_cached(cache_dir, mo
 
 
 def test_an_entry_cached_under_load_by_an_older_version_is_measured_again(cache_dir, monkeypatch):
-    # The cache of the issue: a 2-thread bf16 peak of 3.07e11 measured at load average 6.65 (4 cores here).
+    # A cached 2-thread bf16 peak of 3.07e11 measured at load average 6.65 (4 cores here).
     sig = hardware.cpu_signature(2)
     old = {**sig, "peaks": {"bfloat16": 3.07e11, "float32": 1e11}, "load_average": 6.65,
            "measured_at": "2026-01-01T00:00:00+00:00", "probe": "2048x2048 matmul, best of 5"}
@@ -221,7 +220,7 @@ def test_an_entry_cached_under_load_by_an_older_version_is_measured_again(cache_
     assert hardware.mfu_peak("cpu", threads=2).value == 1.7e12
     (entry,) = _peak_entries(cache_dir).values()
     assert entry["peaks"]["bfloat16"] == 1.7e12 and entry["quiet"]
-    # An old entry measured quietly stays valid: no probe.
+    # An entry measured quietly stays valid, however old: no probe.
     calm = {**old, "load_average": 0.3}
     (cache_dir / "hardware.json").write_text(json.dumps({"cpu_peaks": {hardware._signature_key(sig): calm}}))
     _probes(monkeypatch, (9e12, 1.0))

@@ -1,4 +1,5 @@
-"""Folders written by LeRobot itself import: the golden LeRobot 0.4.4 folder (video camera) against LeRobot's own reading."""
+"""Folders written by LeRobot itself import: the golden LeRobot 0.4.4 folder (video camera) against LeRobot's
+own reading."""
 
 from __future__ import annotations
 

@@ -125,7 +125,8 @@ def test_a_split_follows_the_text_not_the_task_index(split_import, tmp_path):
     tasks = pd.read_parquet(same / "meta" / "tasks.parquet")
     texts = list(tasks.index)
     texts[1] = texts[0]  # "place it in the blue zone" now reads "pick up the red block"
-    pd.DataFrame({"task_index": tasks["task_index"].to_numpy()}, index=texts).to_parquet(same / "meta" / "tasks.parquet")
+    pd.DataFrame({"task_index": tasks["task_index"].to_numpy()}, index=texts).to_parquet(
+        same / "meta" / "tasks.parquet")
     eps = _frames(open_dataset(lerobot.import_lerobot(same, tmp_path / "ours")))
     assert [len(e) for e in eps] == [8, 5] and eps[0].instruction == "pick up the red block"
 

@@ -31,7 +31,7 @@ def _write(episodes, path: Path) -> Path:
 
 
 def _as_written_before_the_floor(src: Path, dst: Path) -> Path:
-    """A copy of dataset ``src`` whose manifest lacks the floor's keys, as datasets written before it do."""
+    """A copy of dataset ``src`` whose manifest lacks the floor's keys."""
     shutil.copytree(src, dst)
     manifest = json.loads((dst / "manifest.json").read_text())
     for key in ("loss_floor", "loss_floor_per_dim", "loss_floor_method"):
@@ -317,14 +317,14 @@ def _result(**changes):
 
 
 def test_result_json_carries_the_floor_and_its_contract_checks_it(tmp_path):
-    from vla_core.schema import ContractError
     from scaling.result import RunResult
+    from vla_core.schema import ContractError
 
     path = _result(loss_floor=1.19).save(tmp_path / "a.json")
     assert json.loads(path.read_text())["loss_floor"] == 1.19 and RunResult.load(path).loss_floor == 1.19
     assert json.loads(_result().save(tmp_path / "b.json").read_text())["loss_floor"] is None
     old = json.loads(path.read_text())
-    del old["loss_floor"]  # a result.json written before the field existed
+    del old["loss_floor"]  # a result.json without the field
     (tmp_path / "old.json").write_text(json.dumps(old))
     assert RunResult.load(tmp_path / "old.json").loss_floor is None
     with pytest.raises(ContractError, match="loss_floor"):

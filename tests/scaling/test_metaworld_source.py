@@ -7,7 +7,6 @@ import pytest
 
 # Imported first: it picks the GL backend (OSMesa when headless) before mujoco is imported.
 from scaling.data import metaworld_source as mw
-
 from tests.scaling.metaworld_skip import skip_without_metaworld
 
 skip_without_metaworld(module_level=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling.model import CPU_LADDER, PRESETS, ModelConfig, count_params, parse_size
+from scaling.model import CPU_LADDER, PRESETS, ModelConfig, count_params, parse_size, shape_for_params
 from scaling.model.config import default_patch_size
-from scaling.model import shape_for_params
 from scaling.model.testing import DATA_DIMS, tiny_config
 from vla_core.errors import BadInput
 
@@ -129,7 +128,7 @@ def test_solver_follows_aspect_ratio_at_scale():
 
 def test_solver_ladder_is_smooth_at_cpu_scale():
     # The depth rule: >= 2 blocks from ~4e4 parameters on, depth and width never shrink as the
-    # target grows along the CPU study's ladder (the old fixed aspect ratio gave 16x7, 48x1, 64x5).
+    # target grows along the CPU study's ladder (a fixed aspect ratio gives 16x7, 48x1, 64x5 there).
     from scaling.model.solver import preferred_depth
 
     dims = dict(image_size=32, patch_size=4, vocab_size=59, max_instr_len=9, proprio_dim=4, action_dim=3)

@@ -106,7 +106,8 @@ def test_vla_analytic_counts_equal_the_measured_ones_at_every_cpu_preset(size, o
 
 def test_vla_through_the_seam_is_the_model_of_before():
     """The short name reaches the same config, counts and pinned shape as `ModelConfig.from_size`."""
-    from scaling.model import ModelConfig, count_params as analytic, flops_per_sample
+    from scaling.model import ModelConfig, flops_per_sample
+    from scaling.model import count_params as analytic
 
     model = resolve_model("vla", "300k", DIMS, {"keypoints": 4, "film": True})
     cfg = ModelConfig.from_size("300k", image_size=32, vocab_size=24, max_instr_len=6, proprio_dim=5, action_dim=3,

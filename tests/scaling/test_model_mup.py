@@ -8,7 +8,6 @@ import torch
 from scaling.model import VLA, ModelConfig, param_groups
 from scaling.model.testing import DATA_DIMS, random_batch
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

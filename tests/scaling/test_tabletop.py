@@ -16,7 +16,7 @@ from scaling.data.tabletop import (
     generate_episodes,
 )
 from scaling.data.tabletop.render import AGENT_COLOUR, Renderer
-from scaling.data.tabletop.scene import COLOURS, COLOUR_NAMES, Scene
+from scaling.data.tabletop.scene import COLOUR_NAMES, COLOURS, Scene
 from scaling.data.tabletop.tasks import Op, Task, is_success
 from vla_core.errors import BadInput
 
@@ -164,14 +164,14 @@ def test_env_step_api_and_step_limit():
 def test_objects_range_is_drawn_validated_and_default_unchanged():
     import numpy as np
 
-    from vla_core.errors import BadInput
     from scaling.data.tabletop.tasks import check_objects, sample_task
+    from vla_core.errors import BadInput
 
     counts = {sample_task(np.random.default_rng(i), ("touch",), (1, 2))[0].n for i in range(60)}
     assert counts == {1, 2}
     # A family that needs more objects than the range allows gets what it needs.
     assert sample_task(np.random.default_rng(0), ("between",), (1, 1))[0].n == 3
-    # The default range draws exactly what earlier generations drew (the same random stream).
+    # No `objects` and the default range (3, 5) draw the same tasks (the same random stream).
     for i in range(20):
         a, b = sample_task(np.random.default_rng(i)), sample_task(np.random.default_rng(i), objects=(3, 5))
         assert a[1].instruction == b[1].instruction and np.array_equal(a[0].pos, b[0].pos)

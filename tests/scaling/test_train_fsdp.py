@@ -1,9 +1,8 @@
-"""FSDP and DDP on 2 CPU processes (gloo), against one process: the findings of issue 12.
+"""FSDP and DDP on 2 CPU processes (gloo), against one process.
 
-Each test fails on the Trainer-based loop it replaced: FSDP was refused on CPUs (and, on GPUs,
-validated around the root wrapper, grouped parameters by their flattened shape, reduced gradients
-in bf16 and skipped evaluation); 16-mixed on a CPU ran bf16 and said 16-mixed; the time-based
-checkpoint did not exist.
+FSDP runs on CPUs, evaluates, groups parameters by name (not by their flattened shape) and reduces
+gradients in float32; a checkpoint resumes under another strategy; 16-mixed on a CPU runs bf16-mixed
+and records so; a time-based checkpoint survives a kill before the step interval.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ def test_fsdp_and_ddp_match_one_process_on_val_loss(runs):
     assert ddp["world_size"] == fsdp["world_size"] == 2 and one["world_size"] == 1
     for r in (one, ddp, fsdp):
         assert r["status"] == "completed" and r["n_samples"] == 64 and r["val_loss"] is not None
-    # The same global batches and float32 arithmetic: only reduction order differs (issue: within 2%).
+    # The same global batches and float32 arithmetic: only reduction order differs (goal: within 2%).
     assert ddp["val_loss"] == pytest.approx(one["val_loss"], rel=2e-3)
     assert fsdp["val_loss"] == pytest.approx(one["val_loss"], rel=2e-3)
     assert fsdp["val_loss"] == pytest.approx(ddp["val_loss"], rel=2e-3)
@@ -68,7 +67,7 @@ def test_fsdp_runs_closed_loop_evaluation_and_saves_weights_only(runs, tiny_data
     from scaling.evaluation import is_tabletop
 
     fsdp = _result(runs / "fsdp")
-    if is_tabletop(open_source(str(tiny_dataset))):  # the old loop skipped evaluation under FSDP
+    if is_tabletop(open_source(str(tiny_dataset))):  # closed-loop evaluation under FSDP too
         assert fsdp["success_rate"] is not None and 0.0 <= fsdp["success_rate"] <= 1.0
     ckpt = torch.load(runs / "fsdp" / "checkpoints" / "last.ckpt", weights_only=True)
     one = torch.load(runs / "one" / "checkpoints" / "last.ckpt", weights_only=True)

@@ -149,7 +149,7 @@ def test_compile_trains_the_same_model(tiny_dataset, tmp_path, one_thread):
 
 def test_wandb_logger_prints_no_setting_warnings_or_colour_codes(tmp_path):
     """W&B as the loop starts it (offline, into a file as in a sweep's train.log): no warning about the
-    deprecated "anonymous" setting (Lightning's WandbLogger passed anonymous=None), no ANSI codes."""
+    deprecated "anonymous" setting (never passed), no ANSI codes."""
     import os
     import subprocess
     import sys

@@ -1,9 +1,9 @@
-"""Golden run: the Fabric loop reproduces the Trainer loop it replaced (commit a2b3c17).
+"""Golden run: the training loop reproduces the numbers in tests/scaling/golden/ (recorded at commit a2b3c17).
 
-The lead's scaling study was trained with that loop, and each committed point must re-run within 1%.
-So for a fixed config (32-true, one thread, cosine) the new loop must read data in the same order,
+The lead's scaling study was trained at that commit, and each committed point must re-run within 1%.
+So for a fixed config (32-true, one thread, cosine) the loop must read data in the same order,
 initialise the model identically and apply the same schedule, warmup, clipping, optimizer and weight
-decay. The numbers in tests/scaling/golden/ were recorded from the old code before it was replaced.
+decay.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_loop_reproduces_the_recorded_trainer_run(parity_data, tmp_path, name, o
 
 @pytest.mark.slow
 def test_wsd_branch_from_a_checkpoint_of_the_old_loop(parity_data, tmp_path, one_thread):
-    """The study's stable-phase checkpoints, written by the Trainer loop, branch into the same cooldown.
+    """The study's stable-phase checkpoints (Lightning's layout) branch into the same cooldown.
 
     The checkpoint in golden/ was written by a2b3c17 (480 samples, WSD, stable point at 160); that
     code's 320-sample branch from it reached val_loss 5.610641956329346 (train_loss 5.2924699783325195).
@@ -74,7 +74,7 @@ def test_wsd_branch_from_a_checkpoint_of_the_old_loop(parity_data, tmp_path, one
     from scaling.train import train
 
     ckpt = torch.load(Path(__file__).parent / "golden" / "trainer_a2b3c17_wsd_stable-160.ckpt", weights_only=True)
-    assert isinstance(ckpt["optimizer_states"][0]["param_groups"][0]["params"][0], int)  # the old layout
+    assert isinstance(ckpt["optimizer_states"][0]["param_groups"][0]["params"][0], int)  # Lightning's layout
     ckpt["scaling"]["run_config"]["data"] = str(parity_data)  # recorded elsewhere; same dataset
     torch.save(ckpt, tmp_path / "stable-160.ckpt")
     result = train(RunConfig(data=str(parity_data), out=str(tmp_path / "branch"), size="debug", samples=320,

@@ -11,7 +11,7 @@ Episodes come from the evaluation branch of the seed (`EVAL_BRANCH`), disjoint f
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -16,7 +16,6 @@ from scaling.data.tabletop.scene import MAX_SPEED, Scene
 from scaling.data.tabletop.tasks import Op, Task
 
 PLACE_TOL = 0.04  # an object released this close to its goal point completes a 'place' op
-REACH_TOL = 0.02
 
 
 def _move(agent: np.ndarray, target) -> tuple[list[float], bool]:

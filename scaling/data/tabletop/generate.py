@@ -8,7 +8,7 @@ and asking for more episodes extends the same set.
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -23,7 +23,6 @@ from scaling.data.tabletop.scene import (
     Zone,
 )
 
-
 BACKGROUND = np.array([232, 228, 218], dtype=np.uint8)  # warm grey table top
 CENTER_PAD = np.array([250, 250, 250], dtype=np.uint8)
 AGENT_COLOUR = np.array([25, 25, 25], dtype=np.uint8)

@@ -7,8 +7,8 @@ points chosen clear of other objects) that the scripted expert follows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -33,7 +33,8 @@ def check(ds: LeRobotDataset, label: str) -> None:
     feats = ds.meta.features
     camera = next(k for k, f in feats.items() if f["dtype"] in ("image", "video"))
     policy = {"action": PolicyFeature(type=FeatureType.ACTION, shape=tuple(feats["action"]["shape"])),
-              "observation.state": PolicyFeature(type=FeatureType.STATE, shape=tuple(feats["observation.state"]["shape"])),
+              "observation.state": PolicyFeature(type=FeatureType.STATE,
+                                                 shape=tuple(feats["observation.state"]["shape"])),
               camera: PolicyFeature(type=FeatureType.VISUAL, shape=(3, *feats[camera]["shape"][:2]))}
     for key in ("action", "observation.state", camera):
         missing = [q for q in QUANTILES if q not in ds.meta.stats.get(key, {})]

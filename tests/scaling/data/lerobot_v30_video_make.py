@@ -1,6 +1,8 @@
 """Write a tiny LeRobot 0.4 dataset with LeRobotDataset itself (video camera), as LeRobot lays it out."""
-import shutil, sys
+import shutil
+import sys
 from pathlib import Path
+
 import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
