@@ -6,10 +6,11 @@ two runs of one size could train in different precisions, and a row re-run by ke
 another precision than the row it reproduces. So a sweep resolves it once per model size, as
 `scaling train` would on this machine (`scaling.train_cli.auto_precision`), the first time
 `scaling sweep run` plans that size, and writes the answer into the spec as its ``auto_precision:``
-block (`scaling sweep plan` prints what it would write and writes nothing) (as `sweep validate` writes its rounds). Every later plan, on any
-machine, reads it from there; each point carries it in the ledger, and the worker writes it into the
-run's config, so the run resolves nothing. The run keys keep ``auto`` (they hash the spec's
-settings), so committed keys stay valid; the spec's fingerprint leaves the block out.
+block (`scaling sweep plan` prints what it would write and writes nothing) (as `sweep validate` writes
+its rounds). Every later plan, on any machine, reads it from there; each point carries it in the
+ledger, and the worker writes it into the run's config, so the run resolves nothing. The run keys
+keep ``auto`` (they hash the spec's settings), so committed keys stay valid; the spec's fingerprint
+leaves the block out.
 
 A size already in the ledger (another machine enqueued it first) takes the ledger's precision. Runs
 for GPUs (``accelerator: gpu``) planned on a machine without one are left to resolve where they run:
@@ -162,7 +163,7 @@ def record(spec_path: str | Path, new: dict[str, str]) -> dict[str, str]:
     return ordered
 
 
-def in_ledger(q: "Queue") -> dict[str, str]:
+def in_ledger(q: Queue) -> dict[str, str]:
     """Model size -> the precision its points in the ledger carry (enqueued by whichever machine came first)."""
     out: dict[str, str] = {}
     for _, t in q.point_states().values():

@@ -38,7 +38,8 @@ METHOD = "timed-steps-v2"
 
 
 def _time_steps(resolved, source: Any, batch_size: int, val_samples: int, *, chunk: int = 1, bf16: bool = False,
-                steps: int = STEPS, max_steps: int = MAX_STEPS, min_seconds: float = MIN_SECONDS) -> tuple[float, float]:
+                steps: int = STEPS, max_steps: int = MAX_STEPS,
+                min_seconds: float = MIN_SECONDS) -> tuple[float, float]:
     """(seconds per optimizer step, seconds per validation pass) of the model ``resolved`` (a
     `scaling.model.family.ResolvedModel`) on real batches of ``chunk`` actions.
 

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 from vla_core.errors import BadInput
 

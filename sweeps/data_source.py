@@ -6,9 +6,10 @@ import fcntl
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from sweeps.spec import DataSpec
 from vla_core.errors import BadInput

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import time
 import traceback
-from pathlib import Path
 
 PRELOAD = (
     # Any `lightning.*` import runs lightning/__init__.py, which imports Fabric (torch._dynamo through
@@ -80,7 +79,7 @@ class ForkServerDied(RuntimeError):
 class Run:
     """A run started by the server; `wait` has `subprocess.Popen.wait`'s contract."""
 
-    def __init__(self, server: "ForkServer", pid: int) -> None:
+    def __init__(self, server: ForkServer, pid: int) -> None:
         self.server, self.pid, self.returncode = server, pid, None
 
     def wait(self, timeout: float | None = None) -> int:
@@ -108,7 +107,7 @@ class ForkServer:
         self._buf = b""
         self._ready = False
 
-    def start(self) -> "ForkServer":
+    def start(self) -> ForkServer:
         """Start the server (its imports run in the background while the worker claims a point)."""
         if self.proc is None or self.proc.poll() is not None:
             cmd = [sys.executable, "-m", "sweeps.forkserver", *self.preload]

@@ -93,8 +93,8 @@ def resolve(spec: SweepSpec, store: Storage, code_version: str, *, create: bool,
         return Generation(name, 1, fp, code_version, False)
     if latest is None:
         if not create:
-            raise BadInput(f"sweep {spec.name}: never run in {store.shown}; run `scaling sweep run {spec.source or 'SPEC'}` "
-                           "first (or check --dir / --storage)")
+            raise BadInput(f"sweep {spec.name}: never run in {store.shown}; "
+                           f"run `scaling sweep run {spec.source or 'SPEC'}` first (or check --dir / --storage)")
         return Generation(name, 1, fp, code_version, False)
     study, attrs = latest
     same_spec = attrs.get("spec_fingerprint") == fp
@@ -122,7 +122,7 @@ def record(store_study, spec: SweepSpec, gen: Generation) -> None:
         store_study.set_user_attr(k, v)  # spec_fingerprint last: _generations lists complete records only
 
 
-def point(r: "PlannedRun", gen: Generation) -> dict:
+def point(r: PlannedRun, gen: Generation) -> dict:
     """A planned run as a point of ``gen``'s queue (`sweeps.store.Queue.enqueue`): its run key, its
     params (shown by optuna-dashboard) and its attrs (what the worker runs and the table reports)."""
     attrs = {

@@ -35,10 +35,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from sweeps.storage_url import STORAGE_ENV, from_env
 from vla_core.errors import BadInput
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from sweeps.sweep import Sweep
 
 
-def worker_command(sweep: "Sweep", sizes: list[str] | None = None) -> list[str]:
+def worker_command(sweep: Sweep, sizes: list[str] | None = None) -> list[str]:
     """The ``sweep worker`` command line for this sweep (no storage URL: see :func:`worker_env`)."""
     cmd = [sys.executable, "-m", "sweeps.cli", "sweep", "worker", "--study", sweep.queue.name, "--dir", str(sweep.dir)]
     if sizes:
@@ -55,7 +56,7 @@ def worker_command(sweep: "Sweep", sizes: list[str] | None = None) -> list[str]:
     return cmd
 
 
-def worker_env(sweep: "Sweep", base: dict | None = None) -> dict:
+def worker_env(sweep: Sweep, base: dict | None = None) -> dict:
     """The environment of a worker: ``base`` (default ours) with the storage in ``STORAGE_ENV``."""
     env = dict(os.environ if base is None else base)
     env[STORAGE_ENV] = sweep.storage or str(sweep.dir / "optuna.journal")
@@ -66,7 +67,7 @@ FORKSERVER_ENV = "SWEEP_FORKSERVER"
 """Local workers start their runs through a warm fork server (`sweeps.forkserver`) unless this is 0."""
 
 
-def local_worker_env(sweep: "Sweep", cuda_devices: str | None = None, base: dict | None = None) -> dict:
+def local_worker_env(sweep: Sweep, cuda_devices: str | None = None, base: dict | None = None) -> dict:
     """`worker_env` for a worker on this machine: its GPU slice, and the fork server on by default
     (``SWEEP_FORKSERVER=0`` in the environment turns it off; measured in docs/throughput.md)."""
     env = worker_env(sweep, base)
@@ -162,7 +163,7 @@ def _uninterrupted() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def launch(sweep: "Sweep", workers: int, kind: str = "local", progress: bool = True, slurm: dict | None = None,
+def launch(sweep: Sweep, workers: int, kind: str = "local", progress: bool = True, slurm: dict | None = None,
            on_interrupt: str = "cancel", max_requeues: int = DEFAULT_REQUEUES) -> LaunchReport:
     """Run the sweep's points with ``workers`` workers and wait for them.
 
@@ -218,7 +219,7 @@ STOP_WAIT_S = 60
 """How long stopped workers (or cancelled tasks) get to hand their points back before the launcher goes on."""
 
 
-def _launch_local(sweep: "Sweep", workers: int, progress: bool) -> LaunchReport:
+def _launch_local(sweep: Sweep, workers: int, progress: bool) -> LaunchReport:
     from sweeps.progress import Progress
 
     logs = sweep.dir / "logs"
@@ -267,7 +268,7 @@ _SUBMITIT_NAMES = {"partition": "slurm_partition", "account": "slurm_account", "
                    "gpus_per_node": "gpus_per_node", "cpus_per_task": "cpus_per_task"}
 
 
-def resource_groups(sweep: "Sweep", flags: dict | None = None) -> list[tuple[dict, list[str] | None]]:
+def resource_groups(sweep: Sweep, flags: dict | None = None) -> list[tuple[dict, list[str] | None]]:
     """Resources per job array: ``[(resources, model sizes or None for all)]``.
 
     Sizes with the same resources share one array; command-line ``flags`` override the spec for
@@ -317,7 +318,7 @@ class WorkerJob:
         return submitit.helpers.DelayedSubmission(WorkerJob(self.study, self.sweep_dir, self.sizes))
 
 
-def job_name(sweep: "Sweep", sizes: list[str] | None) -> str:
+def job_name(sweep: Sweep, sizes: list[str] | None) -> str:
     """The SLURM job name of an array: the sweep's name, and the sizes it runs when it runs only some."""
     return sweep.spec.name + (":" + ",".join(sizes) if sizes else "")
 
@@ -337,7 +338,7 @@ class _Array:
         return str(self.jobs[0].job_id).split("_")[0]
 
 
-def slurm_arrays(sweep: "Sweep", workers: int, flags: dict | None = None, local: bool = False,
+def slurm_arrays(sweep: Sweep, workers: int, flags: dict | None = None, local: bool = False,
                  hold: bool = False) -> list[tuple[str, dict, list[str] | None]]:
     """Every array the sweep submits: ``(name and resources in words, submitit parameters, sizes)``.
 
@@ -357,7 +358,7 @@ def slurm_arrays(sweep: "Sweep", workers: int, flags: dict | None = None, local:
     return out
 
 
-def check_slurm(sweep: "Sweep", workers: int, flags: dict | None = None) -> None:
+def check_slurm(sweep: Sweep, workers: int, flags: dict | None = None) -> None:
     """Ask SLURM (``sbatch --test-only``) whether it accepts every array of the sweep; submits nothing.
 
     Raises:
@@ -369,7 +370,7 @@ def check_slurm(sweep: "Sweep", workers: int, flags: dict | None = None) -> None
     slurm_jobs.check_arrays((what, params, workers) for what, params, _ in slurm_arrays(sweep, workers, flags))
 
 
-def _submit(ex, sweep: "Sweep", workers: int, sizes: list[str] | None) -> list:
+def _submit(ex, sweep: Sweep, workers: int, sizes: list[str] | None) -> list:
     """Submit one array; raises BadInput with sbatch's line when SLURM refuses it."""
     import submitit
 
@@ -384,7 +385,7 @@ def _submit(ex, sweep: "Sweep", workers: int, sizes: list[str] | None) -> list:
     return jobs
 
 
-def launch_submitit(sweep: "Sweep", workers: int, local: bool = False, progress: bool = True,
+def launch_submitit(sweep: Sweep, workers: int, local: bool = False, progress: bool = True,
                     slurm_params: dict | None = None, on_interrupt: str = "cancel",
                     max_requeues: int = DEFAULT_REQUEUES) -> LaunchReport:
     """Submit the worker as job arrays of ``workers`` tasks (one per resource group) and wait for them.

@@ -117,8 +117,9 @@ def plan_notes(spec: SweepSpec, runs: list[PlannedRun]) -> list[str]:
     ls = spec.lr_search
     assert ls is not None
     sizes = dict.fromkeys(str(r.size) for r in runs if r.phase == PHASE)
-    lines = [f"lr_search: {ls.trials} trials per size of {ls.samples:,} samples, lr log-uniform in "
-             f"[{ls.low:g}, {ls.high:g}] by TPE (key -: asked once the first {_startup(ls)} have ended)"] if sizes else []
+    lines = ([f"lr_search: {ls.trials} trials per size of {ls.samples:,} samples, lr log-uniform in "
+              f"[{ls.low:g}, {ls.high:g}] by TPE (key -: asked once the first {_startup(ls)} have ended)"]
+             if sizes else [])
     return lines + [f"size {size}: its runs await its lr search (their lr, hence their run keys, come from it)"
                     for size in sizes]
 
@@ -205,7 +206,7 @@ class Search:
     """This machine's ``data`` value of RunConfig."""
 
     @classmethod
-    def of_worker(cls, q: Queue, sweep_dir: Path, data: Any) -> "Search | None":
+    def of_worker(cls, q: Queue, sweep_dir: Path, data: Any) -> Search | None:
         """The search as a worker sees it: the spec file named by ``SWEEP_DIR/sweep.json``; None (said on
         stderr) where that file is gone or now plans other runs: the next ``sweep run`` goes on with it."""
         info = q.info()

@@ -58,7 +58,8 @@ def _isoflop_points(spec: SweepSpec, models: list[ModelPoint]) -> list[tuple[Mod
     if iso.budgets[0] < cheapest:
         raise BadInput(
             f"{where}: design.budgets: {iso.budgets[0]:.3g} FLOPs is below the smallest model's cost "
-            f"({smallest.size!r}: {smallest.flops_per_sample} FLOPs/sample x min_samples {iso.min_samples} = {cheapest:.3g})"
+            f"({smallest.size!r}: {smallest.flops_per_sample} FLOPs/sample x min_samples {iso.min_samples} "
+            f"= {cheapest:.3g})"
         )
     out = []
     for c in iso.budgets:

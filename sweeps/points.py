@@ -119,9 +119,9 @@ def model_of(spec: SweepSpec, size: str | float, dims: Dims):
     """
     from pathlib import Path
 
-    from vla_core.errors import BadInput
     from scaling.config import from_mapping
     from scaling.model.family import run_model
+    from vla_core.errors import BadInput
 
     where = f"{spec.source or 'spec'}: models: {size!r}"
     search = [Path(spec.source).resolve().parent] if spec.source else []

@@ -41,7 +41,7 @@ def run_fraction(metrics: Path, start: float, samples: float) -> float:
     return 0.0
 
 
-def flops_progress(q: "Queue", runs_dir: Path | None = None) -> tuple[float, float, dict, float]:
+def flops_progress(q: Queue, runs_dir: Path | None = None) -> tuple[float, float, dict, float]:
     """(FLOPs of finished points + the logged share of running ones, FLOPs of all points, states,
     the summed logged share of the running points: how many runs' worth of them is done)."""
     states = q.point_states()
@@ -60,7 +60,7 @@ def flops_progress(q: "Queue", runs_dir: Path | None = None) -> tuple[float, flo
     return done, total, states, partial
 
 
-def progress_line(q: "Queue", started: float, flops_at_start: float = 0.0, runs_dir: Path | None = None) -> str:
+def progress_line(q: Queue, started: float, flops_at_start: float = 0.0, runs_dir: Path | None = None) -> str:
     """``runs 3.4/8 | FLOPs 1.2e12/4.0e12 (30%) | ETA 2m10s | failed 0 | running 2``.
 
     `runs_dir` (the sweep's ``runs/`` folder): count running runs' logged progress too, in the runs
@@ -76,8 +76,8 @@ def progress_line(q: "Queue", started: float, flops_at_start: float = 0.0, runs_
     rate = (flops_done - flops_at_start) / elapsed if elapsed > 0 else 0.0
     eta = "?" if rate <= 0 else _fmt((flops_total - flops_done) / rate)
     pct = 100.0 * flops_done / flops_total if flops_total else 0.0
-    return (f"sweep {q.name.split('@')[0]}: runs {runs}/{total} | FLOPs {flops_done:.2g}/{flops_total:.2g} ({pct:.0f}%) | "
-            f"ETA {eta} | failed {failed} | running {running}")
+    return (f"sweep {q.name.split('@')[0]}: runs {runs}/{total} | "
+            f"FLOPs {flops_done:.2g}/{flops_total:.2g} ({pct:.0f}%) | ETA {eta} | failed {failed} | running {running}")
 
 
 def _fmt(s: float) -> str:
@@ -88,7 +88,7 @@ def _fmt(s: float) -> str:
 class Progress:
     """Redraws :func:`progress_line` at most once a second (every 30 s when not a terminal)."""
 
-    def __init__(self, q: "Queue", enabled: bool = True, stream=None, runs_dir: Path | None = None) -> None:
+    def __init__(self, q: Queue, enabled: bool = True, stream=None, runs_dir: Path | None = None) -> None:
         self.q = q
         self.runs_dir = runs_dir
         self.stream = stream or sys.stderr

@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeps.runproc import flatten_result
 from vla_core import schema
 from vla_core.atomic import write_atomic
 from vla_core.errors import BadInput
@@ -33,7 +32,7 @@ SWEEP_FIELDS = tuple(f.name for f in schema.SWEEP_COLUMNS)
 VALIDATION_FIELDS = ("predicted_loss", "predicted_lo", "predicted_hi", "recommended")
 
 
-def rows(q: "Queue") -> list[dict]:
+def rows(q: Queue) -> list[dict]:
     """Every point of the sweep as a row, in plan order (N, D, seed)."""
     out = []
     sweep = q.info().get("sweep") or q.name
@@ -50,17 +49,18 @@ def rows(q: "Queue") -> list[dict]:
         made_by = json.loads(made_by).get("code") if isinstance(made_by, str) else None
         family = a.get("family") or (a.get("config") or {}).get("family") or schema.DEFAULT_FAMILY
         row.update(sweep=sweep, run_key=key, seed=a.get("seed"), state=state, phase=a.get("phase", "main"),
-                   size=str(a.get("size")), family=family, budget=a.get("budget"), reason=a.get("reason"), attempts=a.get("attempts"),
-                   spec_fingerprint=a.get("spec_fingerprint"), generation=a.get("generation"),
-                   code_version=made_by or a.get("code_version"))
+                   size=str(a.get("size")), family=family, budget=a.get("budget"), reason=a.get("reason"),
+                   attempts=a.get("attempts"), spec_fingerprint=a.get("spec_fingerprint"),
+                   generation=a.get("generation"), code_version=made_by or a.get("code_version"))
         if a.get("phase") == "validation":
             row.update({k: a.get(k) for k in VALIDATION_FIELDS})
         out.append(row)
-    out.sort(key=lambda r: (r["phase"] != "main", r["n_params"] or 0, r["n_samples"] or 0, r["seed"] or 0, r["run_key"]))
+    out.sort(key=lambda r: (r["phase"] != "main", r["n_params"] or 0, r["n_samples"] or 0, r["seed"] or 0,
+                            r["run_key"]))
     return out
 
 
-def table(q: "Queue") -> "pd.DataFrame":
+def table(q: Queue) -> pd.DataFrame:
     """The results table as a DataFrame (columns: result fields, then sweep fields)."""
     import pandas as pd
 
@@ -80,7 +80,7 @@ def check_out(out: str | Path) -> Path:
     return path
 
 
-def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
+def write_table(df: pd.DataFrame, out: str | Path) -> Path:
     """Write the table as CSV or Parquet (by extension), atomically, after checking it against its contract."""
     path = check_out(out)
     schema.validate_table(df)
@@ -91,7 +91,7 @@ def write_table(df: "pd.DataFrame", out: str | Path) -> Path:
     return write_atomic(path, buf.getvalue())
 
 
-def fit_table(df: "pd.DataFrame", include_diverged: bool = False) -> "pd.DataFrame":
+def fit_table(df: pd.DataFrame, include_diverged: bool = False) -> pd.DataFrame:
     """The rows a scaling-law fit uses: design points that completed (diverged left out by default)."""
     keep = {"completed", "diverged"} if include_diverged else {"completed"}
     return df[df["state"].isin(keep) & df["phase"].isin(schema.FITTED_PHASES)].reset_index(drop=True)

@@ -13,7 +13,7 @@ to their end and cancelled, all through SLURM's own commands.
 from __future__ import annotations
 
 import subprocess
-from typing import Iterable
+from collections.abc import Iterable
 
 from vla_core.errors import BadInput
 

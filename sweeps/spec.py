@@ -29,21 +29,23 @@ Unknown keys are errors with a did-you-mean; every error is one line (``BadInput
 from __future__ import annotations
 
 import dataclasses
-import math
 import difflib
 import hashlib
 import json
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from vla_core.errors import BadInput
 
 # RunConfig fields the sweep sets itself per run; a spec's ``train:`` block must not set them.
-RESERVED_TRAIN_KEYS = ("data", "size", "samples", "out", "seed", "branch_from", "checkpoint_at", "wandb_group", "run_id")
+RESERVED_TRAIN_KEYS = ("data", "size", "samples", "out", "seed", "branch_from", "checkpoint_at", "wandb_group",
+                       "run_id")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -299,7 +301,7 @@ class SweepSpec:
         """The families of ``families:`` in the spec's order (empty for a one-family spec)."""
         return tuple(name for name, _ in self.families)
 
-    def for_family(self, name: str) -> "SweepSpec":
+    def for_family(self, name: str) -> SweepSpec:
         """The one-family spec that plans ``name``'s runs of a ``families:`` spec: the shared ``train:``
         settings, that family's own on top, and ``family: name`` (so its runs' keys name it)."""
         own = dict(dict(self.families)[name])
@@ -410,7 +412,8 @@ def _check_train_values(where: str, train: Mapping[str, Any]) -> None:
     try:
         from_mapping({**train, "data": "(spec)"}, source=f"{where}: train")
     except BadInput as exc:
-        msg = re.sub(r"^train: (--)?([\w-]+)", lambda m: "train." + m.group(2).replace("-", "_"), str(exc).splitlines()[0])
+        msg = re.sub(r"^train: (--)?([\w-]+)", lambda m: "train." + m.group(2).replace("-", "_"),
+                     str(exc).splitlines()[0])
         raise BadInput(f"{where}: {msg}") from None
 
 
@@ -488,9 +491,11 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
         raise BadInput(f"{where}: name {name!r} must be letters, digits, '_', '-', '.'")
     base = Path(source).resolve().parent if source else Path.cwd()
     data = _parse_data(f"{where}: data", raw["data"], base)
-    models = tuple(_parse_model(f"{where}: models[{i}]", m) for i, m in enumerate(_list(f"{where}: models", raw["models"])))
+    models = tuple(_parse_model(f"{where}: models[{i}]", m)
+                   for i, m in enumerate(_list(f"{where}: models", raw["models"])))
     _no_duplicates(f"{where}: models", models)
-    seeds = tuple(_number(f"{where}: seeds", s, int, positive=False) for s in _list(f"{where}: seeds", raw.get("seeds", [0])))
+    seeds = tuple(_number(f"{where}: seeds", s, int, positive=False)
+                  for s in _list(f"{where}: seeds", raw.get("seeds", [0])))
     if any(s < 0 for s in seeds):
         raise BadInput(f"{where}: seeds must be >= 0, got {list(seeds)}")
     _no_duplicates(f"{where}: seeds", seeds)
@@ -546,7 +551,8 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
             raise BadInput(f"{where}: design isoflop needs 'budgets' (FLOPs)")
         if "samples" in raw:
             raise BadInput(f"{where}: samples is for the grid design; isoflop derives D from the budgets")
-        budgets = tuple(_number(f"{where}: design.budgets", b) for b in _list(f"{where}: design.budgets", design_raw["budgets"]))
+        budgets = tuple(_number(f"{where}: design.budgets", b)
+                        for b in _list(f"{where}: design.budgets", design_raw["budgets"]))
         mx = design_raw.get("max_samples")
         isoflop = IsoflopSpec(
             budgets=tuple(sorted(budgets)),
@@ -747,7 +753,8 @@ def _parse_validation(where: str, raw: Any) -> tuple[ValidationRound, ...]:
             _check_keys(pw, p, _POINT_KEYS, _POINT_KEYS[:6])
             lo, mid, hi = (_number(f"{pw}.{k}", p[k]) for k in ("predicted_lo", "predicted_loss", "predicted_hi"))
             if not lo <= mid <= hi:
-                raise BadInput(f"{pw}: predicted_lo <= predicted_loss <= predicted_hi does not hold ({lo}, {mid}, {hi})")
+                raise BadInput(f"{pw}: predicted_lo <= predicted_loss <= predicted_hi does not hold "
+                               f"({lo}, {mid}, {hi})")
             points.append(ValidationPoint(
                 size=_parse_model(f"{pw}.size", p["size"]), n_params=_number(f"{pw}.n_params", p["n_params"], int),
                 samples=_number(f"{pw}.samples", p["samples"], int), predicted_loss=mid, predicted_lo=lo,

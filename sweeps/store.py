@@ -35,20 +35,22 @@ import socket
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import optuna
+from optuna.distributions import FloatDistribution
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.storages.journal._file import BaseJournalFileLock
-from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.data_source import file_lock
 from sweeps.storage_url import check, mask, scrub
 from vla_core.errors import BadInput
+
 
 def _seconds(name: str, default: int) -> int:
     """A whole number of seconds from the environment variable ``name`` (default when unset)."""
@@ -214,12 +216,14 @@ def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
                 try:
                     return make()
                 finally:
-                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _advisory_key("optuna-schema")})
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"),
+                                 {"k": _advisory_key("optuna-schema")})
         finally:
             engine.dispose()
     except sqlalchemy.exc.SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise BadInput(f"--storage {mask(url)}: cannot open ({scrub(detail[0] if detail else type(exc).__name__, url)})") from None
+        why = scrub(detail[0] if detail else type(exc).__name__, url)
+        raise BadInput(f"--storage {mask(url)}: cannot open ({why})") from None
 
 
 def process_start(pid: int) -> str | None:
@@ -266,7 +270,7 @@ class Storage:
 
     @classmethod
     def open(cls, storage: str | None, sweep_dir: Path | None = None, workers: int = 1,
-             create: bool = True) -> "Storage":
+             create: bool = True) -> Storage:
         """Check and open ``storage`` (see :func:`sweeps.storage_url.check`).
 
         Args:
@@ -284,7 +288,8 @@ class Storage:
         path = Path(storage)
         if not create and not path.is_file():
             where = path.parent if path.name == "optuna.journal" else path
-            raise BadInput(f"{where}: no sweep here (no {path.name}); check --dir, or run `scaling sweep run SPEC` first")
+            raise BadInput(f"{where}: no sweep here (no {path.name}); "
+                           "check --dir, or run `scaling sweep run SPEC` first")
         path.parent.mkdir(parents=True, exist_ok=True)
         backend = JournalFileBackend(str(path), lock_obj=FlockJournalLock(str(path) + ".lock"))
         return cls(JournalStorage(backend), None, path)
@@ -307,7 +312,7 @@ class Claim:
 class Queue:
     """An Optuna study used as the sweep's queue and ledger."""
 
-    def __init__(self, study_name: str, storage: "str | Storage | None" = None, sweep_dir: Path | None = None,
+    def __init__(self, study_name: str, storage: str | Storage | None = None, sweep_dir: Path | None = None,
                  workers: int = 1, create: bool = True) -> None:
         """Open (or create) the study.
 
@@ -327,7 +332,8 @@ class Queue:
         self.storage = store.optuna
         self.journal_path = store.journal_path
         if create:
-            self.study = optuna.create_study(study_name=study_name, storage=self.storage, direction="minimize", load_if_exists=True)
+            self.study = optuna.create_study(study_name=study_name, storage=self.storage, direction="minimize",
+                                             load_if_exists=True)
         else:
             try:
                 self.study = optuna.load_study(study_name=study_name, storage=self.storage)
@@ -388,7 +394,7 @@ class Queue:
         """
         n = 0
         with self.lock():
-            for key, (state, t) in self.point_states().items():
+            for _key, (state, t) in self.point_states().items():
                 if state != "failed":
                     continue
                 attrs = {k: v for k, v in t.user_attrs.items()
@@ -436,7 +442,8 @@ class Queue:
             t for t in self.trials()
             if t.user_attrs.get("run_key") == run_key and t.number != number
             and t.user_attrs.get("duplicate_of") is None
-            and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.RUNNING and t.number < number))
+            and (t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                 or (t.state == TrialState.RUNNING and t.number < number))
         ]
 
     def claim(self, ready: Any = None) -> Claim | None:
@@ -471,7 +478,8 @@ class Queue:
             return claims
 
     def _claim_locked(self, ready: Any, group: str | None = None) -> Claim | None:
-        for t in sorted(self.trials((TrialState.WAITING,)), key=lambda t: (-float(t.user_attrs.get("flops") or 0), t.number)):
+        for t in sorted(self.trials((TrialState.WAITING,)),
+                        key=lambda t: (-float(t.user_attrs.get("flops") or 0), t.number)):
             if group is not None and t.user_attrs.get("group") != group:
                 continue
             if ready is not None and not ready(t.user_attrs):
@@ -493,7 +501,8 @@ class Queue:
                 # First: from now on a silent worker counts as dead. A claim that dies before this has
                 # no stamp either, and requeue_stale frees it by its age.
                 self.storage.record_heartbeat(t._trial_id)
-            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "heartbeat": time.time()}
+            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                     "heartbeat": time.time()}
             self.storage.set_trial_user_attr(t._trial_id, "worker", stamp)
             _set_dashboard_params(self.storage, t)
             return Claim(t._trial_id, t.number, key, dict(t.user_attrs))
@@ -504,7 +513,8 @@ class Queue:
         if self.is_rdb:
             self.storage.record_heartbeat(trial_id)
         else:
-            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "heartbeat": time.time()}
+            stamp = {"host": HOST, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                     "heartbeat": time.time()}
             self.storage.set_trial_user_attr(trial_id, "worker", stamp)
 
     def requeue_stale(self) -> int:

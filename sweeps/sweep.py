@@ -55,7 +55,7 @@ class Sweep:
 
     @classmethod
     def open(cls, spec_path: str | Path, sweep_dir: str | Path | None = None, storage: str | None = None,
-             workers: int = 1, *, new_generation: bool = False, allow_code_change: bool = False) -> "Sweep":
+             workers: int = 1, *, new_generation: bool = False, allow_code_change: bool = False) -> Sweep:
         """Load and validate the spec and the storage; the folder defaults to ``runs/<name>``.
 
         ``storage`` None reads :data:`sweeps.storage_url.STORAGE_ENV`, else the journal in the folder.
@@ -196,7 +196,7 @@ class Sweep:
             added += self._search().advance(q)
         return added
 
-    def _search(self) -> "Search":
+    def _search(self) -> Search:
         """This generation's lr search on this machine (the queue is open)."""
         from sweeps.lr_search import Search
 

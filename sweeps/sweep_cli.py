@@ -56,7 +56,8 @@ def register(subparsers) -> None:
     sub = sweep.add_subparsers(dest="sweep_command", required=True, metavar="SWEEP_COMMAND")
 
     p = sub.add_parser("plan", help="list every run with key, N, D, FLOPs and estimated time (and, for precision: "
-                                    "auto, the precision of each size, resolved once; the first run records it in the spec)")
+                                    "auto, the precision of each size, resolved once; the first run records it "
+                                    "in the spec)")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--no-calibrate", action="store_true", help="skip the timing calibration (no estimates)")
@@ -84,7 +85,8 @@ def register(subparsers) -> None:
                         "reproduce rows of a committed study; writes results.csv, no fit")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("validate", help="predict a recommended configuration and alternatives, and add them to the spec",
+    p = sub.add_parser("validate",
+                       help="predict a recommended configuration and alternatives, and add them to the spec",
                        description="Ask a fit for the compute-optimal N at a held-out budget, build that model and "
                        "alternatives at the same compute (N_opt x each factor), predict each one's loss, and append "
                        "them to the spec as a validation round. Then `scaling sweep run SPEC` trains them as rows with "

@@ -53,7 +53,8 @@ def plan_round(sweep, fit_path: str, flops: float, factors=(0.25, 4.0), seeds=(0
     if not (math.isfinite(flops) and flops > 0):
         raise BadInput(f"--flops {flops}: a positive number of FLOPs")
     if any(not (f > 0) or f == 1 for f in factors):
-        raise BadInput(f"--factors {','.join(map(str, factors))}: positive numbers other than 1 (N_opt itself is always run)")
+        raise BadInput(f"--factors {','.join(map(str, factors))}: "
+                       "positive numbers other than 1 (N_opt itself is always run)")
     from analysis.approaches import load_any_fit, optimal_any, predict_any
 
     spec = sweep.spec
@@ -95,8 +96,9 @@ def _round_yaml(r: dict) -> str:
 
 def _existing_round(rnd) -> dict:
     return {"budget": rnd.budget, "fit": rnd.fit, "seeds": list(rnd.seeds),
-            "points": [{"size": p.size, "n_params": p.n_params, "samples": p.samples, "predicted_loss": p.predicted_loss,
-                        "predicted_lo": p.predicted_lo, "predicted_hi": p.predicted_hi, "recommended": p.recommended}
+            "points": [{"size": p.size, "n_params": p.n_params, "samples": p.samples,
+                        "predicted_loss": p.predicted_loss, "predicted_lo": p.predicted_lo,
+                        "predicted_hi": p.predicted_hi, "recommended": p.recommended}
                        for p in rnd.points]}
 
 

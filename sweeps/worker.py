@@ -14,6 +14,7 @@ prefix; ``--config PATH`` is appended). Everything else is the real engine.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -22,17 +23,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import yaml
 from optuna.trial import TrialState
 
 from sweeps import forkserver
-from sweeps.runproc import (RUN_COMMAND_ENV, die_with_parent, finished_result, flatten_result, run_command, run_env,
-                            train_command)
+from sweeps.runproc import (
+    RUN_COMMAND_ENV,
+    die_with_parent,
+    finished_result,
+    flatten_result,
+    run_command,
+    run_env,
+    train_command,
+)
 from sweeps.store import HEARTBEAT_S, Claim, Queue
 from vla_core.atomic import write_atomic
 
@@ -405,7 +413,8 @@ def _fail_orphans(q: Queue, states: dict) -> None:
         if state == "waiting" and dep and states.get(dep, ("", None))[0] in ("failed", "diverged"):
             c = q.claim(ready=lambda a, k=key: a.get("run_key") == k)
             if c is not None:
-                q.finish(c.trial_id, TrialState.FAIL, {"state": "failed", "reason": f"stable phase {dep} {states[dep][0]}"})
+                q.finish(c.trial_id, TrialState.FAIL,
+                         {"state": "failed", "reason": f"stable phase {dep} {states[dep][0]}"})
 
 
 def _warm_up() -> None:
@@ -450,18 +459,7 @@ def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
             q.requeue_stale()
             states = q.point_states()
             _fail_orphans(q, states)
-
-            def ready(attrs: dict) -> bool:
-                if not _mine(attrs, s):
-                    return False
-                dep, branch = attrs.get("depends_on"), attrs.get("branch")
-                if dep is not None and states.get(dep, ("", None))[0] != "completed":
-                    return False
-                # Without a shared disk only the machine that trained the stable phase has its checkpoint.
-                return not branch or (s.sweep_dir / "runs" / branch["from_key"] / "checkpoints"
-                                      / branch["checkpoint"]).exists()
-
-            claims = q.claim_group(ready=ready)
+            claims = q.claim_group(ready=functools.partial(_ready, s=s, states=states))
             if claims:
                 if run_group(q, claims, s) == "stopped":
                     break
@@ -473,10 +471,23 @@ def work(q: Queue, s: WorkerSettings, max_runs: int | None = None) -> int:
             waiting = [t for st, t in mine if st == "waiting"]
             if not s.wait or (running == 0 and not waiting):
                 break
-            if running == 0 and not any(ready(t.user_attrs) for t in waiting):
+            if running == 0 and not any(_ready(t.user_attrs, s, states) for t in waiting):
                 break  # only blocked points left and nothing running that could unblock them
             time.sleep(s.poll_s)
     return done
+
+
+def _ready(attrs: dict, s: WorkerSettings, states: dict) -> bool:
+    """Whether a waiting point can be claimed now: of this worker's sizes, its stable phase (if any)
+    completed in ``states`` (:meth:`Queue.point_states`), and that phase's checkpoint on this disk."""
+    if not _mine(attrs, s):
+        return False
+    dep, branch = attrs.get("depends_on"), attrs.get("branch")
+    if dep is not None and states.get(dep, ("", None))[0] != "completed":
+        return False
+    # Without a shared disk only the machine that trained the stable phase has its checkpoint.
+    return not branch or (s.sweep_dir / "runs" / branch["from_key"] / "checkpoints"
+                          / branch["checkpoint"]).exists()
 
 
 def _mine(attrs: dict, s: WorkerSettings) -> bool:

@@ -26,7 +26,8 @@ def _decay_start_samples(samples: int, batch: int, frac: float) -> int:
     return wsd_decay_start(math.ceil(samples / batch), frac) * batch
 
 
-def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], ident: Any, lrs: dict | None) -> list[PlannedRun]:
+def branch_runs(spec: SweepSpec, points: list[tuple[ModelPoint, int, Any]], ident: Any,
+                lrs: dict | None) -> list[PlannedRun]:
     """The branched plan: per (N, seed) one full run at the largest D, cooldown branches for the rest."""
     train = spec.train_dict
     batch = int(train.get("batch_size", 64))

@@ -13,6 +13,7 @@ import pytest
 import pg_cluster
 import slurm_cluster
 from specfiles import REPO, write_spec  # noqa: F401  (re-exported for the fixtures below)
+
 FAKE_TRAIN = Path(__file__).resolve().parent / "fake_train.py"
 
 

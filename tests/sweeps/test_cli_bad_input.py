@@ -5,10 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
-import yaml
 
 from sweeps.cli import main
 

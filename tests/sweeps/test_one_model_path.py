@@ -35,10 +35,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from specfiles import REPO
 from sweeps.plan import plan_runs, resolve_models
 from sweeps.points import PlannedRun, model_of
 from sweeps.spec import DataSpec, SweepSpec, load_spec, parse_spec
+
+from specfiles import REPO
 
 SPECS = REPO / "sweeps"
 RESULTS = REPO / "results"
@@ -128,8 +129,8 @@ def test_committed_rows_are_what_the_plan_says(stem, recipe_data):
 
 def _run_yaml(spec: SweepSpec, run: PlannedRun, local: str, sweep_dir: Path) -> Path:
     """run.yaml of `run` as the worker writes it (`sweeps.worker._run_config` of the queued point)."""
-    from sweeps.store import Claim
     from sweeps.generation import point as _point
+    from sweeps.store import Claim
     from sweeps.worker import WorkerSettings, _run_config
 
     point = _point(run, SimpleNamespace(spec_fingerprint=spec.fingerprint(), code_version="test", number=0))

@@ -151,7 +151,7 @@ def test_a_group_killed_mid_run_resumes_from_its_checkpoint_to_the_same_rows(tmp
         if kind == "together":
             proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     text=True)
-            ckpt = lambda: next((tmp_path / kind / "runs").glob("g-*/checkpoints/ensemble.ckpt"), None)  # noqa: E731
+            ckpt = lambda kind=kind: next((tmp_path / kind / "runs").glob("g-*/checkpoints/ensemble.ckpt"), None)  # noqa: E731
             wait_for("the group's first checkpoint", ckpt, timeout=300)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

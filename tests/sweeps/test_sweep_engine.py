@@ -113,8 +113,11 @@ def test_lr_search_picks_best_lr_and_is_recorded(tmp_path, spec_file, fake_env):
         assert env["WANDB_SILENT"] == "true" and env["WANDB_JOB_TYPE"] == "lr_search"
 
 
-@pytest.mark.parametrize("given, mode, silent", [({}, "offline", "true"), ({"WANDB_SILENT": ""}, "offline", "true"),
-                                                 ({"WANDB_MODE": "online", "WANDB_SILENT": "false"}, "online", "false")])
+@pytest.mark.parametrize("given, mode, silent", [
+    ({}, "offline", "true"),
+    ({"WANDB_SILENT": ""}, "offline", "true"),
+    ({"WANDB_MODE": "online", "WANDB_SILENT": "false"}, "online", "false"),
+])
 def test_run_env_keeps_wandb_offline_and_quiet_unless_told(given, mode, silent, monkeypatch, tmp_path):
     """Every run of a worker (lr_search trials too) gets it: train.log has no W&B banners or colour codes."""
     from sweeps.runproc import run_env
@@ -169,13 +172,15 @@ def test_dead_workers_point_goes_back_to_the_queue(tmp_path, fake_env):
     q = Queue("dead", None, tmp_path)
     q.enqueue([{"run_key": "k1", "params": {"run_key": "k1"}, "attrs": {"config": {}}}])
     code = ("import sys, time; from pathlib import Path; from sweeps.store import Queue; "
-            f"q = Queue('dead', None, Path({str(tmp_path)!r})); c = q.claim(); print(c.run_key, flush=True); time.sleep(60)")
+            f"q = Queue('dead', None, Path({str(tmp_path)!r})); c = q.claim(); "
+            "print(c.run_key, flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=fake_env)
     assert proc.stdout.readline().strip() == "k1"
     assert q.counts()["running"] == 1
     proc.kill()  # kill -9 of the worker holding the point
     proc.wait()
     assert q.requeue_stale() == 1
-    assert q.counts() == {"total": 1, "completed": 0, "running": 0, "waiting": 1, "failed": 0, "diverged": 0, "pruned": 0}
+    assert q.counts() == {"total": 1, "completed": 0, "running": 0, "waiting": 1, "failed": 0, "diverged": 0,
+                          "pruned": 0}
     claim = q.claim()
     assert claim is not None and claim.run_key == "k1" and claim.attrs["config"] == {}

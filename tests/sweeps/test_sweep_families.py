@@ -106,7 +106,8 @@ def test_estimates_are_calibrated_per_family(tmp_path, monkeypatch):
     (dict(lr_search={"trials": 2}, train={}), "lr_search is not supported with families:"),
     (dict(train={"precision": "auto"}), "train.precision: auto is not supported with families:"),
     (dict(families={"vla": {"size": 3}, "conv": {}}), "families.vla: size is set by the sweep per run"),
-    (dict(families={"vla": {"keypoint": 3}, "conv": {}}), "unknown RunConfig field 'keypoint' (did you mean 'keypoints'?)"),
+    (dict(families={"vla": {"keypoint": 3}, "conv": {}}),
+     "unknown RunConfig field 'keypoint' (did you mean 'keypoints'?)"),
     (dict(families={"vla": {"lr": -1}, "conv": {}}), "families.vla"),
     (dict(families="vla,conv"), "expected a list of family names"),
 ])
@@ -152,7 +153,8 @@ class _Queue:
 
 
 def test_every_row_of_the_table_names_its_family(tmp_path):
-    q = _Queue({"a": {"family": "conv", "config": {"family": "conv"}}, "b": {"family": "vla", "config": {"family": "vla"}},
+    q = _Queue({"a": {"family": "conv", "config": {"family": "conv"}},
+                "b": {"family": "vla", "config": {"family": "vla"}},
                 "c": {"config": {"family": "my_mod:make"}}, "d": {"config": {}}, "e": {}})
     df = results.table(q)
     assert dict(zip(df["run_key"], df["family"])) == {"a": "conv", "b": "vla", "c": "my_mod:make", "d": "vla",

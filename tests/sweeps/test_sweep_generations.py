@@ -139,8 +139,8 @@ def test_each_local_worker_gets_its_own_gpus(workers, per_run, gpus, want):
 
 
 def test_more_workers_than_gpus_is_bad_input():
-    from vla_core.errors import BadInput
     from sweeps.launcher import gpu_slices
+    from vla_core.errors import BadInput
 
     with pytest.raises(BadInput, match="need 8 GPUs, this node has 4"):
         gpu_slices(["0", "1", "2", "3"], 8, 1)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pg_cluster import PASSWORD
 from tests.proc import finish, run_group, wait_for
+
+from pg_cluster import PASSWORD
 
 CLI = [sys.executable, "-m", "sweeps.cli"]
 # Heartbeats every 2 s, presumed dead after 15 s without one: short for the test, long enough that a

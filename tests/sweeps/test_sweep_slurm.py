@@ -164,9 +164,9 @@ def test_a_refused_submission_exits_2_and_writes_nothing(tmp_path, spec_file, fa
 
 @pytest.mark.slurm
 def test_a_later_array_refused_cancels_the_ones_before_it_unstarted(tmp_path, spec_file, fake_env, runs_of, slurm):
-    from vla_core.errors import BadInput
     from sweeps.launcher import launch_submitit
     from sweeps.sweep import Sweep
+    from vla_core.errors import BadInput
 
     # The launcher's own guard, below the --test-only check: a refusal at submission itself.
     sw = Sweep.open(spec_file(slurm={"per_size": {"2e5": {"partition": "nosuchpart"}}}), tmp_path / "d")

@@ -25,7 +25,8 @@ def test_suggest_design_plans_buildable_runs_within_budget(tmp_path):
     N = np.array([m.n_params for m in models[:3]], float)
     D = np.array([2e3, 8e3, 3.2e4])
     n, d = (v.ravel() for v in np.meshgrid(N, D))
-    loss = chinchilla(n, d, 1.8, 400.0, 1500.0, 0.34, 0.36) * np.exp(0.005 * np.random.default_rng(0).standard_normal(n.size))
+    noise = np.exp(0.005 * np.random.default_rng(0).standard_normal(n.size))
+    loss = chinchilla(n, d, 1.8, 400.0, 1500.0, 0.34, 0.36) * noise
     path = tmp_path / "results.csv"
     pd.DataFrame({"n_params": n, "n_samples": d, "flops": 6 * n * d, "val_loss": loss}).to_csv(path, index=False)
     runs = plan_runs(_spec(path), DIMS)
