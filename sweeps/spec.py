@@ -512,6 +512,36 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
             raise BadInput(f"{where}: train.{key} is set by the sweep per run; remove it")
     _check_train_values(where, train)
 
+    kind, samples, isoflop, suggest = _parse_design(where, raw)
+    lr_search = _parse_lr_search(where, raw.get("lr_search"), train)
+    wsd = _parse_wsd(where, raw.get("wsd"))
+    retries = _number(f"{where}: retries", raw.get("retries", 2), int, positive=False)
+    if retries < 0:
+        raise BadInput(f"{where}: retries must be >= 0 (retries after a failed attempt), got {retries}")
+    slurm = parse_slurm(f"{where}: slurm", raw.get("slurm") or {})
+    # A suggest design adds runs to a study that has its baseline already; its budget is the runs'.
+    blind = raw.get("blind_baseline", kind != "suggest")
+    if not isinstance(blind, bool):
+        raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
+    validation = _parse_validation(f"{where}: validation", raw.get("validation"))
+    auto_precision = _parse_auto_precision(f"{where}: auto_precision", raw.get("auto_precision"), train)
+    families = ()
+    if raw.get("families") is not None:
+        families = _parse_families(where, raw["families"], raw, train, models, kind)
+    together = _parse_seeds_together(f"{where}: seeds_together", raw.get("seeds_together", False))
+    return SweepSpec(
+        name=name, data=data, models=models, samples=samples, seeds=seeds, seeds_together=together,
+        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
+        wsd=wsd, retries=retries, slurm=slurm, validation=validation, auto_precision=auto_precision,
+        blind_baseline=blind, families=families, source=source,
+    )
+
+
+def _parse_design(
+    where: str, raw: Mapping[str, Any],
+) -> tuple[str, tuple[int, ...], IsoflopSpec | None, SuggestSpec | None]:
+    """The spec's ``design:`` (grid, isoflop or suggest) with the ``samples:`` a grid needs:
+    (kind, samples, isoflop, suggest), the last three empty or None where the design has none."""
     design_raw = raw.get("design", "grid")
     isoflop = None
     if isinstance(design_raw, Mapping):
@@ -559,49 +589,36 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
             min_samples=_number(f"{where}: design.min_samples", design_raw.get("min_samples", 1), int),
             max_samples=None if mx is None else _number(f"{where}: design.max_samples", mx, int),
         )
+    return kind, samples, isoflop, suggest
 
-    lr_search = None
-    if raw.get("lr_search") is not None:
-        ls = raw["lr_search"]
-        _check_keys(f"{where}: lr_search", ls, ("trials", "samples", "low", "high"))
-        lr_search = LRSearchSpec(
-            trials=_number(f"{where}: lr_search.trials", ls.get("trials", 6), int),
-            samples=_number(f"{where}: lr_search.samples", ls.get("samples", 512), int),
-            low=_number(f"{where}: lr_search.low", ls.get("low", 1e-4)),
-            high=_number(f"{where}: lr_search.high", ls.get("high", 1e-2)),
-        )
-        if lr_search.low >= lr_search.high:
-            raise BadInput(f"{where}: lr_search.low must be below lr_search.high")
-        if "lr" in train:
-            raise BadInput(f"{where}: give either train.lr or lr_search, not both")
-    wsd = WSDSpec()
-    if raw.get("wsd") is not None:
-        w = raw["wsd"]
-        _check_keys(f"{where}: wsd", w, ("enabled", "cooldown_frac"))
-        frac = _number(f"{where}: wsd.cooldown_frac", w.get("cooldown_frac", 0.2))
-        if not frac < 1:
-            raise BadInput(f"{where}: wsd.cooldown_frac must be in (0, 1)")
-        wsd = WSDSpec(enabled=_bool(f"{where}: wsd.enabled", w.get("enabled", True)), cooldown_frac=frac)
-    retries = _number(f"{where}: retries", raw.get("retries", 2), int, positive=False)
-    if retries < 0:
-        raise BadInput(f"{where}: retries must be >= 0 (retries after a failed attempt), got {retries}")
-    slurm = parse_slurm(f"{where}: slurm", raw.get("slurm") or {})
-    # A suggest design adds runs to a study that has its baseline already; its budget is the runs'.
-    blind = raw.get("blind_baseline", kind != "suggest")
-    if not isinstance(blind, bool):
-        raise BadInput(f"{where}: blind_baseline must be true or false, got {blind!r}")
-    validation = _parse_validation(f"{where}: validation", raw.get("validation"))
-    auto_precision = _parse_auto_precision(f"{where}: auto_precision", raw.get("auto_precision"), train)
-    families = ()
-    if raw.get("families") is not None:
-        families = _parse_families(where, raw["families"], raw, train, models, kind)
-    together = _parse_seeds_together(f"{where}: seeds_together", raw.get("seeds_together", False))
-    return SweepSpec(
-        name=name, data=data, models=models, samples=samples, seeds=seeds, seeds_together=together,
-        train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
-        wsd=wsd, retries=retries, slurm=slurm, validation=validation, auto_precision=auto_precision,
-        blind_baseline=blind, families=families, source=source,
+
+def _parse_lr_search(where: str, ls: Any, train: Mapping[str, Any]) -> LRSearchSpec | None:
+    """The spec's ``lr_search:`` block (None when it has none); it excludes a fixed ``train.lr``."""
+    if ls is None:
+        return None
+    _check_keys(f"{where}: lr_search", ls, ("trials", "samples", "low", "high"))
+    lr_search = LRSearchSpec(
+        trials=_number(f"{where}: lr_search.trials", ls.get("trials", 6), int),
+        samples=_number(f"{where}: lr_search.samples", ls.get("samples", 512), int),
+        low=_number(f"{where}: lr_search.low", ls.get("low", 1e-4)),
+        high=_number(f"{where}: lr_search.high", ls.get("high", 1e-2)),
     )
+    if lr_search.low >= lr_search.high:
+        raise BadInput(f"{where}: lr_search.low must be below lr_search.high")
+    if "lr" in train:
+        raise BadInput(f"{where}: give either train.lr or lr_search, not both")
+    return lr_search
+
+
+def _parse_wsd(where: str, w: Any) -> WSDSpec:
+    """The spec's ``wsd:`` block (the default :class:`WSDSpec` when it has none)."""
+    if w is None:
+        return WSDSpec()
+    _check_keys(f"{where}: wsd", w, ("enabled", "cooldown_frac"))
+    frac = _number(f"{where}: wsd.cooldown_frac", w.get("cooldown_frac", 0.2))
+    if not frac < 1:
+        raise BadInput(f"{where}: wsd.cooldown_frac must be in (0, 1)")
+    return WSDSpec(enabled=_bool(f"{where}: wsd.enabled", w.get("enabled", True)), cooldown_frac=frac)
 
 
 def _parse_seeds_together(where: str, value: Any) -> float:
