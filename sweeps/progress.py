@@ -1,9 +1,10 @@
 """One live sweep-level line: runs and FLOPs done of total, ETA, failures.
 
 Each run keeps its own progress bar in its log; this line is the sweep's view, redrawn in place on
-a terminal and printed every 30 s otherwise (CI logs). Running runs count with the share of their
+a terminal and printed every 30 s otherwise (CI logs). Unfinished runs count with the share of their
 samples their metrics.csv has logged, so a sweep whose first runs are long stable phases shows
-progress and an ETA before any run has finished.
+progress and an ETA before any run has finished, and a resumed sweep counts what its runs had logged
+before it started as done, not as speed.
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ def run_fraction(metrics: Path, start: float, samples: float) -> float:
 
 
 def flops_progress(q: Queue, runs_dir: Path | None = None) -> tuple[float, float, dict, float]:
-    """(FLOPs of finished points + the logged share of running ones, FLOPs of all points, states,
-    the summed logged share of the running points: how many runs' worth of them is done)."""
+    """(FLOPs of finished points + the logged share of unfinished ones, FLOPs of all points, states,
+    the summed logged share of the unfinished points: how many runs' worth of them is done).
+
+    Unfinished means running or waiting: a point handed back (its worker stopped, or died and was
+    re-queued) keeps what its run logged, which it resumes from its checkpoint."""
     states = q.point_states()
     total = sum(float(t.user_attrs.get("flops") or 0) for _, t in states.values())
     done = sum(float(t.user_attrs.get("flops") or 0) for s, t in states.values() if s in DONE)
@@ -51,7 +55,7 @@ def flops_progress(q: Queue, runs_dir: Path | None = None) -> tuple[float, float
     if runs_dir is not None:
         for key, (s, t) in states.items():
             a = t.user_attrs
-            if s != "running" or not (a.get("flops") and a.get("flops_per_sample") and a.get("samples")):
+            if s in DONE or not (a.get("flops") and a.get("flops_per_sample") and a.get("samples")):
                 continue
             own = float(a["flops"]) / float(a["flops_per_sample"])  # a cooldown: its samples after the branch
             share = run_fraction(runs_dir / key / "metrics.csv", float(a["samples"]) - own, own)

@@ -59,3 +59,21 @@ def test_fraction_reads_the_newest_row_of_a_long_log(tmp_path):
     m = _run(tmp_path / "long", [(s, 32 * s) for s in range(1, 301)])  # ~20 kB: only its tail is read
     assert m.stat().st_size > 4096
     assert run_fraction(m, 0, 32 * 600) == pytest.approx(0.5)
+
+
+def test_a_resumed_sweeps_eta_does_not_count_earlier_progress_as_speed(tmp_path):
+    """A point handed back half trained (waiting) when the sweep restarts, then running again from its
+    checkpoint: its logged half is done work, not this session's speed."""
+    from sweeps.progress import Progress
+
+    runs = tmp_path / "runs"
+    _run(runs / "k1", [(1, 32), (16, 512)])  # half done before this session
+    attrs = {"flops": 1e12, "flops_per_sample": 1e12 / 1024, "samples": 1024}
+    states = {"k1": ("waiting", SimpleNamespace(user_attrs=attrs)),
+              "k2": ("waiting", SimpleNamespace(user_attrs=attrs))}
+    q = SimpleNamespace(name="demo@1", point_states=lambda: states)
+    progress = Progress(q, stream=open(tmp_path / "log", "w"), runs_dir=runs)
+    assert progress.flops0 == pytest.approx(0.5e12)
+    states["k1"] = ("running", SimpleNamespace(user_attrs=attrs))  # claimed again, nothing new logged yet
+    line = progress_line(q, progress.started - 60, progress.flops0, runs)
+    assert "(25%)" in line and "ETA ?" in line
