@@ -82,14 +82,18 @@ def _handle(args: argparse.Namespace) -> int:
 
 def _train_ensemble(cfg, seeds: tuple[int, ...]) -> int:
     """`scaling train --seeds`: the members trained together; one line per member, as a solo run prints."""
-    from scaling.ensemble import member_dir, train_ensemble
+    from scaling.ensemble import member_config, train_ensemble
 
-    results = train_ensemble(cfg, seeds)
-    for seed, result in zip(seeds, results):
+    return _report_members([member_config(cfg, s) for s in seeds], train_ensemble(cfg, seeds))
+
+
+def _report_members(configs, results) -> int:
+    """One line per member, as a solo run prints; exit status 0 when every member completed or diverged."""
+    for c, result in zip(configs, results):
         sys.stderr.write(
-            f"{result.status}: {result.run_id} seed={seed} val_loss={_fmt(result.val_loss)} "
+            f"{result.status}: {result.run_id} seed={c.seed} val_loss={_fmt(result.val_loss)} "
             f"train_loss={_fmt(result.train_loss)} n_samples={result.n_samples} "
-            f"samples/s={_fmt(result.samples_per_second)} -> {member_dir(cfg.out, seed)}/result.json\n")
+            f"samples/s={_fmt(result.samples_per_second)} -> {c.out}/result.json\n")
     return 0 if all(r.status in ("completed", "diverged") for r in results) else 1
 
 
@@ -110,13 +114,7 @@ def _train_members(args: argparse.Namespace, overrides: dict) -> int:
     if cfg.precision == "auto":
         precision = resolve_auto_precision(cfg).precision
         cfg, configs = cfg.replace(precision=precision), [c.replace(precision=precision) for c in configs]
-    results = train_members(cfg, configs)
-    for c, result in zip(configs, results):
-        sys.stderr.write(
-            f"{result.status}: {result.run_id} seed={c.seed} val_loss={_fmt(result.val_loss)} "
-            f"train_loss={_fmt(result.train_loss)} n_samples={result.n_samples} "
-            f"samples/s={_fmt(result.samples_per_second)} -> {c.out}/result.json\n")
-    return 0 if all(r.status in ("completed", "diverged") for r in results) else 1
+    return _report_members(configs, train_members(cfg, configs))
 
 
 def resolve_auto_precision(cfg):
