@@ -62,7 +62,7 @@ class VLAFamily(ModelFamily):
             family=self.name, size=size, n_params=total, n_params_nonembed=nonembed,
             flops_per_sample=flops_per_sample(cfg), flops_source="analytic", shape=shape,
             size_name=f"{cfg.d_model}x{cfg.n_layers}",
-            pinned={"size": total, **{k: getattr(cfg, k) for k in _SHAPE}}, config=cfg, owner=self)
+            pinned={"size": f"{cfg.d_model}x{cfg.n_layers}x{cfg.n_heads}"}, config=cfg, owner=self)
 
     def build(self, model: ResolvedModel):
         """`VLA(config)`: it keeps the framework's calling convention itself."""
