@@ -90,6 +90,10 @@ def _last_line(log: Path) -> str:
 
 
 def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
+    """The point's run.yaml: its planned config (the flat names run keys hash, `scaling.config.LEGACY`)
+    with this machine's data, folder, precision and branch point, written by section."""
+    from scaling.config import from_mapping
+
     cfg = dict(claim.attrs["config"])
     cfg["data"] = s.data
     cfg["out"] = str(run_dir)
@@ -101,7 +105,7 @@ def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
     if branch:
         # WSD cooldown: start from the stable phase's checkpoint at this D's cooldown start.
         cfg["branch_from"] = str(s.sweep_dir / "runs" / branch["from_key"] / "checkpoints" / branch["checkpoint"])
-    return cfg
+    return from_mapping(cfg, source=str(run_dir / "run.yaml")).to_dict()
 
 
 class _Stop:
