@@ -727,6 +727,16 @@ def from_mapping(values: Mapping[str, Any], *, source: str = "config") -> RunCon
     return _build(_dotted(values, source))
 
 
+def sectioned(values: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """Any accepted form (partial or whole) -> nested by section, only the keys given (old shape overrides
+    folded into ``model.size``; no defaults added, values not coerced): a sweep's run.yaml."""
+    dotted = _dotted(values, source)
+    pending = {k[len(_PENDING):]: dotted.pop(k) for k in list(dotted) if k.startswith(_PENDING)}
+    if pending:
+        dotted["model.size"] = fold_shape(dotted.get("model.size", field_default("model.size")), **pending)
+    return _nest(dotted)
+
+
 def to_legacy(values: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
     """Any accepted form (partial or whole) -> the old flat names, values as given (no defaults added):
     the canonical form of a spec's ``train:`` block and of `RunConfig.flat_legacy`, which run keys hash.
@@ -809,5 +819,5 @@ def resolve(config_path: str | os.PathLike | None = None, overrides: Mapping[str
 __all__ = ["RunConfig", "DataSettings", "ModelSettings", "OptimSettings", "ScheduleSettings", "HardwareSettings",
            "ValidationSettings", "EvaluationSettings", "LoggingSettings", "CheckpointingSettings", "SECTION_TYPES",
            "SECTIONS", "TOP", "LEGACY", "REQUESTED", "RESUMABLE_SECTIONS", "resumable_fields", "load_run_config",
-           "resolve", "from_mapping", "to_legacy", "fold_shape", "load_yaml", "field_names", "field_docs",
+           "resolve", "from_mapping", "sectioned", "to_legacy", "fold_shape", "load_yaml", "field_names", "field_docs",
            "field_default", "field_type", "section_docs"]
