@@ -615,10 +615,9 @@ def _dotted(values: Mapping[str, Any], source: str) -> dict[str, Any]:
             new[key] = value
         else:
             raise BadInput(f"{source}: unknown key {key!r}{_hint(key, list(known) + list(LEGACY))}")
-    out = _from_legacy(legacy)
-    for key, value in new.items():
-        out = _merge(out, {key: value})
-    return out
+    # One layer: both warmup fields given is an error (`ScheduleSettings`), and its old shape overrides
+    # apply to its own size.
+    return {**new, **_from_legacy(legacy)}
 
 
 def _from_legacy(legacy: Mapping[str, Any]) -> dict[str, Any]:
