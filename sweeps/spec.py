@@ -474,7 +474,8 @@ def _legacy_train(where: str, train: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return to_legacy(train, source=where)
     except BadInput as exc:
-        raise BadInput(str(exc).replace("unknown key", "unknown RunConfig field")) from None
+        msg = re.sub(r"\(did you mean ([\w.]+)\?\)", r"(did you mean '\1'?)", str(exc))
+        raise BadInput(msg.replace("unknown key", "unknown RunConfig field")) from None
 
 
 def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
