@@ -47,14 +47,14 @@ BARE = ("loop", "vmap", "bound")
 
 def run_config(args, size: str, precision: str, out: str, **changes):
     """The RunConfig every measured run shares: one batch per step, validation and checkpoints only at the end."""
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
 
     values = dict(data=args.data, size=size, samples=args.batch * args.steps, batch_size=args.batch,
                   precision=precision, out=out, accelerator="cpu", threads=args.threads, progress_bar=False,
                   checkpoint_every=10**9, checkpoint_minutes=0, val_samples=32, val_every=10**12,
                   peak_flops=1e12, **args.family)
     values.update(changes)
-    return RunConfig(**values)
+    return from_mapping({**values})
 
 
 def solo_sps(args, size: str, precision: str, tmp: str) -> float:
@@ -74,10 +74,11 @@ def ensemble_sps(args, size: str, precision: str, k: int, tmp: str) -> float:
 
 def _cli(args, size: str, precision: str, out: str, seed_flags: list[str]) -> list[str]:
     cfg = run_config(args, size, precision, out)
-    flags = {"data": cfg.data, "size": size, "samples": cfg.samples, "batch-size": cfg.batch_size,
-             "precision": precision, "out": out, "accelerator": "cpu", "threads": cfg.threads,
-             "checkpoint-every": cfg.checkpoint_every, "checkpoint-minutes": 0, "val-samples": cfg.val_samples,
-             "val-every": cfg.val_every, "peak-flops": cfg.peak_flops, **{k.replace("_", "-"): v
+    flags = {"data": cfg.data.source, "size": size, "samples": cfg.data.samples, "batch-size": cfg.optim.batch_size,
+             "precision": precision, "out": out, "accelerator": "cpu", "threads": cfg.hardware.threads,
+             "checkpoint-every": cfg.checkpointing.every_steps, "checkpoint-minutes": 0,
+             "val-samples": cfg.validation.samples,
+             "val-every": cfg.validation.every_samples, "peak-flops": cfg.hardware.peak_flops, **{k.replace("_", "-"): v
                                                                           for k, v in args.family.items()}}
     cmd = [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar", *seed_flags]
     for key, value in flags.items():
@@ -148,7 +149,8 @@ class Bare:
         def optimizer(named: dict) -> torch.optim.AdamW:
             groups = [{"params": [named[n] for n in g["param_names"]], "lr": g["lr"], "peak_lr": g["lr"],
                        "weight_decay": g["weight_decay"]} for g in plan]
-            return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+            return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                     weight_decay=cfg.optim.weight_decay)
 
         def context():
             return torch.autocast("cpu", dtype=autocast or torch.float32, enabled=autocast is not None)
@@ -169,7 +171,7 @@ class Bare:
                 losses.sum().backward()
                 grads = [p.grad for p in self.params.values()]
                 norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (k,) per member
-                coef = (cfg.grad_clip / (norms + 1e-6)).clamp(max=1.0)
+                coef = (cfg.optim.grad_clip / (norms + 1e-6)).clamp(max=1.0)
                 for g in grads:
                     g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
         else:
@@ -180,7 +182,7 @@ class Bare:
                     with context():
                         loss, _ = model(d)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         self.work = work
 
     def step(self, step: int) -> None:
@@ -189,9 +191,9 @@ class Bare:
 
         b, cfg = self.batch, self.cfg
         self.work([{key: torch.from_numpy(v) for key, v in
-                    self.source.get_batch(idx[step * b:(step + 1) * b], chunk=cfg.chunk).items()}
+                    self.source.get_batch(idx[step * b:(step + 1) * b], chunk=cfg.model.chunk).items()}
                    for idx in self.indices])
-        mult = self.lr_multiplier(cfg.schedule, step, cfg.steps, cfg.warmup_steps(), cfg.min_lr_ratio)
+        mult = self.lr_multiplier(cfg.schedule.name, step, cfg.steps, cfg.warmup_steps, cfg.schedule.min_lr_ratio)
         for opt in self.opts:
             for g in opt.param_groups:
                 g["lr"] = g["peak_lr"] * mult

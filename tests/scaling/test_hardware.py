@@ -7,7 +7,7 @@ import json
 import pytest
 
 from scaling import hardware
-from scaling.config import RunConfig
+from scaling.config import from_mapping
 from vla_core.errors import BadInput
 
 
@@ -154,9 +154,9 @@ def test_step_probe_takes_more_steps_until_each_precision_has_its_time(cache_dir
 
 
 def test_run_config_accepts_auto_precision():
-    assert RunConfig(data="d", precision="auto").precision == "auto"
+    assert from_mapping({"data.source": "d", "model.precision": "auto"}).model.precision == "auto"
     with pytest.raises(BadInput, match="precision"):
-        RunConfig(data="d", precision="fast")
+        from_mapping({"data.source": "d", "model.precision": "fast"})
 
 
 def test_train_cli_resolves_auto_before_the_run(tiny_dataset, cache_dir, monkeypatch, tmp_path):
@@ -172,7 +172,7 @@ def test_train_cli_resolves_auto_before_the_run(tiny_dataset, cache_dir, monkeyp
                          "batch_size": 8, "out": str(tmp_path / "run")})
     assert train_cli.resolve_auto_precision(cfg).precision == "32-true"
     # The vla model is keyed by its shape alone (no family), the key its cached probes are stored under.
-    m = model_config(cfg, open_source(cfg.data))
+    m = model_config(cfg, open_source(cfg.data.source))
     (key,) = json.loads((cache_dir / "hardware.json").read_text())["precision"]
     assert key.endswith(f"|d{m.d_model}xL{m.n_layers}xT{m.seq_len}xff{m.d_ff}|{m.head}|batch=8|probe=3x0.5s")
 
