@@ -159,9 +159,10 @@ def test_wandb_logger_prints_no_setting_warnings_or_colour_codes(tmp_path):
     from pathlib import Path
 
     pytest.importorskip("wandb")
-    code = ("from scaling.config import RunConfig\n"
+    code = ("from scaling.config import from_mapping\n"
             "from scaling.trainer import _Loggers\n"
-            f"cfg = RunConfig(data='d', out={str(tmp_path / 'run')!r}, logger='wandb', wandb_group='g')\n"
+            f"cfg = from_mapping({{'data.source': 'd', 'out': {str(tmp_path / 'run')!r}, "
+            "'logging': {'logger': 'wandb', 'wandb_group': 'g'}})\n"
             "loggers = _Loggers(cfg, None)\n"
             "loggers.log({'train_loss': 1.0}, step=1)\n"
             "loggers.close()\n")
