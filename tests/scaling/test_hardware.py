@@ -168,9 +168,9 @@ def test_train_cli_resolves_auto_before_the_run(tiny_dataset, cache_dir, monkeyp
     monkeypatch.setattr(hardware, "measure_step_seconds",
                         lambda m, b, precisions=(), steps=3, threads=None, dims=None: {"32-true": 0.01,
                                                                                        "bf16-mixed": 0.03})
-    cfg = resolve(None, {"data": str(tiny_dataset), "size": "debug", "precision": "auto",
-                         "batch_size": 8, "out": str(tmp_path / "run")})
-    assert train_cli.resolve_auto_precision(cfg).precision == "32-true"
+    cfg = resolve(None, {"data.source": str(tiny_dataset), "model.size": "debug", "model.precision": "auto",
+                         "optim.batch_size": 8, "out": str(tmp_path / "run")})
+    assert train_cli.resolve_auto_precision(cfg).model.precision == "32-true"
     # The vla model is keyed by its shape alone (no family), the key its cached probes are stored under.
     m = model_config(cfg, open_source(cfg.data.source))
     (key,) = json.loads((cache_dir / "hardware.json").read_text())["precision"]
@@ -341,9 +341,10 @@ def test_auto_precision_resolves_for_any_family(family, tiny_dataset, cache_dir,
         return real(model, batch_size, steps=1, threads=threads, min_seconds=0, dims=dims)
 
     monkeypatch.setattr(hardware, "measure_step_seconds", short)
-    cfg = resolve(None, {"data": str(tiny_dataset), "family": family, "size": "30k", "precision": "auto",
-                         "batch_size": 4, "threads": 1, "out": str(tmp_path / "run")})
-    assert train_cli.resolve_auto_precision(cfg).precision in ("32-true", "bf16-mixed")
+    cfg = resolve(None, {"data.source": str(tiny_dataset), "model": {"family": family, "size": "30k",
+                                                                     "precision": "auto"},
+                         "optim.batch_size": 4, "hardware.threads": 1, "out": str(tmp_path / "run")})
+    assert train_cli.resolve_auto_precision(cfg).model.precision in ("32-true", "bf16-mixed")
     (model,) = seen
     assert isinstance(model, ResolvedModel) and model.family in ("conv", "tiny")
     (key,) = json.loads((cache_dir / "hardware.json").read_text())["precision"]

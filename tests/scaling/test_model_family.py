@@ -114,8 +114,8 @@ def test_vla_through_the_seam_is_the_model_of_before():
                                 chunk=2, keypoints=4, film=True)
     assert model.config == cfg and (model.n_params, model.n_params_nonembed) == analytic(cfg)
     assert model.flops_per_sample == flops_per_sample(cfg)
-    assert model.pinned == {"size": model.n_params, "d_model": cfg.d_model, "n_layers": cfg.n_layers,
-                            "n_heads": cfg.n_heads}
+    assert model.pinned == {"size": f"{cfg.d_model}x{cfg.n_layers}x{cfg.n_heads}"}  # the whole shape, one string
+    assert resolve_model("vla", model.pinned["size"], DIMS, {"keypoints": 4, "film": True}).config == cfg
     assert resolve_model("vla", model.size_name, DIMS, {"keypoints": 4, "film": True}).config == cfg
 
 

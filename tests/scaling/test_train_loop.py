@@ -60,17 +60,19 @@ def test_sections_nest_in_yaml_and_decide_what_may_change_on_resume(tmp_path):
 
     from scaling.config import SECTIONS, field_names, resolve, resumable_fields
 
-    every = [name for names in SECTIONS.values() for name in names]
-    assert sorted(every + ["out", "run_id"]) == sorted(field_names())  # each field in exactly one section
+    every = [f"{section}.{name}" for section, names in SECTIONS.items() for name in names]
+    assert sorted(every + ["out", "run_id", "seed"]) == sorted(field_names())  # each field in exactly one section
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"dataset": {"data": "d", "samples": 640}, "optim": {"lr": 1e-3},
-                                    "hardware": {"devices": 2, "strategy": "fsdp"}, "batch_size": 32}))
-    cfg = resolve(path, {"lr": "2e-3"})  # a flat flag overrides a nested key
+    path.write_text(yaml.safe_dump({"data": {"source": "d", "samples": 640}, "optim": {"lr": 1e-3},
+                                    "hardware": {"devices": 2, "strategy": "fsdp"}, "optim.batch_size": 32}))
+    cfg = resolve(path, {"optim.lr": "2e-3"})  # a flag overrides a nested key
     assert (cfg.data.source, cfg.data.samples, cfg.optim.lr, cfg.hardware.devices, cfg.hardware.strategy,
             cfg.optim.batch_size) == (
         "d", 640, 2e-3, 2, "fsdp", 32)
-    assert {"devices", "strategy", "num_workers", "checkpoint_every", "logger"} <= resumable_fields()
-    assert not {"lr", "samples", "size", "precision", "batch_size", "seed"} & resumable_fields()
+    assert {"hardware.devices", "hardware.strategy", "hardware.num_workers", "checkpointing.every_steps",
+            "logging.logger", "evaluation.episodes"} <= resumable_fields()
+    assert not {"optim.lr", "data.samples", "model.size", "model.precision", "optim.batch_size", "seed",
+                "schedule.warmup_frac", "schedule.branch_from", "validation.samples"} & resumable_fields()
     path.write_text(yaml.safe_dump({"data": "d", "optim": {"learning_rate": 1}}))
     from vla_core.errors import BadInput
 
