@@ -49,12 +49,13 @@ def run_config(args, size: str, precision: str, out: str, **changes):
     """The RunConfig every measured run shares: one batch per step, validation and checkpoints only at the end."""
     from scaling.config import from_mapping
 
-    values = dict(data=args.data, size=size, samples=args.batch * args.steps, batch_size=args.batch,
-                  precision=precision, out=out, accelerator="cpu", threads=args.threads, progress_bar=False,
-                  checkpoint_every=10**9, checkpoint_minutes=0, val_samples=32, val_every=10**12,
-                  peak_flops=1e12, **args.family)
-    values.update(changes)
-    return from_mapping({**values})
+    values = {"data": {"source": args.data, "samples": args.batch * args.steps}, "out": out,
+              "model": {"size": size, "precision": precision}, "optim.batch_size": args.batch,
+              "hardware": {"accelerator": "cpu", "threads": args.threads, "peak_flops": 1e12},
+              "logging.progress_bar": False, "checkpointing": {"every_steps": 10**9, "every_minutes": 0},
+              "validation": {"samples": 32, "every_samples": 10**12}, **args.family}
+    values.update(changes)  # dotted names
+    return from_mapping(values)
 
 
 def solo_sps(args, size: str, precision: str, tmp: str) -> float:
@@ -74,13 +75,13 @@ def ensemble_sps(args, size: str, precision: str, k: int, tmp: str) -> float:
 
 def _cli(args, size: str, precision: str, out: str, seed_flags: list[str]) -> list[str]:
     cfg = run_config(args, size, precision, out)
-    flags = {"data": cfg.data.source, "size": size, "samples": cfg.data.samples, "batch-size": cfg.optim.batch_size,
-             "precision": precision, "out": out, "accelerator": "cpu", "threads": cfg.hardware.threads,
-             "checkpoint-every": cfg.checkpointing.every_steps, "checkpoint-minutes": 0,
-             "val-samples": cfg.validation.samples,
-             "val-every": cfg.validation.every_samples, "peak-flops": cfg.hardware.peak_flops, **{k.replace("_", "-"): v
-                                                                          for k, v in args.family.items()}}
-    cmd = [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar", *seed_flags]
+    names = ("data.source", "model.size", "data.samples", "optim.batch_size", "model.precision", "out",
+             "hardware.accelerator", "hardware.threads", "checkpointing.every_steps", "checkpointing.every_minutes",
+             "validation.samples", "validation.every_samples", "hardware.peak_flops", "model.keypoints",
+             "model.patch_size")
+    flat = cfg.flat()
+    flags = {name.replace("_", "-"): flat[name] for name in names if flat[name] is not None}
+    cmd = [sys.executable, "-m", "sweeps.cli", "train", "--no-logging.progress-bar", *seed_flags]
     for key, value in flags.items():
         cmd += [f"--{key}", str(value)]
     return cmd
@@ -298,7 +299,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.sizes, args.ks, args.precisions, args.steps, args.repeats = "15k", "1,2", "32-true", 4, 1
     args.ks = [int(k) for k in args.ks.split(",")]
-    args.family = {"keypoints": args.keypoints, **({"patch_size": args.patch_size} if args.patch_size else {})}
+    args.family = {"model.keypoints": args.keypoints,
+                   **({"model.patch_size": args.patch_size} if args.patch_size else {})}
     if args.data is None:
         from scaling.data.testing import make_tiny_dataset
 

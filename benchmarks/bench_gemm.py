@@ -171,7 +171,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10, help="timed training steps (median) for the real MFU")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_gemm.json"))
     args = p.parse_args(argv)
-    args.family = {"keypoints": args.keypoints, **({"patch_size": args.patch_size} if args.patch_size else {})}
+    args.family = {"model.keypoints": args.keypoints,
+                   **({"model.patch_size": args.patch_size} if args.patch_size else {})}
     import torch
 
     from scaling import hardware

@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1m only, fewer steps, one repeat")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.family = {"keypoints": args.keypoints, **({"patch_size": args.patch_size} if args.patch_size else {})}
+    args.family = {"model.keypoints": args.keypoints,
+                   **({"model.patch_size": args.patch_size} if args.patch_size else {})}
     if args.data is None:
         from scaling.data.testing import make_tiny_dataset
 
