@@ -386,7 +386,7 @@ class RunConfig:
         """The config in the flat names of the single-dataclass config (`LEGACY`): the canonical form
         that sweeps hash into run keys (`sweeps.points.run_key`). ``warmup`` is ``warmup_steps`` when set,
         else ``warmup_frac`` (0 when neither); the shape stays in ``size``."""
-        return to_legacy(self.flat())
+        return {"warmup": 0, **to_legacy(self.flat())}
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed (validated again): ``out=...``, ``seed=...``, a section as a
