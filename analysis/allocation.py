@@ -281,10 +281,11 @@ def predict(fit, n: float, d: float, level: float = 0.95) -> dict:
 def write_train_config(opt: dict, path, fit_source: str = "", training: dict | None = None) -> Path:
     """Write a `scaling train` YAML config for the compute-optimal N and D (atomically).
 
-    Sets `size` (target parameter count) and `samples`, and the training settings the fitted runs
-    used (`training` from fit.json: lr, global_batch_size as batch_size, precision, the model family), so the run
-    reproduces the conditions the law was measured under. A setting that varied with model size
-    takes the value of the fitted size nearest N_opt (in log N).
+    Sets ``model.size`` (target parameter count) and ``data.samples``, and the training settings the fitted
+    runs used (`training` from fit.json: lr as ``optim.lr``, global_batch_size as ``optim.batch_size``,
+    precision and family under ``model``), so the run reproduces the conditions the law was measured under;
+    the file is nested by RunConfig section (`scaling.config`). A setting that varied with model size takes
+    the value of the fitted size nearest N_opt (in log N).
     """
     path = Path(path)
     ci = opt.get("ci", {})
@@ -297,15 +298,21 @@ def write_train_config(opt: dict, path, fit_source: str = "", training: dict | N
          f"N_opt * D_opt * k = {opt['n_opt'] * opt['d_opt'] * opt['k']:.4g} FLOPs).")
         + f" Predicted loss {opt['loss']:.4g}"
         + (f", 95% interval [{ci['loss'][0]:.4g}, {ci['loss'][1]:.4g}]." if "loss" in ci else "."),
-        f"# Use: scaling train --config {path.name} --data DATASET",
-        f"size: {float(opt['n_opt']):.6e}",  # always a dot and a signed exponent: YAML 1.1 reads a float
-        f"samples: {int(round(opt['d_opt']))}",
+        f"# Use: scaling train --config {path.name} --data.source DATASET",
     ]
-    for key, cfg_key in (("lr", "lr"), ("global_batch_size", "batch_size"), ("precision", "precision"),
-                         ("family", "family")):
+    sections: dict[str, list[str]] = {
+        "model": [f"size: {float(opt['n_opt']):.6e}"],  # always a dot and a signed exponent: YAML 1.1 reads a float
+        "data": [f"samples: {int(round(opt['d_opt']))}"],
+        "optim": [],
+    }
+    for key, (section, cfg_key) in (("lr", ("optim", "lr")), ("global_batch_size", ("optim", "batch_size")),
+                                    ("precision", ("model", "precision")), ("family", ("model", "family"))):
         v = _setting((training or {}).get(key), opt["n_opt"])
         if v is not None:
-            lines.append(f"{cfg_key}: {json.dumps(v)}  # as in the fitted runs")
+            sections[section].append(f"{cfg_key}: {json.dumps(v)}  # as in the fitted runs")
+    for section, entries in sections.items():
+        if entries:
+            lines += [f"{section}:"] + [f"  {e}" for e in entries]
     for w in opt.get("warnings", []):
         lines.insert(3, f"# WARNING: {w}")
     return write_atomic(path, "\n".join(lines) + "\n")

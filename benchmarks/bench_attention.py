@@ -28,13 +28,13 @@ def measure(size: str, batch: int, steps: int, dtype: str, data: str, clock=time
     import torch
 
     import scaling.model.vla as vla
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.data import open_source
     from scaling.model import VLA
     from scaling.train import model_config
 
     source = open_source(data)
-    model_cfg = model_config(RunConfig(data=data, size=size), source)
+    model_cfg = model_config(from_mapping({"data.source": data, "model.size": size}), source)
     torch.manual_seed(0)
     model = VLA(model_cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.data import open_source
     from scaling.data.testing import make_tiny_dataset
     from scaling.model import VLA
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     data = make_tiny_dataset(Path(tempfile.mkdtemp()) / "d", episodes=16, image_size=64, seed=0)
     source = open_source(str(data))
-    cfg = RunConfig(data=str(data), size=args.size)
+    cfg = from_mapping({"data.source": str(data), "model.size": args.size})
     model = VLA(model_config(cfg, source)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     idx = source.train_indices(args.batch)

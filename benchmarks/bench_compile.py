@@ -48,13 +48,15 @@ def run_once(data: str, size: str, precision: str, compile_: bool, args, out: st
 
 def one(spec: dict, args) -> dict:
     """Child mode: the run `spec` names, in this process."""
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.train import train
 
-    cfg = RunConfig(data=spec["data"], size=spec["size"], precision=spec["precision"], compile=spec["compile"],
-                    out=spec["out"], samples=args.batch * args.steps, batch_size=args.batch,
-                    patch_size=args.patch_size, keypoints=args.keypoints, progress_bar=False,
-                    checkpoint_every=10**9, val_samples=64, val_every=10**12, accelerator="cpu", logger="csv")
+    cfg = from_mapping({"data.source": spec["data"], "model.size": spec["size"], "model.precision": spec["precision"],
+                        "hardware.compile": spec["compile"], "out": spec["out"],
+                        "data.samples": args.batch * args.steps, "optim.batch_size": args.batch,
+                        "model.patch_size": args.patch_size, "model.keypoints": args.keypoints,
+                        "logging.progress_bar": False, "checkpointing.every_steps": 10**9, "validation.samples": 64,
+                        "validation.every_samples": 10**12, "hardware.accelerator": "cpu", "logging.logger": "csv"})
     res = train(cfg).to_dict()
     return {"samples_per_second": res["samples_per_second"], "wall_seconds": res["wall_seconds"],
             "val_loss": res["val_loss"], "n_params": res["n_params"]}

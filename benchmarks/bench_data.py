@@ -79,12 +79,13 @@ def bench_step(path: Path, batch: int, steps: int) -> dict:
     """A bare PyTorch loop (get_batch -> loss -> backward -> AdamW) of the ``debug`` model on CPU fp32."""
     import torch
 
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.data.store import open_dataset
     from scaling.model.family import dims_of, run_model
 
     ds = open_dataset(path)
-    resolved = run_model(RunConfig(data=str(path), size="debug"), dims_of(ds))  # the model `scaling train` builds
+    # the model `scaling train` builds
+    resolved = run_model(from_mapping({"data.source": str(path), "model.size": "debug"}), dims_of(ds))
     torch.manual_seed(0)
     model = resolved.build()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4)

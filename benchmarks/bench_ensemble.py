@@ -47,14 +47,15 @@ BARE = ("loop", "vmap", "bound")
 
 def run_config(args, size: str, precision: str, out: str, **changes):
     """The RunConfig every measured run shares: one batch per step, validation and checkpoints only at the end."""
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
 
-    values = dict(data=args.data, size=size, samples=args.batch * args.steps, batch_size=args.batch,
-                  precision=precision, out=out, accelerator="cpu", threads=args.threads, progress_bar=False,
-                  checkpoint_every=10**9, checkpoint_minutes=0, val_samples=32, val_every=10**12,
-                  peak_flops=1e12, **args.family)
-    values.update(changes)
-    return RunConfig(**values)
+    values = {"data": {"source": args.data, "samples": args.batch * args.steps}, "out": out,
+              "model": {"size": size, "precision": precision}, "optim.batch_size": args.batch,
+              "hardware": {"accelerator": "cpu", "threads": args.threads, "peak_flops": 1e12},
+              "logging.progress_bar": False, "checkpointing": {"every_steps": 10**9, "every_minutes": 0},
+              "validation": {"samples": 32, "every_samples": 10**12}, **args.family}
+    values.update(changes)  # dotted names
+    return from_mapping(values)
 
 
 def solo_sps(args, size: str, precision: str, tmp: str) -> float:
@@ -74,12 +75,13 @@ def ensemble_sps(args, size: str, precision: str, k: int, tmp: str) -> float:
 
 def _cli(args, size: str, precision: str, out: str, seed_flags: list[str]) -> list[str]:
     cfg = run_config(args, size, precision, out)
-    flags = {"data": cfg.data, "size": size, "samples": cfg.samples, "batch-size": cfg.batch_size,
-             "precision": precision, "out": out, "accelerator": "cpu", "threads": cfg.threads,
-             "checkpoint-every": cfg.checkpoint_every, "checkpoint-minutes": 0, "val-samples": cfg.val_samples,
-             "val-every": cfg.val_every, "peak-flops": cfg.peak_flops, **{k.replace("_", "-"): v
-                                                                          for k, v in args.family.items()}}
-    cmd = [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar", *seed_flags]
+    names = ("data.source", "model.size", "data.samples", "optim.batch_size", "model.precision", "out",
+             "hardware.accelerator", "hardware.threads", "checkpointing.every_steps", "checkpointing.every_minutes",
+             "validation.samples", "validation.every_samples", "hardware.peak_flops", "model.keypoints",
+             "model.patch_size")
+    flat = cfg.flat()
+    flags = {name.replace("_", "-"): flat[name] for name in names if flat[name] is not None}
+    cmd = [sys.executable, "-m", "sweeps.cli", "train", "--no-logging.progress-bar", *seed_flags]
     for key, value in flags.items():
         cmd += [f"--{key}", str(value)]
     return cmd
@@ -148,7 +150,8 @@ class Bare:
         def optimizer(named: dict) -> torch.optim.AdamW:
             groups = [{"params": [named[n] for n in g["param_names"]], "lr": g["lr"], "peak_lr": g["lr"],
                        "weight_decay": g["weight_decay"]} for g in plan]
-            return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+            return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                     weight_decay=cfg.optim.weight_decay)
 
         def context():
             return torch.autocast("cpu", dtype=autocast or torch.float32, enabled=autocast is not None)
@@ -169,7 +172,7 @@ class Bare:
                 losses.sum().backward()
                 grads = [p.grad for p in self.params.values()]
                 norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (k,) per member
-                coef = (cfg.grad_clip / (norms + 1e-6)).clamp(max=1.0)
+                coef = (cfg.optim.grad_clip / (norms + 1e-6)).clamp(max=1.0)
                 for g in grads:
                     g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
         else:
@@ -180,7 +183,7 @@ class Bare:
                     with context():
                         loss, _ = model(d)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         self.work = work
 
     def step(self, step: int) -> None:
@@ -189,9 +192,9 @@ class Bare:
 
         b, cfg = self.batch, self.cfg
         self.work([{key: torch.from_numpy(v) for key, v in
-                    self.source.get_batch(idx[step * b:(step + 1) * b], chunk=cfg.chunk).items()}
+                    self.source.get_batch(idx[step * b:(step + 1) * b], chunk=cfg.model.chunk).items()}
                    for idx in self.indices])
-        mult = self.lr_multiplier(cfg.schedule, step, cfg.steps, cfg.warmup_steps(), cfg.min_lr_ratio)
+        mult = self.lr_multiplier(cfg.schedule.name, step, cfg.steps, cfg.warmup_steps, cfg.schedule.min_lr_ratio)
         for opt in self.opts:
             for g in opt.param_groups:
                 g["lr"] = g["peak_lr"] * mult
@@ -296,7 +299,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.sizes, args.ks, args.precisions, args.steps, args.repeats = "15k", "1,2", "32-true", 4, 1
     args.ks = [int(k) for k in args.ks.split(",")]
-    args.family = {"keypoints": args.keypoints, **({"patch_size": args.patch_size} if args.patch_size else {})}
+    args.family = {"model.keypoints": args.keypoints,
+                   **({"model.patch_size": args.patch_size} if args.patch_size else {})}
     if args.data is None:
         from scaling.data.testing import make_tiny_dataset
 

@@ -22,7 +22,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from scaling.config import RunConfig
+from scaling.config import from_mapping
 from scaling.model import PRESETS, VLA, ModelConfig, approx_6nd, count_params, flops_per_sample
 from scaling.model.accounting import attention_fraction
 from scaling.model.family import Dims, run_model
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     dims = Dims(image_size=args.image_size, vocab_size=args.vocab_size, max_instr_len=args.max_instr_len,
                 proprio_dim=args.proprio_dim, action_dim=args.action_dim)
     # Each preset as `scaling train --size NAME --chunk --head` builds it on data of these dims.
-    rows = [row(name, run_model(RunConfig(data="(bench)", size=name, chunk=args.chunk, head=args.head), dims).config,
+    rows = [row(name, run_model(from_mapping({"data.source": "(bench)", "model.size": name, "model.chunk": args.chunk,
+                                              "model.head": args.head}), dims).config,
                 args.time) for name in PRESETS]
     if args.json:
         for r in rows:

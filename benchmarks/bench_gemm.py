@@ -119,13 +119,14 @@ def size_report(args, size: str, peak: float) -> dict:
     import numpy as np
     import torch
 
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.data import open_source
     from scaling.model import VLA, flops_per_sample
     from scaling.train import model_config
 
     source = open_source(args.data)
-    cfg = RunConfig(data=args.data, size=size, samples=args.batch, batch_size=args.batch, **args.family)
+    cfg = from_mapping({"data.source": args.data, "model.size": size, "data.samples": args.batch,
+                        "optim.batch_size": args.batch, **args.family})
     model_cfg = model_config(cfg, source)
     torch.manual_seed(0)
     model = VLA(model_cfg)
@@ -170,7 +171,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10, help="timed training steps (median) for the real MFU")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_gemm.json"))
     args = p.parse_args(argv)
-    args.family = {"keypoints": args.keypoints, **({"patch_size": args.patch_size} if args.patch_size else {})}
+    args.family = {"model.keypoints": args.keypoints,
+                   **({"model.patch_size": args.patch_size} if args.patch_size else {})}
     import torch
 
     from scaling import hardware

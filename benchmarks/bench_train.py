@@ -49,21 +49,22 @@ def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cach
     """samples/s of a plain PyTorch loop doing what one training step of `train` does."""
     import torch
 
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.data import open_source
     from scaling.model import VLA, param_groups
     from scaling.schedules import lr_multiplier
     from scaling.train import model_config
 
-    cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision,
-                    **(family or {}))
+    cfg = from_mapping({"data.source": data, "model.size": size, "data.samples": batch * steps,
+                        "optim.batch_size": batch, "model.precision": precision, **(family or {})})
     source = open_source(data)
     torch.manual_seed(cfg.seed)
     model = VLA(model_config(cfg, source)).train()
-    groups = param_groups(model, cfg.lr, cfg.weight_decay)
+    groups = param_groups(model, cfg.optim.lr, cfg.optim.weight_decay)
     peaks = [g["lr"] for g in groups]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    idx = source.train_indices(cfg.samples, seed=cfg.seed)
+    opt = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                            weight_decay=cfg.optim.weight_decay)
+    idx = source.train_indices(cfg.data.samples, seed=cfg.seed)
     autocast = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
 
     @contextlib.contextmanager
@@ -77,14 +78,14 @@ def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cach
             vla.ATTENTION = saved
     elapsed, t_last = 0.0, None
     for step in range(cfg.steps):
-        arrays = source.get_batch(idx[step * batch:(step + 1) * batch], chunk=cfg.chunk)
+        arrays = source.get_batch(idx[step * batch:(step + 1) * batch], chunk=cfg.model.chunk)
         b = {k: torch.from_numpy(v) for k, v in arrays.items()}
         with kernel(), torch.autocast("cpu", dtype=autocast or torch.float32, enabled=autocast is not None,
                                       cache_enabled=cache):
             loss, _ = model(b)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        mult = lr_multiplier(cfg.schedule, step, cfg.steps, cfg.warmup_steps(), cfg.min_lr_ratio)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        mult = lr_multiplier(cfg.schedule.name, step, cfg.steps, cfg.warmup_steps, cfg.schedule.min_lr_ratio)
         for g, peak in zip(opt.param_groups, peaks):
             g["lr"] = peak * mult
         opt.step()
@@ -99,12 +100,13 @@ def bare_loop(data: str, size: str, batch: int, steps: int, precision: str, cach
 def train_run(data: str, size: str, batch: int, steps: int, precision: str, out: str,
               family: dict | None = None) -> dict:
     """`train()` on the same settings; returns its result dict."""
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.train import train
 
-    cfg = RunConfig(data=data, size=size, samples=batch * steps, batch_size=batch, precision=precision, out=out,
-                    progress_bar=False, checkpoint_every=10**9, val_samples=64, val_every=10**12,
-                    accelerator="cpu", **(family or {}))
+    cfg = from_mapping({"data.source": data, "model.size": size, "data.samples": batch * steps,
+                        "optim.batch_size": batch, "model.precision": precision, "out": out,
+                        "logging.progress_bar": False, "checkpointing.every_steps": 10**9, "validation.samples": 64,
+                        "validation.every_samples": 10**12, "hardware.accelerator": "cpu", **(family or {})})
     return train(cfg).to_dict()
 
 
@@ -128,12 +130,13 @@ def child(size: str, args) -> dict:
 
 def precision_table(args, size: str, peak: float, tmp: str) -> dict:
     """samples/s and MFU of every variant at `size`, the auto choice, and the overhead ratios."""
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.data import open_source
     from scaling.hardware import resolve_precision
     from scaling.model.family import dims_of, run_model
 
-    cfg = RunConfig(data=args.data, size=size, samples=args.batch * args.steps, batch_size=args.batch, **args.family)
+    cfg = from_mapping({"data.source": args.data, "model.size": size, "data.samples": args.batch * args.steps,
+                        "optim.batch_size": args.batch, **args.family})
     model = run_model(cfg, dims_of(open_source(args.data)))  # the model train() builds for these settings
     fps = model.flops_per_sample
     best: dict[str, float] = {}
@@ -181,7 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1m only, fewer steps, one repeat")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.family = {"keypoints": args.keypoints, **({"patch_size": args.patch_size} if args.patch_size else {})}
+    args.family = {"model.keypoints": args.keypoints,
+                   **({"model.patch_size": args.patch_size} if args.patch_size else {})}
     if args.data is None:
         from scaling.data.testing import make_tiny_dataset
 

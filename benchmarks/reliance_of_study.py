@@ -33,17 +33,17 @@ def main() -> None:
     keys = args.keys.split(",") if args.keys else sorted(p.name for p in runs.iterdir() if (p / "result.json").exists())
     for key in keys:
         cfg = from_mapping(load_yaml(runs / key / "config.yaml"))
-        source = open_source(cfg.data)
-        if cfg.blind:
+        source = open_source(cfg.data.source)
+        if cfg.data.blind:
             source = BlindSource(source)
         model = VLA(model_config(cfg, source))
         state = torch.load(runs / key / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
         weights = state.get("state_dict") or state.get("model")
         model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
-        rel = input_reliance(model, source, cfg.val_samples)
+        rel = input_reliance(model, source, cfg.validation.samples)
         res = json.loads((runs / key / "result.json").read_text())
         print(json.dumps({"run_key": key, "n_params": res["n_params"], "n_samples": res["n_samples"],
-                          "blind": bool(cfg.blind), "val_loss": round(res["val_loss"], 4),
+                          "blind": bool(cfg.data.blind), "val_loss": round(res["val_loss"], 4),
                           "reliance": {k: round(v, 4) for k, v in rel.items()}}), flush=True)
 
 

@@ -1,6 +1,6 @@
 """Training and validation batches over a `DataSource`, sharded across ranks, resumable mid-run.
 
-The run trains on exactly D = cfg.samples frames, ``source.train_indices(D, seed)`` in order: step s
+The run trains on exactly D = cfg.data.samples frames, ``source.train_indices(D, seed)`` in order: step s
 uses the global batch ``indices[s*B:(s+1)*B]`` (the last step may be short). Each global batch is
 cut into ``world_size * accumulate`` micro-batches; rank r takes micro-batches ``a*W + r`` for
 a = 0..accumulate-1, so ranks never overlap and the global batch is the same for any device count.

@@ -82,8 +82,8 @@ def member_config(cfg: RunConfig, seed: int) -> RunConfig:
     """The solo run a member is: `cfg` with seed `seed`, its own folder and run id, its own branch point."""
     changes: dict[str, Any] = {"seed": seed, "out": str(member_dir(cfg.out, seed)),
                                "run_id": f"{cfg.name}-seed-{seed}"}
-    if cfg.branch_from:
-        changes["branch_from"] = cfg.branch_from.replace(SEED_PLACEHOLDER, str(seed))
+    if cfg.schedule.branch_from:
+        changes["schedule.branch_from"] = cfg.schedule.branch_from.replace(SEED_PLACEHOLDER, str(seed))
     return cfg.replace(**changes)
 
 
@@ -94,17 +94,19 @@ def check_supported(cfg: RunConfig) -> None:
         BadInput: more than one device or node, a DDP/FSDP strategy, W&B too old for one run per member,
             or --branch-from without ``{seed}``.
     """
-    if cfg.devices * cfg.num_nodes > 1 or cfg.strategy in ("ddp", "fsdp"):
-        raise BadInput(f"train: --seeds trains its members in one process on one device, so --devices "
-                       f"{cfg.devices} --num-nodes {cfg.num_nodes} --strategy {cfg.strategy} is not supported "
-                       "with it; run the seeds as separate runs, or drop those flags")
-    if cfg.logger == "wandb" and _version("wandb") < (0, 19, 10):
-        raise BadInput(f"train: --seeds with --logger wandb needs wandb >= 0.19.10 (one W&B run per member in one "
-                       f"process), this is {'.'.join(map(str, _version('wandb'))) or 'not installed'}; "
-                       "use --logger csv or upgrade wandb")
-    if cfg.branch_from and SEED_PLACEHOLDER not in cfg.branch_from:
-        raise BadInput(f"train: --branch-from {cfg.branch_from} with --seeds: write {SEED_PLACEHOLDER} where the "
-                       "seed goes in the path (each member branches from its own checkpoint)")
+    hw = cfg.hardware
+    if hw.devices * hw.num_nodes > 1 or hw.strategy in ("ddp", "fsdp"):
+        raise BadInput(f"train: --seeds trains its members in one process on one device, so --hardware.devices "
+                       f"{hw.devices} --hardware.num-nodes {hw.num_nodes} --hardware.strategy {hw.strategy} is not "
+                       "supported with it; run the seeds as separate runs, or drop those flags")
+    if cfg.logging.logger == "wandb" and _version("wandb") < (0, 19, 10):
+        raise BadInput(f"train: --seeds with --logging.logger wandb needs wandb >= 0.19.10 (one W&B run per "
+                       f"member in one process), this is {'.'.join(map(str, _version('wandb'))) or 'not installed'}; "
+                       "use --logging.logger csv or upgrade wandb")
+    if cfg.schedule.branch_from and SEED_PLACEHOLDER not in cfg.schedule.branch_from:
+        raise BadInput(f"train: --schedule.branch-from {cfg.schedule.branch_from} with --seeds: write "
+                       f"{SEED_PLACEHOLDER} where the seed goes in the path (each member branches from its own "
+                       "checkpoint)")
 
 
 def _version(package: str) -> tuple[int, ...]:
@@ -146,7 +148,7 @@ def train_ensemble(cfg: RunConfig, seeds) -> list[RunResult]:
     return train_members(cfg, [member_config(cfg, s) for s in seeds])
 
 
-MEMBER_FIELDS = ("seed", "out", "run_id", "branch_from")
+MEMBER_FIELDS = ("seed", "out", "run_id", "schedule.branch_from")
 """The settings in which the members of one ensemble may differ: everything else is one configuration."""
 
 
@@ -166,9 +168,9 @@ def members_from_files(paths, out: str | Path) -> tuple[RunConfig, list[RunConfi
     configs = [resolve(p, {}) for p in paths]
     if not configs:
         raise BadInput("train: --members needs at least one config file")
-    first = configs[0].to_dict()
+    first = configs[0].flat()
     for path, c in zip(paths[1:], configs[1:]):
-        other = c.to_dict()
+        other = c.flat()
         differ = sorted(k for k in first if k not in MEMBER_FIELDS and first[k] != other.get(k))
         if differ:
             raise BadInput(f"train: --members: {path} differs from {paths[0]} in {', '.join(differ)}; the members of "
@@ -177,7 +179,7 @@ def members_from_files(paths, out: str | Path) -> tuple[RunConfig, list[RunConfi
         if len(set(values)) < len(values):
             raise BadInput(f"train: --members: two members have one {what} ({values}); each needs its own")
     cfg = configs[0].replace(out=str(out))
-    check_supported(cfg.replace(branch_from=None))
+    check_supported(cfg.replace(**{"schedule.branch_from": None}))
     if Path(out).resolve() in {c.run_dir.resolve() for c in configs}:
         raise BadInput(f"train: --members --out {out} is a member's folder; give the ensemble its own")
     return cfg, configs
@@ -196,7 +198,7 @@ def train_members(cfg: RunConfig, configs: list[RunConfig]) -> list[RunResult]:
     from scaling.train import _finished, _say
 
     t_start = time.time()
-    check_supported(cfg.replace(branch_from=None))
+    check_supported(cfg.replace(**{"schedule.branch_from": None}))
     from scaling.trainer import _accelerator, resolved_precision
 
     if resolved_precision(cfg, _accelerator(cfg)) == "16-mixed":
@@ -222,12 +224,12 @@ def _train_members(cfg: RunConfig, todo: list[RunConfig], t_start: float):
     from scaling.model.family import dims_of, run_model
     from scaling.train import _failed_result, _loss_floor, _say, peak_flops_per_device, resolved_config, run_result
 
-    source = open_source(cfg.data)
-    if cfg.blind:
+    source = open_source(cfg.data.source)
+    if cfg.data.blind:
         from scaling.data.blind import BlindSource
         source = BlindSource(source)
     model = run_model(cfg, dims_of(source))
-    micro, accumulate = plan_accumulation(cfg.batch_size, 1, cfg.micro_batch_size)
+    micro, accumulate = plan_accumulation(cfg.optim.batch_size, 1, cfg.hardware.micro_batch_size)
     ckpt_file = cfg.run_dir / "checkpoints" / ENSEMBLE_CKPT
     saved = _check_configs(todo, resuming=ckpt_file.exists())
     start_step, payloads = _resume_points(cfg, todo, accumulate, ckpt_file)
@@ -236,17 +238,17 @@ def _train_members(cfg: RunConfig, todo: list[RunConfig], t_start: float):
         resolved.save(c.run_dir / "config.yaml", requested=requested)
     members = []
     for c in todo:
-        indices = source.train_indices(c.samples, seed=c.seed)
-        if len(indices) != c.samples:
-            raise RuntimeError(f"train_indices returned {len(indices)} indices for {c.samples} samples")
+        indices = source.train_indices(c.data.samples, seed=c.seed)
+        if len(indices) != c.data.samples:
+            raise RuntimeError(f"train_indices returned {len(indices)} indices for {c.data.samples} samples")
         members.append(_Member(cfg=c, indices=indices, payload=payloads[c.seed]))
     n_train_frames = int(source.n_train_frames)
-    if cfg.samples > n_train_frames:
-        _say(f"D={cfg.samples} exceeds the {n_train_frames} unique training frames: "
-             f"{cfg.samples / n_train_frames:.2f} epochs of repeated data")
+    if cfg.data.samples > n_train_frames:
+        _say(f"D={cfg.data.samples} exceeds the {n_train_frames} unique training frames: "
+             f"{cfg.data.samples / n_train_frames:.2f} epochs of repeated data")
     _say(f"{len(todo)} seeds ({', '.join(str(c.seed) for c in todo)}) together, each {model.n_params:,} parameters "
-         f"({model.n_params_nonembed:,} non-embedding), {cfg.steps} steps of {cfg.batch_size} samples, "
-         f"{model.flops_per_sample * cfg.samples:.3g} FLOPs (family {model.family})")
+         f"({model.n_params_nonembed:,} non-embedding), {cfg.steps} steps of {cfg.optim.batch_size} samples, "
+         f"{model.flops_per_sample * cfg.data.samples:.3g} FLOPs (family {model.family})")
     from scaling.trainer import own_rng
 
     finished: list = []
@@ -288,7 +290,7 @@ def _check_configs(todo: list[RunConfig], resuming: bool) -> dict[int, tuple | N
         saved[c.seed] = load_run_config(path) if path.exists() else None
         if saved[c.seed] is not None and resuming and not _same_run(saved[c.seed], c):
             old = saved[c.seed][1]
-            _check_same(old, c.to_dict(), [k for k in old if k not in _RESUMABLE_CHANGES], str(path))
+            _check_same(old, c.flat(), [k for k in old if k not in _RESUMABLE_CHANGES], str(path))
     return saved
 
 

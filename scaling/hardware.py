@@ -469,18 +469,18 @@ def mfu(flops_per_sample: float, samples_per_second: float | None, peak: float |
 def resolved_precision(cfg, accelerator: str) -> str:
     """The precision that will run (`cfg`: a RunConfig): fp16 autocast is a GPU feature, so CPUs run
     bf16 instead."""
-    if cfg.precision == "16-mixed" and accelerator == "cpu":
+    if cfg.model.precision == "16-mixed" and accelerator == "cpu":
         return "bf16-mixed"
-    return cfg.precision
+    return cfg.model.precision
 
 
 def run_threads(cfg, accelerator: str) -> int | None:
     """The torch thread count the run sets (`cfg`: a RunConfig): --threads, else the cores split
     between CPU processes, else None (torch's default stays)."""
-    if cfg.threads:
-        return cfg.threads
-    if accelerator == "cpu" and cfg.devices > 1:  # CPU processes share the cores: no oversubscription
-        return max(1, (os.cpu_count() or 1) // cfg.devices)
+    if cfg.hardware.threads:
+        return cfg.hardware.threads
+    if accelerator == "cpu" and cfg.hardware.devices > 1:  # CPU processes share the cores: no oversubscription
+        return max(1, (os.cpu_count() or 1) // cfg.hardware.devices)
     return None
 
 

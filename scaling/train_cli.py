@@ -1,4 +1,5 @@
-"""`scaling train`: parse flags (one per RunConfig field), merge them over a YAML config, call `train`.
+"""`scaling train`: parse flags (one per RunConfig field, ``--SECTION.NAME``), merge them over a YAML
+config, call `train`.
 
 Heavy modules (torch, lightning) are imported inside the handler so other sub-commands stay fast.
 """
@@ -13,45 +14,77 @@ _ALIASES = {"config": ("--config", "-c")}
 
 
 def register(subparsers) -> None:
-    """Add the ``train`` sub-command to the ``scaling`` parser."""
-    from scaling.config import RunConfig, field_docs, field_names
+    """Add the ``train`` sub-command to the ``scaling`` parser: one flag per RunConfig field, generated
+    from the dataclasses (``--SECTION.NAME``, hyphens for underscores; ``--out``, ``--run-id``, ``--seed``),
+    grouped by section in --help. The old flat flags (``--lr``, ``--warmup``, ``--d-model``, ...;
+    `scaling.config.LEGACY`) still work and are not listed."""
+    from scaling.config import LEGACY, SECTIONS, TOP, field_default, field_docs, field_type, section_docs
 
     p = subparsers.add_parser(
         "train",
         help="train one VLA model of a given size on D samples",
         description="Train one VLA model of a given size on exactly D samples. Defaults < --config YAML "
-                    "< flags; writes RUN_DIR/{config.yaml,result.json,metrics.csv,checkpoints/}.",
+                    "< flags; writes RUN_DIR/{config.yaml,result.json,metrics.csv,checkpoints/}. One flag per "
+                    "setting, --SECTION.NAME (e.g. --optim.lr, --schedule.warmup-steps).",
     )
     p.add_argument(*_ALIASES["config"], dest="config", default=None, metavar="RUN.yaml",
-                   help="YAML file of RunConfig fields (flags override it)")
+                   help="YAML file of RunConfig fields, nested by section (flags override it)")
     docs = field_docs()
-    defaults = RunConfig.__dataclass_fields__
-    for name in field_names():
-        flag = "--" + name.replace("_", "-")
-        help_text = docs.get(name, "")
-        default = defaults[name].default
-        if name not in ("data", "out") and default is not None:
+    groups = {None: p.add_argument_group("run")}
+    groups.update({s: p.add_argument_group(s, section_docs()[s]) for s in SECTIONS})
+    for name in [*TOP, *(f"{s}.{n}" for s, names in SECTIONS.items() for n in names)]:
+        group = groups[name.split(".")[0] if "." in name else None]
+        help_text = docs.get(name, "").replace("%", "%%")
+        default = field_default(name)
+        if name not in ("data.source", "out") and default is not None and default != ():
             help_text += f" [default: {default}]"
-        if str(defaults[name].type).startswith("bool"):
-            p.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction,
-                           help=help_text)
-        else:
-            # Strings here; scaling.config coerces them with errors that name the option.
-            p.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
+        _add_flag(group, "--" + name.replace("_", "-"), name, field_type(name) is bool, help_text)
+    for old in LEGACY:  # the old flat spellings, read through the same mapping
+        if old not in TOP:
+            _add_flag(p, "--" + old.replace("_", "-"), _LEGACY_DEST + old, old in _LEGACY_BOOLS, argparse.SUPPRESS)
     p.add_argument("--seeds", default=None, metavar="S,S,...",
                    help="train these seeds of the configuration together in one process (instead of --seed): "
                         "each member is the run --seed S would be, in OUT/seed-S (one device; scaling.ensemble)")
     p.add_argument("--members", default=None, metavar="RUN.yaml,RUN.yaml,...",
                    help="train these runs together in one process, one whole config file per member, one "
-                        "configuration apart from seed, out, run_id and branch_from (a sweep's seeds_together); "
-                        "--out is the ensemble's own folder (its checkpoint); no other flag")
+                        "configuration apart from seed, out, run_id and schedule.branch_from (a sweep's "
+                        "seeds_together); --out is the ensemble's own folder (its checkpoint); no other flag")
     p.set_defaults(func=_handle)
 
 
-def _handle(args: argparse.Namespace) -> int:
-    from scaling.config import field_names, resolve
+_LEGACY_DEST = "legacy:"
+_LEGACY_BOOLS = ("blind", "film", "compile", "progress_bar")
 
-    overrides = {name: getattr(args, name) for name in field_names()}
+
+def _add_flag(parser, flag: str, dest: str, boolean: bool, help_text: str) -> None:
+    if boolean:
+        parser.add_argument(flag, dest=dest, default=None, action=argparse.BooleanOptionalAction, help=help_text)
+    else:
+        # Strings here; scaling.config coerces them with errors that name the option.
+        parser.add_argument(flag, dest=dest, default=None, metavar=dest.split(".")[-1].split(":")[-1].upper(),
+                            help=help_text)
+
+
+def overrides_of(args: argparse.Namespace) -> dict:
+    """The flags given, by dotted field name or old flat name (`scaling.config.resolve` reads both)."""
+    from scaling.config import field_names
+
+    known = set(field_names())
+    out = {}
+    for dest, value in vars(args).items():
+        if value is None:
+            continue
+        if dest.startswith(_LEGACY_DEST):
+            out[dest[len(_LEGACY_DEST):]] = value
+        elif dest in known:
+            out[dest] = value
+    return out
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from scaling.config import resolve
+
+    overrides = overrides_of(args)
     if args.members is not None:
         return _train_members(args, overrides)
     seeds = None
@@ -65,7 +98,7 @@ def _handle(args: argparse.Namespace) -> int:
     cfg = resolve(args.config, overrides)
     if seeds is not None:
         check_supported(cfg)  # before the precision probe: a refusal should not wait for it
-    if cfg.precision == "auto":
+    if cfg.model.precision == "auto":
         cfg = resolve_auto_precision(cfg)
     if seeds is not None:
         return _train_ensemble(cfg, seeds)
@@ -111,9 +144,10 @@ def _train_members(args: argparse.Namespace, overrides: dict) -> int:
         raise BadInput("train: --members needs --out DIR, the ensemble's own folder (its checkpoint)")
     paths = [p.strip() for p in args.members.split(",") if p.strip()]
     cfg, configs = members_from_files(paths, overrides["out"])
-    if cfg.precision == "auto":
-        precision = resolve_auto_precision(cfg).precision
-        cfg, configs = cfg.replace(precision=precision), [c.replace(precision=precision) for c in configs]
+    if cfg.model.precision == "auto":
+        precision = resolve_auto_precision(cfg).model.precision
+        change = {"model": {"precision": precision}}
+        cfg, configs = cfg.replace(**change), [c.replace(**change) for c in configs]
     return _report_members(configs, train_members(cfg, configs))
 
 
@@ -123,7 +157,7 @@ def resolve_auto_precision(cfg):
     config.yaml and result.json record."""
     precision, why = auto_precision(cfg)
     sys.stderr.write(f"scaling train: precision {precision}: {why}\n")
-    return cfg.replace(precision=precision)
+    return cfg.replace(model={"precision": precision})
 
 
 def auto_precision(cfg) -> tuple[str, str]:
@@ -136,12 +170,13 @@ def auto_precision(cfg) -> tuple[str, str]:
     from scaling.model.family import dims_of, run_model
     from scaling.trainer import run_threads
 
-    source = open_source(cfg.data)
+    source = open_source(cfg.data.source)
     model = run_model(cfg, dims_of(source))
-    micro, _ = plan_accumulation(cfg.batch_size, cfg.devices * cfg.num_nodes, cfg.micro_batch_size)
+    hw = cfg.hardware
+    micro, _ = plan_accumulation(cfg.optim.batch_size, hw.devices * hw.num_nodes, hw.micro_batch_size)
     # The probe runs where the run will: on CPUs at the run's own thread count (GPUs ignore it).
     threads = run_threads(cfg, "cpu")
-    return resolve_precision("auto", cfg.accelerator, threads, model=model, dims=dims_of(source, cfg.chunk),
+    return resolve_precision("auto", hw.accelerator, threads, model=model, dims=dims_of(source, cfg.model.chunk),
                              batch_size=min(micro, 32))
 
 

@@ -60,17 +60,18 @@ class RunState:
 
 
 def _accelerator(cfg: RunConfig) -> str:
-    if cfg.accelerator != "auto":
-        return cfg.accelerator
+    if cfg.hardware.accelerator != "auto":
+        return cfg.hardware.accelerator
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def resolved_hardware(cfg: RunConfig) -> dict[str, Any]:
     """What this machine makes of the run's hardware settings: the accelerator "auto" picks, the torch
-    threads of each training process, the precision that runs (`resolved_precision`)."""
+    threads of each training process, the precision that runs (`resolved_precision`), by dotted field."""
     accelerator = _accelerator(cfg)
-    return {"accelerator": accelerator, "threads": run_threads(cfg, accelerator) or torch.get_num_threads(),
-            "precision": resolved_precision(cfg, accelerator)}
+    return {"hardware.accelerator": accelerator,
+            "hardware.threads": run_threads(cfg, accelerator) or torch.get_num_threads(),
+            "model.precision": resolved_precision(cfg, accelerator)}
 
 
 def _precision_plugin(precision: str, accelerator: str, fsdp: bool):
@@ -108,12 +109,12 @@ def _precision_plugin(precision: str, accelerator: str, fsdp: bool):
 
 
 def _strategy(cfg: RunConfig, accelerator: str):
-    if cfg.strategy == "ddp":
+    if cfg.hardware.strategy == "ddp":
         from lightning.fabric.strategies import DDPStrategy
 
         return DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else None,
                            find_unused_parameters=False)
-    if cfg.strategy == "fsdp":
+    if cfg.hardware.strategy == "fsdp":
         return _fsdp_strategy(cfg, accelerator)
     return "auto"
 
@@ -138,7 +139,7 @@ def _fsdp_strategy(cfg: RunConfig, accelerator: str):
                 limit_all_gathers=True)
             return wrapped
 
-    return _FSDP(sharding_strategy=getattr(ShardingStrategy, SHARDING[cfg.fsdp_sharding]),
+    return _FSDP(sharding_strategy=getattr(ShardingStrategy, SHARDING[cfg.hardware.fsdp_sharding]),
                  process_group_backend="gloo" if accelerator == "cpu" else None, state_dict_type="full")
 
 
@@ -168,7 +169,8 @@ def group_plan(model: torch.nn.Module, cfg: RunConfig) -> list[dict]:
     from scaling.model.measure import generic_param_groups
 
     own = getattr(model, "param_groups", None)
-    groups = own(cfg.lr, cfg.weight_decay) if callable(own) else generic_param_groups(model, cfg.lr, cfg.weight_decay)
+    lr, decay = cfg.optim.lr, cfg.optim.weight_decay
+    groups = own(lr, decay) if callable(own) else generic_param_groups(model, lr, decay)
     names = {id(p): n for n, p in model.named_parameters()}
     return [{**{k: v for k, v in g.items() if k != "params"}, "param_names": [names[id(p)] for p in g["params"]]}
             for g in groups]
@@ -182,7 +184,7 @@ def optimizer_groups(plan: list[dict], wrapped: torch.nn.Module) -> list[dict]:
 
 
 class _Loggers:
-    """metrics.csv always; W&B (offline unless told otherwise) when cfg.logger == "wandb". Rank 0 only.
+    """metrics.csv always; W&B (offline unless told otherwise) when cfg.logging.logger == "wandb". Rank 0 only.
     `concurrent`: one of several runs logging from this process (an ensemble's members), each its own W&B run."""
 
     def __init__(self, cfg: RunConfig, resume_step: int | None, t_start: float | None = None,
@@ -191,15 +193,15 @@ class _Loggers:
 
         self.csv = MetricsCSV(cfg.run_dir / "metrics.csv", resume_step=resume_step, t0=t_start)
         self.wandb = None
-        if cfg.logger == "wandb":
+        if cfg.logging.logger == "wandb":
             import wandb
 
             # A stable id per run directory, so a resumed run continues the same W&B run.
             run_id = "".join(c if c.isalnum() or c in "-_" else "-" for c in cfg.name)[:64]
             self.wandb = wandb.init(
-                project=cfg.wandb_project, name=cfg.name, id=run_id, dir=str(cfg.run_dir), resume="allow",
-                group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"), job_type=cfg.wandb_job_type,
-                mode=cfg.wandb_mode or os.environ.get("WANDB_MODE") or "offline", config=cfg.to_dict(),
+                project=cfg.logging.wandb_project, name=cfg.name, id=run_id, dir=str(cfg.run_dir), resume="allow",
+                group=cfg.logging.wandb_group or os.environ.get("WANDB_RUN_GROUP"), job_type=cfg.logging.wandb_job_type,
+                mode=cfg.logging.wandb_mode or os.environ.get("WANDB_MODE") or "offline", config=cfg.to_dict(),
                 **({"reinit": "create_new"} if concurrent else {}))
 
     def log(self, metrics: dict, step: int) -> None:
@@ -220,9 +222,9 @@ def make_fabric(cfg: RunConfig):
 
     accelerator = _accelerator(cfg)
     precision = resolved_precision(cfg, accelerator)
-    return Fabric(accelerator=accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+    return Fabric(accelerator=accelerator, devices=cfg.hardware.devices, num_nodes=cfg.hardware.num_nodes,
                   strategy=_strategy(cfg, accelerator),
-                  plugins=[_precision_plugin(precision, accelerator, cfg.strategy == "fsdp")])
+                  plugins=[_precision_plugin(precision, accelerator, cfg.hardware.strategy == "fsdp")])
 
 
 @dataclass
@@ -257,15 +259,16 @@ def launch(cfg: RunConfig):
     accelerator = "gpu" if fabric.device.type == "cuda" else "cpu"
     precision = resolved_precision(cfg, accelerator)
     fabric.launch()
-    if fabric.world_size != cfg.devices * cfg.num_nodes:
-        raise RuntimeError(f"world size {fabric.world_size} != devices x nodes {cfg.devices * cfg.num_nodes}")
+    if fabric.world_size != cfg.hardware.devices * cfg.hardware.num_nodes:
+        raise RuntimeError(f"world size {fabric.world_size} != devices x nodes "
+                           f"{cfg.hardware.devices * cfg.hardware.num_nodes}")
     if accelerator == "gpu":
         torch.set_float32_matmul_precision("high")
     threads = run_threads(cfg, accelerator)
     if threads:
         torch.set_num_threads(threads)
-    if fabric.is_global_zero and precision != cfg.precision:
-        sys.stderr.write(f"scaling train: --precision {cfg.precision} runs as {precision} on {accelerator} "
+    if fabric.is_global_zero and precision != cfg.model.precision:
+        sys.stderr.write(f"scaling train: --model.precision {cfg.model.precision} runs as {precision} on {accelerator} "
                          f"(recorded so in result.json)\n")
     return fabric, precision
 
@@ -283,15 +286,16 @@ def start_run(fabric, cfg: RunConfig, resolved, source, indices: np.ndarray, mic
     seed_everything(cfg.seed, workers=True, verbose=False)
     rank, world = fabric.global_rank, fabric.world_size
     if val is None:
-        val = val_batches(source, cfg.val_samples, max(micro, 64), rank, world, cfg.chunk)
+        val = val_batches(source, cfg.validation.samples, max(micro, 64), rank, world, cfg.model.chunk)
     state = RunState(accumulate=accumulate, world_size=world, precision=precision, step=start_step)
     model = resolved.build()
     plan = group_plan(model, cfg)
     names = [n for g in plan for n in g["param_names"]]  # optimizer order
-    wrapped = fabric.setup_module(torch.compile(model) if cfg.compile else model)
+    wrapped = fabric.setup_module(torch.compile(model) if cfg.hardware.compile else model)
     fused = fabric.device.type == "cuda" and precision != "16-mixed"  # GradScaler cannot unscale fused AdamW
     optimizer = fabric.setup_optimizers(torch.optim.AdamW(
-        optimizer_groups(plan, wrapped), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
+        optimizer_groups(plan, wrapped), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+        weight_decay=cfg.optim.weight_decay,
         fused=fused or None))
     meta = restore(wrapped._forward_module, optimizer.optimizer, names) if restore is not None else None
     if meta is not None:
@@ -303,9 +307,9 @@ def start_run(fabric, cfg: RunConfig, resolved, source, indices: np.ndarray, mic
         state.accumulate = accumulate
     loggers = (_Loggers(cfg, start_step if meta is not None or start_step > 0 else None, t_start, concurrent)
                if fabric.is_global_zero else None)
-    batches = iter(loader(TrainBatches(source, indices, batch_size=cfg.batch_size, micro_batch_size=micro,
-                                       accumulate=accumulate, rank=rank, world_size=world, chunk=cfg.chunk,
-                                       start_step=start_step), cfg.num_workers))
+    batches = iter(loader(TrainBatches(source, indices, batch_size=cfg.optim.batch_size, micro_batch_size=micro,
+                                       accumulate=accumulate, rank=rank, world_size=world, chunk=cfg.model.chunk,
+                                       start_step=start_step), cfg.hardware.num_workers))
     run = Run(cfg=cfg, state=state, model=model, wrapped=wrapped, optimizer=optimizer, names=names, loggers=loggers,
               batches=batches, loss_sum=torch.zeros((), device=fabric.device))
     wrapped.train()
@@ -359,7 +363,7 @@ def _optimizer_step(fabric, run: Run, cfg: RunConfig, mult: float) -> None:
             fabric.backward(loss / accumulate)
         run.loss_sum += loss.detach().float()
         run.loss_count += 1
-    run.grad_norm = fabric.clip_gradients(run.wrapped, run.optimizer, max_norm=cfg.grad_clip or math.inf,
+    run.grad_norm = fabric.clip_gradients(run.wrapped, run.optimizer, max_norm=cfg.optim.grad_clip or math.inf,
                                           error_if_nonfinite=False)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
@@ -373,13 +377,13 @@ def _log(fabric, run: Run, cfg: RunConfig, done: int, warmup: int, lr: float) ->
     state.train_loss = mean
     if state.initial_loss is None:
         state.initial_loss = mean  # loss of the first step
-    if not math.isfinite(mean) or (done > warmup and mean > cfg.divergence_factor * state.initial_loss):
+    if not math.isfinite(mean) or (done > warmup and mean > cfg.optim.divergence_factor * state.initial_loss):
         state.diverged = True
     if run.loggers is not None:
         metrics = {"train_loss": mean, "lr": lr, "grad_norm": float(run.grad_norm),
-                   "samples": min(done * cfg.batch_size, cfg.samples)}
+                   "samples": min(done * cfg.optim.batch_size, cfg.data.samples)}
         if state.timed_steps:
-            metrics["samples_per_second"] = state.timed_steps * cfg.batch_size / max(state.train_seconds, 1e-9)
+            metrics["samples_per_second"] = state.timed_steps * cfg.optim.batch_size / max(state.train_seconds, 1e-9)
         run.loggers.log(metrics, done)
 
 
@@ -404,14 +408,16 @@ def train_loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: l
 
     save_due = save_due or save_last
     steps = cfg.steps
-    warmup = min(cfg.warmup_steps(), steps)
-    val_every = max(1, round(cfg.val_every / cfg.batch_size) if cfg.val_every else math.ceil(steps / 10))
-    keep_at = tuple(sorted(set(cfg.checkpoint_at)))
+    warmup = min(cfg.warmup_steps, steps)
+    every = cfg.validation.every_samples
+    val_every = max(1, round(every / cfg.optim.batch_size) if every else math.ceil(steps / 10))
+    keep_at = tuple(sorted(set(cfg.schedule.checkpoint_at_samples)))
     bar = _progress(cfg, steps, start_step) if fabric.is_global_zero else None
     active = list(runs)
     t_last, t_saved = None, time.time()
     for step in range(start_step, steps):
-        mult = lr_multiplier(cfg.schedule, step, steps, warmup, cfg.min_lr_ratio, cfg.wsd_decay_frac)
+        sched = cfg.schedule
+        mult = lr_multiplier(sched.name, step, steps, warmup, sched.min_lr_ratio, sched.wsd_decay_frac)
         for r in active:
             with own_rng(r):
                 _optimizer_step(fabric, r, cfg, mult)
@@ -423,8 +429,8 @@ def train_loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: l
                 r.state.timed_steps += 1
         last = done >= steps
         for r in active:
-            if done % cfg.log_every == 0 or done == 1 or last:
-                _log(fabric, r, cfg, done, warmup, cfg.lr * mult)
+            if done % cfg.logging.every_steps == 0 or done == 1 or last:
+                _log(fabric, r, cfg, done, warmup, cfg.optim.lr * mult)
             if not r.state.diverged and (done % val_every == 0 or last):
                 with own_rng(r):
                     validate(fabric, r.wrapped, val, source.action_tokenizer, r.state)
@@ -435,9 +441,11 @@ def train_loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: l
             _close(r, finish)
         for r in active:  # stable-phase points for WSD branching
             for at in keep_at:
-                if min(step * cfg.batch_size, cfg.samples) < at <= min(done * cfg.batch_size, cfg.samples):
+                batch, samples = cfg.optim.batch_size, cfg.data.samples
+                if min(step * batch, samples) < at <= min(done * batch, samples):
                     save_run(fabric, r, ckpt[id(r)] / f"stable-{at}.ckpt", resolved, precision, t_start)
-        due = done % cfg.checkpoint_every == 0 or time.time() - t_saved >= 60 * cfg.checkpoint_minutes
+        ck = cfg.checkpointing
+        due = done % ck.every_steps == 0 or time.time() - t_saved >= 60 * ck.every_minutes
         if fabric.world_size > 1:
             due = fabric.broadcast(due)  # clocks differ per rank: rank 0 decides
         if active and due and not last:
@@ -532,7 +540,7 @@ def validate(fabric, wrapped, val_data: list, action_tokenizer, state: RunState)
 
 def _unsharded(cfg: RunConfig, model, inner, resolved):
     """The trained model, plain, with full weights (a gathered copy under FSDP; collective)."""
-    if cfg.strategy != "fsdp":
+    if cfg.hardware.strategy != "fsdp":
         return model
     from scaling.checkpointing import gather_weights
 
@@ -543,7 +551,7 @@ def _unsharded(cfg: RunConfig, model, inner, resolved):
 
 
 def _progress(cfg: RunConfig, steps: int, start_step: int):
-    if not cfg.progress_bar:
+    if not cfg.logging.progress_bar:
         return None
     from tqdm import tqdm
 

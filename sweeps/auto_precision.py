@@ -69,7 +69,7 @@ def resolve_here(runs: list[PlannedRun], local_data: Any, skip: set[str]) -> dic
         if size in skip or size in out:
             continue
         cfg = from_mapping({**r.config, "data": local_data}, source=f"size {size}")
-        if _resolvable_here(cfg.accelerator):
+        if _resolvable_here(cfg.hardware.accelerator):
             out[size] = auto_precision(cfg)
     return out
 

@@ -62,7 +62,7 @@ class CLIParser(argparse.ArgumentParser):
 
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     # Only this (sub-)command's own flags: a flag of another sub-command would not be accepted here.
-    unknown = re.findall(r"(--[\w-]+)", message.split(":", 1)[-1]) if "unrecognized" in message else []
+    unknown = re.findall(r"(--[\w.-]+)", message.split(":", 1)[-1]) if "unrecognized" in message else []
     known = sorted(set(parser._option_string_actions))
     for opt in unknown:
         close = difflib.get_close_matches(opt.split("=")[0], known, n=1, cutoff=0.6)

@@ -412,7 +412,7 @@ def _check_train_values(where: str, train: Mapping[str, Any]) -> None:
     try:
         from_mapping({**train, "data": "(spec)"}, source=f"{where}: train")
     except BadInput as exc:
-        msg = re.sub(r"^train: (--)?([\w-]+)", lambda m: "train." + m.group(2).replace("-", "_"),
+        msg = re.sub(r"^train: (--)?([\w.-]+)", lambda m: "train." + m.group(2).replace("-", "_"),
                      str(exc).splitlines()[0])
         raise BadInput(f"{where}: {msg}") from None
 
@@ -463,13 +463,19 @@ def _parse_model(where: str, value: Any) -> str | float:
     return _number(where, value)
 
 
-def _run_config_fields() -> list[str]:
-    """RunConfig's field names (cheap import: the config module does not pull torch)."""
+def _legacy_train(where: str, train: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``train:`` block (old flat names, sections or dotted names) in the old flat names, values as written
+    (`scaling.config.to_legacy`): the form plans keep and run keys hash, so a committed spec keeps its keys
+    and the same settings give the same keys however they are written. Unknown keys raise BadInput."""
     try:
-        from scaling.config import field_names
+        from scaling.config import to_legacy
     except ImportError:  # training package not installed: leave validation to `scaling train`
-        return []
-    return field_names()
+        return dict(train)
+    try:
+        return to_legacy(train, source=where)
+    except BadInput as exc:
+        msg = re.sub(r"\(did you mean ([\w.]+)\?\)", r"(did you mean '\1'?)", str(exc))
+        raise BadInput(msg.replace("unknown key", "unknown RunConfig field")) from None
 
 
 def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
@@ -502,12 +508,8 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     train = raw.get("train") or {}
     if not isinstance(train, Mapping):
         raise BadInput(f"{where}: train: expected a mapping of RunConfig fields")
-    fields = _run_config_fields()
+    train = _legacy_train(f"{where}: train", train)
     for key in train:
-        if fields and key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise BadInput(f"{where}: train: unknown RunConfig field {key!r}{hint}")
         if key in RESERVED_TRAIN_KEYS:
             raise BadInput(f"{where}: train.{key} is set by the sweep per run; remove it")
     _check_train_values(where, train)
@@ -676,7 +678,6 @@ def _parse_families(where: str, raw: Any, spec: Mapping[str, Any], train: Mappin
     for i, size in enumerate(models):
         _count_size(f"{where}: models[{i}]", size)
     built_in = _built_in_families()
-    fields = _run_config_fields()
     out, seen = [], set()
     for name, own in items:
         if not isinstance(name, str) or not name.strip():
@@ -693,11 +694,8 @@ def _parse_families(where: str, raw: Any, spec: Mapping[str, Any], train: Mappin
         own = own or {}
         if not isinstance(own, Mapping):
             raise BadInput(f"{w}.{name}: expected a mapping of train settings for this family, got {own!r}")
+        own = _legacy_train(f"{w}.{name}", own)
         for key in own:
-            if fields and key not in fields:
-                close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise BadInput(f"{w}.{name}: unknown RunConfig field {key!r}{hint}")
             if key in RESERVED_TRAIN_KEYS or key == "family":
                 raise BadInput(f"{w}.{name}: {key} is set by the sweep per run; remove it")
         _check_train_values(f"{w}.{name}", {**train, **own, "family": name})

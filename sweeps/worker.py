@@ -90,6 +90,10 @@ def _last_line(log: Path) -> str:
 
 
 def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
+    """The point's run.yaml: its planned config (the flat names run keys hash, `scaling.config.LEGACY`)
+    with this machine's data, folder, precision and branch point, written by section."""
+    from scaling.config import from_mapping, sectioned
+
     cfg = dict(claim.attrs["config"])
     cfg["data"] = s.data
     cfg["out"] = str(run_dir)
@@ -101,7 +105,8 @@ def _run_config(claim: Claim, s: WorkerSettings, run_dir: Path) -> dict:
     if branch:
         # WSD cooldown: start from the stable phase's checkpoint at this D's cooldown start.
         cfg["branch_from"] = str(s.sweep_dir / "runs" / branch["from_key"] / "checkpoints" / branch["checkpoint"])
-    return cfg
+    from_mapping(cfg, source=str(run_dir / "run.yaml"))  # a plan of other code fails here, not in the run
+    return sectioned(cfg, source=str(run_dir / "run.yaml"))
 
 
 class _Stop:

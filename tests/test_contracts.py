@@ -179,9 +179,9 @@ def test_a_real_sweep_through_every_seam(smoke_sweep, tmp_path, capsys):
     assert opt["n_opt"] * opt["d_opt"] * k == pytest.approx(flops, rel=1e-9)
 
     # 4. The emitted config is a run config `scaling train` reads: the N and D just chosen.
-    cfg = resolve(cfg_path, {"data": str(d), "out": str(tmp_path / "next")})
-    assert cfg.size_value == pytest.approx(opt["n_opt"], rel=1e-6) and cfg.samples == round(opt["d_opt"])
-    assert yaml.safe_load(cfg_path.read_text())["samples"] == cfg.samples
+    cfg = resolve(cfg_path, {"data.source": str(d), "out": str(tmp_path / "next")})
+    assert cfg.model.size_value == pytest.approx(opt["n_opt"], rel=1e-6) and cfg.data.samples == round(opt["d_opt"])
+    assert yaml.safe_load(cfg_path.read_text())["data"]["samples"] == cfg.data.samples
 
 
 def test_scaling_fit_of_a_sweep_table_uses_the_design_points_only():

@@ -119,8 +119,9 @@ class ResolvedModel:
     size_name: str
     """A size this family resolves to exactly this model again (what `sweep validate` writes into a spec)."""
     pinned: dict = field(default_factory=dict)
-    """RunConfig fields a run's resolved config.yaml sets so that it rebuilds this model without asking a
-    size solver again (the built-in family: the exact count as ``size`` and the shape); {} keeps the size."""
+    """``model`` section fields a run's resolved config.yaml sets so that it rebuilds this model without
+    asking a size solver again (the built-in family: the whole shape as ``size``, "WIDTHxBLOCKSxHEADS");
+    {} keeps the size."""
     config: Any = field(default=None, compare=False, repr=False)
     """The family's own description of the model (a `ModelConfig` for ``vla``)."""
     owner: Any = field(default=None, compare=False, repr=False)
@@ -342,16 +343,17 @@ def run_model(cfg, dims: Dims, search: tuple | list = ()) -> ResolvedModel:
     Training (`scaling.train`, `scaling.ensemble`), the precision probe (`scaling.train_cli.auto_precision`),
     the sweep planner (`sweeps.points.model_of`, which builds the RunConfig its runs get), calibration,
     validation rounds and the benchmarks all call it, so the same settings give the same model
-    everywhere: the family (``cfg.family``), the size (``cfg.size_value``), the model options
-    (`model_options`: head, patch_size, keypoints, film, mup_base_width, d_model, n_layers, n_heads) and
-    the action chunk (``cfg.chunk``, which replaces ``dims.chunk``); the rest of `dims` is the data's
+    everywhere: the family (``cfg.model.family``), the size (``cfg.model.size_value``), the model options
+    (`model_options` of ``cfg.model``: head, patch_size, keypoints, film, mup_base_width) and
+    the action chunk (``cfg.model.chunk``, which replaces ``dims.chunk``); the rest of `dims` is the data's
     (`dims_of` a source). `search`: further folders to import a family module from (a spec's folder).
 
     Raises:
         BadInput: a family that cannot be loaded, or a size or option it cannot build.
     """
-    run_dims = dataclasses.replace(dims, chunk=int(cfg.chunk))
-    return resolve_model(cfg.family, cfg.size_value, run_dims, model_options(cfg.to_dict()), search)
+    run_dims = dataclasses.replace(dims, chunk=int(cfg.model.chunk))
+    options = model_options(dataclasses.asdict(cfg.model))
+    return resolve_model(cfg.model.family, cfg.model.size_value, run_dims, options, search)
 
 
 __all__ = ["BUILT_IN", "DEFAULT", "Dims", "FAMILY_PATH_ENV", "FactoryFamily", "ModelFamily", "OPTION_DEFAULTS",

@@ -3,7 +3,8 @@
 A ladder preset is a target total parameter count; the shape comes from the size solver for the
 run's own data dimensions, so "1m" has about 1e6 parameters on any dataset (within 10%). `debug`
 is a fixed tiny shape for tests. A size may also be a shape written "WIDTHxBLOCKS" ("48x2"): that
-width and depth, the solver's head rule, and whatever parameter count they make. A study pins its
+width and depth, the solver's head rule, and whatever parameter count they make; or "WIDTHxBLOCKSxHEADS"
+("48x2x6"), the whole shape (what a run's resolved config.yaml pins). A study pins its
 ladder that way when the solver would pick poor shapes for its options.
 """
 
@@ -53,7 +54,7 @@ CPU_LADDER = tuple(name for name, p in PRESETS.items() if p.target and p.device 
 """The CPU ladder preset names, smallest first."""
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
-_SHAPE = re.compile(r"^\s*([0-9]+)\s*x\s*([0-9]+)\s*$", re.IGNORECASE)
+_SHAPE = re.compile(r"^\s*([0-9]+)\s*x\s*([0-9]+)\s*(?:x\s*([0-9]+)\s*)?$", re.IGNORECASE)
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbg]?)\s*$", re.IGNORECASE)
 
 
@@ -71,7 +72,8 @@ def parse_size(size: str | float | int) -> Preset:
     elif isinstance(size, str) and size.strip().lower() in PRESETS:
         return PRESETS[size.strip().lower()]
     elif isinstance(size, str) and (match := _SHAPE.match(size)):
-        return _shape_preset(size, int(match.group(1)), int(match.group(2)))
+        heads = None if match.group(3) is None else int(match.group(3))
+        return _shape_preset(size, int(match.group(1)), int(match.group(2)), heads)
     elif isinstance(size, str) and (match := _NUMBER.match(size)):
         target = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
     else:
@@ -84,8 +86,14 @@ def parse_size(size: str | float | int) -> Preset:
     return Preset(target=target)
 
 
-def _shape_preset(size: str, width: int, blocks: int) -> Preset:
-    """A fixed shape from "WIDTHxBLOCKS", with the solver's head width for that width."""
+def _shape_preset(size: str, width: int, blocks: int, heads: int | None = None) -> Preset:
+    """A fixed shape from "WIDTHxBLOCKS", with the solver's head width for that width, or from
+    "WIDTHxBLOCKSxHEADS" (heads dividing the width: what a run's resolved config.yaml pins)."""
+    if heads is not None:
+        if heads < 1 or blocks < 1 or width < heads or width % heads:
+            raise BadInput(f"model size {size!r}: a shape WIDTHxBLOCKSxHEADS needs at least one block and "
+                           "heads that divide the width")
+        return Preset(d_model=width, n_layers=blocks, n_heads=heads)
     head = head_dim_for(max(width, 1))
     if width < head or width % head or blocks < 1:
         raise BadInput(f"model size {size!r}: a shape is WIDTHxBLOCKS with at least one block and a width "

@@ -23,9 +23,10 @@ class VLAFamily(ModelFamily):
     name = "vla"
 
     def config(self, size: Any, dims: Dims, options: Mapping[str, Any]):
-        """The `ModelConfig` of `size`: the whole shape given in `options` (a resolved config.yaml pins it)
-        builds that shape without the size solver (the size is still checked to be one); a partial shape
-        overrides the solver's; otherwise the solver's shape for the size.
+        """The `ModelConfig` of `size`: a fixed shape (a preset like debug, "WIDTHxBLOCKS[xHEADS]", what a
+        resolved config.yaml pins) builds without the size solver; the whole shape given in `options` (the
+        factory-level seam; runs fold it into the size) likewise (the size is still checked to be one); a
+        partial shape overrides the solver's; otherwise the solver's shape for the size.
 
         Raises:
             BadInput: an unknown size, or an impossible shape.
@@ -38,9 +39,12 @@ class VLAFamily(ModelFamily):
         data = dict(image_size=dims.image_size, vocab_size=dims.vocab_size, max_instr_len=dims.max_instr_len,
                     proprio_dim=dims.proprio_dim, action_dim=dims.action_dim, chunk=dims.chunk,
                     action_bins=dims.action_bins, **opts)
+        preset = parse_size(size)  # a typo is reported, not ignored
         if len(shape) == 3:
-            parse_size(size)  # still a valid size (a typo is reported, not ignored)
             return ModelConfig.from_shape(**shape, **data)
+        if not shape and preset.target is None:  # a fixed shape (debug, "WxB", "WxBxH"): no size solver
+            return ModelConfig.from_shape(d_model=preset.d_model, n_layers=preset.n_layers, n_heads=preset.n_heads,
+                                          **data)
         cfg = ModelConfig.from_size(size, **data)
         if shape:
             if "d_model" in shape and "n_heads" not in shape:  # keep the preset's head width
@@ -62,7 +66,7 @@ class VLAFamily(ModelFamily):
             family=self.name, size=size, n_params=total, n_params_nonembed=nonembed,
             flops_per_sample=flops_per_sample(cfg), flops_source="analytic", shape=shape,
             size_name=f"{cfg.d_model}x{cfg.n_layers}",
-            pinned={"size": total, **{k: getattr(cfg, k) for k in _SHAPE}}, config=cfg, owner=self)
+            pinned={"size": f"{cfg.d_model}x{cfg.n_layers}x{cfg.n_heads}"}, config=cfg, owner=self)
 
     def build(self, model: ResolvedModel):
         """`VLA(config)`: it keeps the framework's calling convention itself."""

@@ -43,8 +43,8 @@ def test_fit_then_optimal_then_emit_config(results, tmp_path, capsys):
     assert o["n_opt"] == pytest.approx(G * (1e19 / d["k"]) ** a, rel=1e-9)
     assert d["exponents"]["a"] == pytest.approx(a, rel=1e-12)
     run = yaml.safe_load(cfg.read_text())
-    assert isinstance(run["size"], float) and isinstance(run["samples"], int)
-    assert run["size"] == pytest.approx(o["n_opt"], rel=1e-6)
+    assert isinstance(run["model"]["size"], float) and isinstance(run["data"]["samples"], int)
+    assert run["model"]["size"] == pytest.approx(o["n_opt"], rel=1e-6)
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -116,5 +116,6 @@ def test_emit_config_carries_the_runs_training_settings_and_warns_far_out(tmp_pa
     err = capsys.readouterr().err
     assert "1e+04x the largest fitted run" in err and "below every observed loss" in err
     run = yaml.safe_load(cfg.read_text())
-    assert run["batch_size"] == 32 and run["precision"] == "32-true" and run["lr"] == 1e-3  # N_opt >> 1e8
+    assert run["optim"]["batch_size"] == 32 and run["model"]["precision"] == "32-true"
+    assert run["optim"]["lr"] == 1e-3  # N_opt >> 1e8
     assert "WARNING" in cfg.read_text() and "FLOPs)" in cfg.read_text()

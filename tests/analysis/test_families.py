@@ -152,7 +152,7 @@ def test_cli_fit_by_family_and_the_refusal_to_pool(tmp_path, capsys):
     assert main(["optimal", str(tmp_path / "fit_conv.json"), "--flops", "1e20", "--emit-config", str(cfg)]) == 0
     import yaml
 
-    assert yaml.safe_load(cfg.read_text())["family"] == "conv"
+    assert yaml.safe_load(cfg.read_text())["model"]["family"] == "conv"
 
 
 def test_report_shows_both_families_and_which_scales_better(equal, tmp_path):

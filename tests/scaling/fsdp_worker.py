@@ -16,23 +16,25 @@ import torch
 def main(data: str, out: str) -> None:
     from lightning.fabric import Fabric
 
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.data import open_source
     from scaling.model import VLA, param_groups
     from scaling.train import model_config
     from scaling.trainer import _fsdp_strategy, _precision_plugin, clean_name, group_plan, optimizer_groups
 
     torch.set_num_threads(1)
-    cfg = RunConfig(data=data, size="debug", d_model=64, n_heads=2, mup_base_width=32, strategy="fsdp",
-                    devices=2, accelerator="cpu", precision="bf16-mixed")
+    cfg = from_mapping({"data.source": data, "model.size": "64x2x2", "model.mup_base_width": 32,
+                        "hardware": {"strategy": "fsdp", "devices": 2, "accelerator": "cpu"},
+                        "model.precision": "bf16-mixed"})
     fabric = Fabric(accelerator="cpu", devices=2, strategy=_fsdp_strategy(cfg, "cpu"),
                     plugins=[_precision_plugin("bf16-mixed", "cpu", fsdp=True)])
     fabric.launch()
     torch.manual_seed(0)
     model = VLA(model_config(cfg, open_source(data)))
     expected = {g["name"]: sorted(n for n, p in model.named_parameters() if any(p is q for q in g["params"]))
-                for g in param_groups(model, cfg.lr, cfg.weight_decay)}
-    settings = {g["name"]: (g["lr"], g["weight_decay"]) for g in param_groups(model, cfg.lr, cfg.weight_decay)}
+                for g in param_groups(model, cfg.optim.lr, cfg.optim.weight_decay)}
+    settings = {g["name"]: (g["lr"], g["weight_decay"])
+                for g in param_groups(model, cfg.optim.lr, cfg.optim.weight_decay)}
     plan = group_plan(model, cfg)
     wrapped = fabric.setup_module(model)
     groups = optimizer_groups(plan, wrapped)

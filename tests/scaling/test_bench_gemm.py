@@ -11,13 +11,14 @@ def test_recorded_matmuls_are_the_accounted_flops(tiny_dataset):
     import torch
 
     from benchmarks.bench_gemm import _flops, record_step, time_matmul
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.data import open_source
     from scaling.model import VLA, flops_per_sample
     from scaling.train import model_config
 
     source = open_source(str(tiny_dataset))
-    cfg = model_config(RunConfig(data=str(tiny_dataset), size="debug", samples=4, batch_size=4), source)
+    cfg = model_config(from_mapping({"data.source": str(tiny_dataset), "model.size": "debug", "data.samples": 4,
+                                     "optim.batch_size": 4}), source)
     model = VLA(cfg)
     raw = source.get_batch(source.train_indices(4, seed=0))
     batch = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from scaling.config import RunConfig
+from scaling.config import RunConfig, from_mapping
 from scaling.datamodule import TrainBatches
 from sweeps.cli import main
 from vla_core.errors import BadInput
@@ -25,11 +25,14 @@ COLUMNS = ("step", "samples", "train_loss", "lr", "grad_norm", "val_loss", "acti
 
 
 def run_config(data, out, **changes) -> RunConfig:
-    values = dict(data=str(data), size="debug", samples=96, batch_size=8, out=str(out), precision="32-true",
-                  accelerator="cpu", progress_bar=False, log_every=1, checkpoint_every=4, val_samples=16,
-                  warmup=2, schedule="wsd", checkpoint_at=(48,), head="flow", peak_flops=1e11)
+    """A small WSD run; `changes` by dotted name (``**{"model.head": "mse"}``) or ``seed=``."""
+    values = {"data.source": str(data), "data.samples": 96, "model.size": "debug", "model.precision": "32-true",
+              "model.head": "flow", "optim.batch_size": 8, "out": str(out), "hardware.accelerator": "cpu",
+              "hardware.peak_flops": 1e11, "logging.progress_bar": False, "logging.every_steps": 1,
+              "checkpointing.every_steps": 4, "validation.samples": 16, "schedule.warmup_steps": 2,
+              "schedule.name": "wsd", "schedule.checkpoint_at_samples": (48,)}
     values.update(changes)
-    return RunConfig(**values)
+    return from_mapping(values)
 
 
 class Drawn:
@@ -133,7 +136,7 @@ def test_resume_from_ensemble_checkpoint_reproduces_the_uninterrupted_ensemble(t
     import scaling.checkpointing as checkpointing
     from scaling.ensemble import train_ensemble
 
-    reference = train_ensemble(run_config(tiny_dataset, tmp_path / "ref", head="discrete"), SEEDS)
+    reference = train_ensemble(run_config(tiny_dataset, tmp_path / "ref", **{"model.head": "discrete"}), SEEDS)
     write = checkpointing.write_checkpoint
 
     def write_then_stop(path, payload):
@@ -142,7 +145,7 @@ def test_resume_from_ensemble_checkpoint_reproduces_the_uninterrupted_ensemble(t
             raise KeyboardInterrupt  # as a kill right after the first ensemble checkpoint
 
     monkeypatch.setattr(checkpointing, "write_checkpoint", write_then_stop)
-    cfg = run_config(tiny_dataset, tmp_path / "ens", head="discrete")
+    cfg = run_config(tiny_dataset, tmp_path / "ens", **{"model.head": "discrete"})
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(cfg, SEEDS)
     monkeypatch.setattr(checkpointing, "write_checkpoint", write)
@@ -169,9 +172,10 @@ def test_ensemble_branches_from_each_members_stable_checkpoint(runs, tiny_datase
     from scaling.train import train
 
     stable = runs["dir"] / "ens" / "seed-{seed}" / "checkpoints" / "stable-48.ckpt"
-    cooled = train_ensemble(run_config(tiny_dataset, tmp_path / "ens", samples=64, branch_from=str(stable)), SEEDS)
-    solo = train(run_config(tiny_dataset, tmp_path / "solo", samples=64, seed=SEEDS[1],
-                            branch_from=str(stable).replace("{seed}", str(SEEDS[1]))))
+    cooled = train_ensemble(run_config(tiny_dataset, tmp_path / "ens",
+                                        **{"data.samples": 64, "schedule.branch_from": str(stable)}), SEEDS)
+    solo = train(run_config(tiny_dataset, tmp_path / "solo", seed=SEEDS[1], **{
+        "data.samples": 64, "schedule.branch_from": str(stable).replace("{seed}", str(SEEDS[1]))}))
     assert [r.status for r in cooled] == ["completed"] * 2 and cooled[1].val_loss == solo.val_loss
     rows = metrics(tmp_path / "ens" / f"seed-{SEEDS[1]}")
     assert rows == metrics(tmp_path / "solo") and rows[0]["step"] == "7"
@@ -195,8 +199,9 @@ def test_members_from_config_files_are_the_seeds_ensemble(runs, tiny_dataset, tm
 
 
 @pytest.mark.parametrize("change, flags, message", [
-    ({"lr": 2e-3}, [], "differs from"),
+    ({"optim.lr": 2e-3}, [], "differs from"),
     ({"seed": 1}, [], "two members have one seed"),
+    ({}, ["--optim.lr", "0.1"], "drop --optim.lr"),
     ({}, ["--lr", "0.1"], "drop --lr"),
     ({}, ["--seeds", "0,1"], "drop --seeds"),
     ({}, ["--no-out"], "needs --out"),
@@ -215,21 +220,22 @@ def test_what_members_cannot_be_exits_2_with_one_line(change, flags, message, ti
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--seeds", "0,1", "--devices", "2"], "one process on one device"),
-    (["--seeds", "0,1", "--strategy", "fsdp"], "one process on one device"),
-    (["--seeds", "0,1", "--strategy", "ddp"], "one process on one device"),
-    (["--seeds", "0,1", "--accelerator", "gpu", "--precision", "16-mixed"], "share one loss scaler"),
+    (["--seeds", "0,1", "--hardware.devices", "2"], "one process on one device"),
+    (["--seeds", "0,1", "--hardware.strategy", "fsdp"], "one process on one device"),
+    (["--seeds", "0,1", "--hardware.strategy", "ddp"], "one process on one device"),
+    (["--seeds", "0,1", "--hardware.accelerator", "gpu", "--model.precision", "16-mixed"], "share one loss scaler"),
     (["--seeds", "0,x"], "non-negative integers"),
     (["--seeds=-1,2"], "non-negative integers"),
     (["--seeds", ""], "non-negative integers"),
     (["--seeds", "1,,2"], "non-negative integers"),
     (["--seeds", "3,1,3"], "seed 3 is given twice"),
     (["--seeds", "0,1", "--seed", "4"], "--seeds or --seed"),
-    (["--seeds", "0,1", "--branch-from", "run/checkpoints/stable-8.ckpt", "--schedule", "wsd"], "{seed}"),
+    (["--seeds", "0,1", "--schedule.branch-from", "run/checkpoints/stable-8.ckpt", "--schedule.name", "wsd"],
+     "{seed}"),
 ])
 def test_what_an_ensemble_cannot_run_exits_2_with_one_line(flags, message, tiny_dataset, tmp_path, capsys):
-    rc = main(["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "ens"), "--size", "debug",
-               "--no-progress-bar", *flags])
+    rc = main(["train", "--data.source", str(tiny_dataset), "--out", str(tmp_path / "ens"), "--model.size", "debug",
+               "--no-logging.progress-bar", *flags])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "ens").exists()  # refused before anything was written
@@ -242,7 +248,8 @@ def test_each_member_logs_to_its_own_wandb_run(tiny_dataset, tmp_path, monkeypat
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "")
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # any network use would fail
-    results = train_ensemble(run_config(tiny_dataset, tmp_path / "ens", samples=16, logger="wandb"), SEEDS)
+    cfg = run_config(tiny_dataset, tmp_path / "ens", **{"data.samples": 16, "logging.logger": "wandb"})
+    results = train_ensemble(cfg, SEEDS)
     assert [r.status for r in results] == ["completed"] * 2
     for seed in SEEDS:
         runs = list((tmp_path / "ens" / f"seed-{seed}" / "wandb").glob(f"offline-run-*-ens-seed-{seed}"))

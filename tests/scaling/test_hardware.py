@@ -7,7 +7,7 @@ import json
 import pytest
 
 from scaling import hardware
-from scaling.config import RunConfig
+from scaling.config import from_mapping
 from vla_core.errors import BadInput
 
 
@@ -154,9 +154,9 @@ def test_step_probe_takes_more_steps_until_each_precision_has_its_time(cache_dir
 
 
 def test_run_config_accepts_auto_precision():
-    assert RunConfig(data="d", precision="auto").precision == "auto"
+    assert from_mapping({"data.source": "d", "model.precision": "auto"}).model.precision == "auto"
     with pytest.raises(BadInput, match="precision"):
-        RunConfig(data="d", precision="fast")
+        from_mapping({"data.source": "d", "model.precision": "fast"})
 
 
 def test_train_cli_resolves_auto_before_the_run(tiny_dataset, cache_dir, monkeypatch, tmp_path):
@@ -168,11 +168,11 @@ def test_train_cli_resolves_auto_before_the_run(tiny_dataset, cache_dir, monkeyp
     monkeypatch.setattr(hardware, "measure_step_seconds",
                         lambda m, b, precisions=(), steps=3, threads=None, dims=None: {"32-true": 0.01,
                                                                                        "bf16-mixed": 0.03})
-    cfg = resolve(None, {"data": str(tiny_dataset), "size": "debug", "precision": "auto",
-                         "batch_size": 8, "out": str(tmp_path / "run")})
-    assert train_cli.resolve_auto_precision(cfg).precision == "32-true"
+    cfg = resolve(None, {"data.source": str(tiny_dataset), "model.size": "debug", "model.precision": "auto",
+                         "optim.batch_size": 8, "out": str(tmp_path / "run")})
+    assert train_cli.resolve_auto_precision(cfg).model.precision == "32-true"
     # The vla model is keyed by its shape alone (no family), the key its cached probes are stored under.
-    m = model_config(cfg, open_source(cfg.data))
+    m = model_config(cfg, open_source(cfg.data.source))
     (key,) = json.loads((cache_dir / "hardware.json").read_text())["precision"]
     assert key.endswith(f"|d{m.d_model}xL{m.n_layers}xT{m.seq_len}xff{m.d_ff}|{m.head}|batch=8|probe=3x0.5s")
 
@@ -341,9 +341,10 @@ def test_auto_precision_resolves_for_any_family(family, tiny_dataset, cache_dir,
         return real(model, batch_size, steps=1, threads=threads, min_seconds=0, dims=dims)
 
     monkeypatch.setattr(hardware, "measure_step_seconds", short)
-    cfg = resolve(None, {"data": str(tiny_dataset), "family": family, "size": "30k", "precision": "auto",
-                         "batch_size": 4, "threads": 1, "out": str(tmp_path / "run")})
-    assert train_cli.resolve_auto_precision(cfg).precision in ("32-true", "bf16-mixed")
+    cfg = resolve(None, {"data.source": str(tiny_dataset), "model": {"family": family, "size": "30k",
+                                                                     "precision": "auto"},
+                         "optim.batch_size": 4, "hardware.threads": 1, "out": str(tmp_path / "run")})
+    assert train_cli.resolve_auto_precision(cfg).model.precision in ("32-true", "bf16-mixed")
     (model,) = seen
     assert isinstance(model, ResolvedModel) and model.family in ("conv", "tiny")
     (key,) = json.loads((cache_dir / "hardware.json").read_text())["precision"]

@@ -114,8 +114,8 @@ def test_vla_through_the_seam_is_the_model_of_before():
                                 chunk=2, keypoints=4, film=True)
     assert model.config == cfg and (model.n_params, model.n_params_nonembed) == analytic(cfg)
     assert model.flops_per_sample == flops_per_sample(cfg)
-    assert model.pinned == {"size": model.n_params, "d_model": cfg.d_model, "n_layers": cfg.n_layers,
-                            "n_heads": cfg.n_heads}
+    assert model.pinned == {"size": f"{cfg.d_model}x{cfg.n_layers}x{cfg.n_heads}"}  # the whole shape, one string
+    assert resolve_model("vla", model.pinned["size"], DIMS, {"keypoints": 4, "film": True}).config == cfg
     assert resolve_model("vla", model.size_name, DIMS, {"keypoints": 4, "film": True}).config == cfg
 
 
@@ -299,13 +299,13 @@ def test_own_family_trains_resumes_and_records_its_counts(tiny_dataset, tmp_path
 def test_own_family_param_groups_and_fsdp_units(tmp_path, monkeypatch):
     """Weight decay on matrices only (embeddings and vectors excluded), and the FSDP units a family names
     by class name; names survive the wrappers' prefixes (a submodule named `..._module` included)."""
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.model.measure import fsdp_unit_classes
     from scaling.trainer import clean_name, group_plan
 
     monkeypatch.chdir(tmp_path)
     model = resolve_model(f"{family_module(tmp_path, MLP_FAMILY)}:make", "20k", DIMS).build()
-    plan = {g["name"]: g for g in group_plan(model, RunConfig(data="d", weight_decay=0.1))}
+    plan = {g["name"]: g for g in group_plan(model, from_mapping({"data.source": "d", "optim.weight_decay": 0.1}))}
     assert plan["input"]["param_names"] == ["policy.words.weight"] and plan["input"]["weight_decay"] == 0
     assert all(n.endswith(".weight") for n in plan["hidden"]["param_names"]) and plan["hidden"]["weight_decay"] == 0.1
     assert all(n.endswith(".bias") for n in plan["vector"]["param_names"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling.config import RunConfig
+from scaling.config import from_mapping
 
 # One intra-op thread for the in-process runs (a shared machine), set and restored by a fixture: a
 # module-level torch.set_num_threads(1) would change every test that runs after this file.
@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli_args(data, out, **flags) -> list[str]:
-    values = dict(data=str(data), size="debug", batch_size=8, out=str(out), precision="32-true",
-                  accelerator="cpu", log_every=1, val_samples=16, warmup=2)
-    values.update(flags)
-    args = [sys.executable, "-m", "sweeps.cli", "train", "--no-progress-bar"]
+    values = {"data.source": str(data), "model.size": "debug", "optim.batch_size": 8, "out": str(out),
+              "model.precision": "32-true", "hardware.accelerator": "cpu", "logging.every_steps": 1,
+              "validation.samples": 16, "schedule.warmup_steps": 2}
+    values.update(flags)  # dotted names, or the old flat flags (`scaling.config.LEGACY`)
+    args = [sys.executable, "-m", "sweeps.cli", "train", "--no-logging.progress-bar"]
     for key, value in values.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     return args
@@ -57,10 +58,12 @@ def train_losses(run_dir) -> dict[int, float]:
 def in_process(data, out, **changes):
     from scaling.train import train
 
-    values = dict(data=str(data), size="debug", samples=48, batch_size=8, out=str(out), precision="32-true",
-                  accelerator="cpu", progress_bar=False, log_every=1, val_samples=16, warmup=2)
-    values.update(changes)
-    return train(RunConfig(**values))
+    values = {"data.source": str(data), "model.size": "debug", "data.samples": 48, "optim.batch_size": 8,
+              "out": str(out), "model.precision": "32-true", "hardware.accelerator": "cpu",
+              "logging.progress_bar": False, "logging.every_steps": 1, "validation.samples": 16,
+              "schedule.warmup_steps": 2}
+    values.update(changes)  # dotted names, or the old flat names (`scaling.config.LEGACY`)
+    return train(from_mapping(values))
 
 
 @pytest.mark.slow
@@ -169,15 +172,15 @@ def test_mixture_spec_from_yaml_config(tiny_dataset, tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({
         "data": {"mixture": [{"path": str(tiny_dataset), "weight": 3}, {"path": str(other), "weight": 1}]},
-        "size": "debug", "samples": 16, "batch_size": 8, "precision": "32-true", "accelerator": "cpu",
-        "progress_bar": False, "val_samples": 16}))
+        "model": {"size": "debug", "precision": "32-true"}, "data.samples": 16, "optim.batch_size": 8,
+        "hardware.accelerator": "cpu", "logging.progress_bar": False, "validation.samples": 16}))
     cfg = resolve(path, {"out": str(tmp_path / "mix")})
     result = train(cfg)
     assert result.status == "completed" and result.n_samples == 16
     from scaling.config import load_run_config
 
     path = tmp_path / "mix" / "config.yaml"
-    assert load_run_config(path)[1] == cfg.to_dict()  # what was asked, on record beside the resolved values
+    assert load_run_config(path)[1] == cfg.flat()  # what was asked, on record beside the resolved values
     assert train(resolve(path)).to_dict() == result.to_dict()  # the resolved file is the same run: nothing to do
 
 
@@ -187,7 +190,8 @@ def test_mup_scales_hidden_learning_rates(tiny_dataset, tmp_path):
     from scaling.train import model_config
     from scaling.trainer import group_plan, optimizer_groups
 
-    cfg = RunConfig(data=str(tiny_dataset), size="debug", d_model=64, n_heads=2, mup_base_width=32, lr=1e-3)
+    cfg = from_mapping({"data.source": str(tiny_dataset), "model.size": "64x2x2", "model.mup_base_width": 32,
+                        "optim.lr": 1e-3})
     model = VLA(model_config(cfg, open_source(str(tiny_dataset))))
     groups = {g["name"]: g["peak_lr"] for g in optimizer_groups(group_plan(model, cfg), model)}
     assert groups["hidden"] == pytest.approx(1e-3 * 32 / 64) and groups["input"] == pytest.approx(1e-3)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.config import RunConfig
+from scaling.config import from_mapping
 
 TORCHRUN = {"TORCHELASTIC_RUN_ID": "job", "RANK": "13", "WORLD_SIZE": "32", "LOCAL_RANK": "5",
             "LOCAL_WORLD_SIZE": "8", "GROUP_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
@@ -38,12 +38,12 @@ def test_launcher_environment_gives_ranks_world_size_and_shards(clean_env, envir
 
     for key, value in environment.items():
         clean_env.setenv(key, value)
-    cfg = RunConfig(data="d", devices=8, num_nodes=4, strategy="ddp", accelerator="cpu", batch_size=256,
-                    precision="32-true")
+    cfg = from_mapping({"data.source": "d", "hardware.devices": 8, "hardware.num_nodes": 4, "hardware.strategy": "ddp",
+                        "hardware.accelerator": "cpu", "optim.batch_size": 256, "model.precision": "32-true"})
     fabric = make_fabric(cfg)  # not launched: no process group is started
     assert (fabric.global_rank, fabric.world_size, fabric.node_rank, fabric.local_rank) == (13, 32, 1, 5)
     assert _env_rank() == 13  # train()'s own messages come from rank 0 only
-    micro, accumulate = plan_accumulation(cfg.batch_size, fabric.world_size, None)
+    micro, accumulate = plan_accumulation(cfg.optim.batch_size, fabric.world_size, None)
     assert (micro, accumulate) == (8, 1)
     indices = np.arange(1100, dtype=np.int64)  # steps 0-3 full, step 4 short
     shards = [TrainBatches(None, indices, batch_size=256, micro_batch_size=micro, accumulate=accumulate, rank=r,
@@ -60,16 +60,19 @@ def test_sections_nest_in_yaml_and_decide_what_may_change_on_resume(tmp_path):
 
     from scaling.config import SECTIONS, field_names, resolve, resumable_fields
 
-    every = [name for names in SECTIONS.values() for name in names]
-    assert sorted(every + ["out", "run_id"]) == sorted(field_names())  # each field in exactly one section
+    every = [f"{section}.{name}" for section, names in SECTIONS.items() for name in names]
+    assert sorted(every + ["out", "run_id", "seed"]) == sorted(field_names())  # each field in exactly one section
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({"dataset": {"data": "d", "samples": 640}, "optim": {"lr": 1e-3},
-                                    "hardware": {"devices": 2, "strategy": "fsdp"}, "batch_size": 32}))
-    cfg = resolve(path, {"lr": "2e-3"})  # a flat flag overrides a nested key
-    assert (cfg.data, cfg.samples, cfg.lr, cfg.devices, cfg.strategy, cfg.batch_size) == (
+    path.write_text(yaml.safe_dump({"data": {"source": "d", "samples": 640}, "optim": {"lr": 1e-3},
+                                    "hardware": {"devices": 2, "strategy": "fsdp"}, "optim.batch_size": 32}))
+    cfg = resolve(path, {"optim.lr": "2e-3"})  # a flag overrides a nested key
+    assert (cfg.data.source, cfg.data.samples, cfg.optim.lr, cfg.hardware.devices, cfg.hardware.strategy,
+            cfg.optim.batch_size) == (
         "d", 640, 2e-3, 2, "fsdp", 32)
-    assert {"devices", "strategy", "num_workers", "checkpoint_every", "logger"} <= resumable_fields()
-    assert not {"lr", "samples", "size", "precision", "batch_size", "seed"} & resumable_fields()
+    assert {"hardware.devices", "hardware.strategy", "hardware.num_workers", "checkpointing.every_steps",
+            "logging.logger", "evaluation.episodes"} <= resumable_fields()
+    assert not {"optim.lr", "data.samples", "model.size", "model.precision", "optim.batch_size", "seed",
+                "schedule.warmup_frac", "schedule.branch_from", "validation.samples"} & resumable_fields()
     path.write_text(yaml.safe_dump({"data": "d", "optim": {"learning_rate": 1}}))
     from vla_core.errors import BadInput
 
@@ -101,7 +104,7 @@ def test_fp16_loss_scaling_clips_true_gradients(one_thread):
 def test_precision_that_runs_is_resolved_per_device():
     from scaling.trainer import resolved_precision
 
-    cfg = RunConfig(data="d", precision="16-mixed")
+    cfg = from_mapping({"data.source": "d", "model.precision": "16-mixed"})
     assert resolved_precision(cfg, "cpu") == "bf16-mixed" and resolved_precision(cfg, "gpu") == "16-mixed"
     assert resolved_precision(cfg.replace(precision="bf16-mixed"), "cpu") == "bf16-mixed"
 
@@ -122,8 +125,10 @@ def test_progress_bar_counts_steps_and_shows_the_loss(tiny_dataset, tmp_path, ca
 
     monkeypatch.setattr(scaling.trainer, "_progress", redraw_every_step)
     # Logged at steps 1 and 6 only: the bar's loss still moves in between (not frozen at the last log).
-    cfg = RunConfig(data=str(tiny_dataset), size="debug", samples=48, batch_size=8, out=str(tmp_path / "bar"),
-                    precision="32-true", accelerator="cpu", progress_bar=True, log_every=100, val_samples=16)
+    cfg = from_mapping({"data.source": str(tiny_dataset), "model.size": "debug", "data.samples": 48,
+                        "optim.batch_size": 8, "out": str(tmp_path / "bar"), "model.precision": "32-true",
+                        "hardware.accelerator": "cpu", "logging.progress_bar": True, "logging.every_steps": 100,
+                        "validation.samples": 16})
     train(cfg)
     err = capfd.readouterr().err
     assert "6/6" in err and "loss=" in err
@@ -140,8 +145,8 @@ def test_compile_trains_the_same_model(tiny_dataset, tmp_path, one_thread):
 
     values = dict(data=str(tiny_dataset), size="debug", samples=32, batch_size=8, precision="32-true",
                   accelerator="cpu", progress_bar=False, log_every=1, val_samples=16, warmup=1)
-    eager = train(RunConfig(out=str(tmp_path / "eager"), **values))
-    compiled = train(RunConfig(out=str(tmp_path / "compiled"), compile=True, **values))
+    eager = train(from_mapping({"out": str(tmp_path / "eager"), **values}))
+    compiled = train(from_mapping({"out": str(tmp_path / "compiled"), "hardware.compile": True, **values}))
     assert compiled.status == "completed" and compiled.n_samples == 32
     assert compiled.val_loss == pytest.approx(eager.val_loss, rel=1e-3)
     assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
@@ -156,9 +161,10 @@ def test_wandb_logger_prints_no_setting_warnings_or_colour_codes(tmp_path):
     from pathlib import Path
 
     pytest.importorskip("wandb")
-    code = ("from scaling.config import RunConfig\n"
+    code = ("from scaling.config import from_mapping\n"
             "from scaling.trainer import _Loggers\n"
-            f"cfg = RunConfig(data='d', out={str(tmp_path / 'run')!r}, logger='wandb', wandb_group='g')\n"
+            f"cfg = from_mapping({{'data.source': 'd', 'out': {str(tmp_path / 'run')!r}, "
+            "'logging': {'logger': 'wandb', 'wandb_group': 'g'}})\n"
             "loggers = _Loggers(cfg, None)\n"
             "loggers.log({'train_loss': 1.0}, step=1)\n"
             "loggers.close()\n")

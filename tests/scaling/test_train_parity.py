@@ -41,12 +41,13 @@ def parity_data(tmp_path_factory):
     pytest.param("accum", marks=pytest.mark.slow),
 ])
 def test_loop_reproduces_the_recorded_trainer_run(parity_data, tmp_path, name, one_thread):
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.train import train
 
     golden = GOLDEN["runs"][name]
-    cfg = RunConfig(data=str(parity_data), out=str(tmp_path / name), accelerator="cpu", progress_bar=False,
-                    log_every=1, micro_batch_size=golden["micro_batch_size"], **GOLDEN["config"])
+    cfg = from_mapping({"data.source": str(parity_data), "out": str(tmp_path / name), "hardware.accelerator": "cpu",
+                        "logging.progress_bar": False, "logging.every_steps": 1,
+                        "hardware.micro_batch_size": golden["micro_batch_size"], **GOLDEN["config"]})
     result = train(cfg)
     with open(tmp_path / name / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -70,16 +71,18 @@ def test_wsd_branch_from_a_checkpoint_of_the_old_loop(parity_data, tmp_path, one
     """
     import torch
 
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.train import train
 
     ckpt = torch.load(Path(__file__).parent / "golden" / "trainer_a2b3c17_wsd_stable-160.ckpt", weights_only=True)
     assert isinstance(ckpt["optimizer_states"][0]["param_groups"][0]["params"][0], int)  # Lightning's layout
     ckpt["scaling"]["run_config"]["data"] = str(parity_data)  # recorded elsewhere; same dataset
     torch.save(ckpt, tmp_path / "stable-160.ckpt")
-    result = train(RunConfig(data=str(parity_data), out=str(tmp_path / "branch"), size="debug", samples=320,
-                             batch_size=16, precision="32-true", accelerator="cpu", threads=1, progress_bar=False,
-                             log_every=1, val_samples=64, warmup=3, lr=3e-3, seed=3, schedule="wsd",
-                             branch_from=str(tmp_path / "stable-160.ckpt")))
+    result = train(from_mapping({
+        "data": {"source": str(parity_data), "samples": 320}, "out": str(tmp_path / "branch"), "seed": 3,
+        "model": {"size": "debug", "precision": "32-true"}, "optim": {"batch_size": 16, "lr": 3e-3},
+        "hardware": {"accelerator": "cpu", "threads": 1}, "logging": {"progress_bar": False, "every_steps": 1},
+        "validation.samples": 64,
+        "schedule": {"warmup_steps": 3, "name": "wsd", "branch_from": str(tmp_path / "stable-160.ckpt")}}))
     assert result.val_loss == pytest.approx(5.610641956329346, rel=1e-4)
     assert result.train_loss == pytest.approx(5.2924699783325195, rel=1e-4)

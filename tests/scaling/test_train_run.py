@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.config import RunConfig
+from scaling.config import RunConfig, from_mapping
 from vla_core.errors import BadInput
 
 # The test machine is shared; one thread per process is fastest there (a fixture restores it afterwards).
@@ -17,11 +17,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_config(data, out, **changes) -> RunConfig:
-    values = dict(data=str(data), size="debug", samples=48, batch_size=8, out=str(out), precision="32-true",
-                  accelerator="cpu", progress_bar=False, log_every=1, checkpoint_every=2, val_samples=32,
-                  warmup=2)
+    """A small CPU run; `changes` by dotted name (``**{"model.keypoints": 4}``)."""
+    values = {"data.source": str(data), "data.samples": 48, "model.size": "debug", "model.precision": "32-true",
+              "optim.batch_size": 8, "out": str(out), "hardware.accelerator": "cpu",
+              "logging.progress_bar": False, "logging.every_steps": 1, "checkpointing.every_steps": 2,
+              "validation.samples": 32, "schedule.warmup_steps": 2}
     values.update(changes)
-    return RunConfig(**values)
+    return from_mapping(values)
 
 
 @pytest.mark.slow
@@ -58,7 +60,7 @@ def test_train_writes_result_metrics_and_weights_only_checkpoint(tiny_dataset, t
     assert train_steps == list(range(1, 7))  # one row per logged step
     assert any(r["val_loss"] for r in rows)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == 6 and "state_dict" in ckpt and ckpt["scaling"]["run_config"]["samples"] == 48
+    assert ckpt["global_step"] == 6 and "state_dict" in ckpt and ckpt["scaling"]["run_config"]["data"]["samples"] == 48
     # The resolved config is there, and running the same config again is a no-op returning the result.
     assert (tmp_path / "run" / "config.yaml").exists()
     assert train(cfg).to_dict() == result.to_dict()
@@ -68,8 +70,9 @@ def test_train_writes_result_metrics_and_weights_only_checkpoint(tiny_dataset, t
 def test_huge_lr_ends_as_diverged_not_a_crash(tiny_dataset, tmp_path):
     from scaling.train import train
 
-    cfg = run_config(tiny_dataset, tmp_path / "div", samples=160, lr=50.0, grad_clip=0, warmup=0,
-                     weight_decay=0.0, checkpoint_every=100)
+    cfg = run_config(tiny_dataset, tmp_path / "div", **{
+        "data.samples": 160, "optim.lr": 50.0, "optim.grad_clip": 0, "schedule.warmup_steps": 0,
+        "optim.weight_decay": 0.0, "checkpointing.every_steps": 100})
     result = train(cfg)
     assert result.status == "diverged", result
     rows = (tmp_path / "div" / "metrics.csv").read_text().splitlines()
@@ -79,22 +82,23 @@ def test_huge_lr_ends_as_diverged_not_a_crash(tiny_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"data": "/nonexistent/dataset"}, "nonexistent"),
-    ({"d_model": 30, "n_heads": 4}, "does not divide"),
-    ({"size": "gigantic-preset"}, "gigantic-preset"),
-    ({"size": 10}, "size"),
-    ({"devices": 3}, "not divisible by the world size"),
-    ({"micro_batch_size": 3}, "does not divide"),
-    ({"strategy": "fsdp", "compile": True}, "--compile is not supported with --strategy fsdp"),
-    ({"patch_size": 5}, "does not divide"),
-    ({"keypoints": -1}, "keypoints"),
-    ({"film": True}, "film conditions the keypoint stem"),
+    ({"data.source": "/nonexistent/dataset"}, "nonexistent"),
+    ({"model.size": "30x2x4"}, "divide the width"),
+    ({"model.size": "gigantic-preset"}, "gigantic-preset"),
+    ({"model.size": 10}, "size"),
+    ({"hardware.devices": 3}, "not divisible by the world size"),
+    ({"hardware.micro_batch_size": 3}, "does not divide"),
+    ({"hardware.strategy": "fsdp", "hardware.compile": True},
+     "--hardware.compile is not supported with --hardware.strategy fsdp"),
+    ({"model.patch_size": 5}, "does not divide"),
+    ({"model.keypoints": -1}, "keypoints"),
+    ({"model.film": True}, "film conditions the keypoint stem"),
 ])
 def test_bad_input_is_rejected_before_training(tiny_dataset, tmp_path, changes, message):
     from scaling.train import train
 
     with pytest.raises(BadInput, match=message):
-        train(run_config(changes.pop("data", tiny_dataset), tmp_path / "bad", **changes))
+        train(run_config(changes.pop("data.source", tiny_dataset), tmp_path / "bad", **changes))
     assert not (tmp_path / "bad" / "result.json").exists()
 
 
@@ -136,7 +140,7 @@ def test_patch_size_and_keypoints_reach_the_model(tiny_dataset, tmp_path):
     from scaling.model.vla import VLA
     from scaling.train import model_config
 
-    cfg = run_config(tiny_dataset, tmp_path / "kp", patch_size=8, keypoints=4, film=True)
+    cfg = run_config(tiny_dataset, tmp_path / "kp", **{"model.patch_size": 8, "model.keypoints": 4, "model.film": True})
     mcfg = model_config(cfg, open_source(str(tiny_dataset)))
     assert mcfg.patch_size == 8 and mcfg.keypoints == 4 and mcfg.film
     assert VLA(mcfg).embed.film is not None

@@ -29,7 +29,10 @@ def _code_version() -> str:
 
 
 def main() -> int:
-    cfg = yaml.safe_load(Path(sys.argv[sys.argv.index("--config") + 1]).read_text())
+    from scaling.config import to_legacy
+
+    # run.yaml by section, read in the old flat names (values as written, no defaults)
+    cfg = to_legacy(yaml.safe_load(Path(sys.argv[sys.argv.index("--config") + 1]).read_text()))
     out = Path(cfg["out"])
     sweep_dir = out.parent.parent
     key = out.name

@@ -32,7 +32,7 @@ def _resolver(monkeypatch, answers):
 
 
 def _run_yaml_precisions(d: Path) -> set[str]:
-    return {yaml.safe_load(p.read_text())["precision"] for p in (d / "runs").glob("*/run.yaml")}
+    return {yaml.safe_load(p.read_text())["model"]["precision"] for p in (d / "runs").glob("*/run.yaml")}
 
 
 def test_a_row_rerun_by_key_trains_the_precision_first_resolved(tmp_path, spec_file, fake_env, monkeypatch):

@@ -11,8 +11,9 @@ planner, calibration, validation rounds, the precision probe, the benchmarks) go
     ``scaling train --config`` loads it, goes through `scaling.train.train` up to the training loop: the
     model it builds, counted and its FLOPs measured by torch, and the figures its result.json records,
     are the plan's;
-(c) shape overrides (``d_model``, ``n_layers``, ``n_heads``) and ``mup_base_width`` plan to exactly the
-    model training builds;
+(c) an old spec's whole-shape override (``d_model``, ``n_layers``, ``n_heads``, folded into
+    ``model.size``) and ``mup_base_width`` plan to exactly the model training builds; a partial shape over
+    a solved size is refused (one way to give a shape: ``WIDTHxBLOCKSxHEADS``);
 and the data's own action bins, and calibration's timings, follow the same model.
 
 The data's dimensions come from the spec's own data recipe, the way `sweep plan` reads them
@@ -38,6 +39,7 @@ import yaml
 from sweeps.plan import plan_runs, resolve_models
 from sweeps.points import PlannedRun, model_of
 from sweeps.spec import DataSpec, SweepSpec, load_spec, parse_spec
+from vla_core.errors import BadInput
 
 from specfiles import REPO
 
@@ -160,12 +162,12 @@ def _trained_model(run_yaml: Path, monkeypatch):
     seen = {}
 
     def fit(cfg, source, model, *args, **kwargs):
-        seen.update(model=model, dims=dims_of(source, cfg.chunk))
+        seen.update(model=model, dims=dims_of(source, cfg.model.chunk))
         raise _AtTheLoop
 
     monkeypatch.setattr(scaling.trainer, "fit", fit)
     cfg = resolve(run_yaml)
-    assert cfg.precision != "auto", "the worker writes the precision its size resolved to"
+    assert cfg.model.precision != "auto", "the worker writes the precision its size resolved to"
     with pytest.raises(_AtTheLoop):
         train(cfg)
     return seen["model"], json.loads((cfg.run_dir / "result.json").read_text()), seen["dims"]
@@ -212,10 +214,21 @@ def test_training_builds_what_every_shipped_spec_plans(stem, recipe_data, tmp_pa
 
 OVERRIDES = {
     "shape": {"d_model": 40, "n_layers": 3, "n_heads": 5},
-    "depth": {"n_layers": 3},
-    "width": {"d_model": 32},
     "mup": {"mup_base_width": 16},
 }
+
+
+@pytest.mark.parametrize("train", [{"n_layers": 3}, {"d_model": 32}])
+def test_a_partial_shape_over_solved_sizes_is_refused(train, recipe_data, tmp_path):
+    """The old partial shape overrides cannot be folded into one shape string over a size the solver
+    shapes from the data: planning says so, naming the spec (before: the solver's shape, overridden)."""
+    raw = yaml.safe_load((SPECS / "quickstart_small.yaml").read_text())
+    raw["train"].update(train)
+    raw["blind_baseline"] = False
+    spec = parse_spec(raw, str(tmp_path / "spec.yaml"))
+    _, dims = recipe_data(spec)
+    with pytest.raises(BadInput, match="WIDTHxBLOCKSxHEADS"):
+        plan_runs(spec, dims)
 
 
 @pytest.mark.parametrize("name", OVERRIDES)
@@ -281,7 +294,8 @@ def test_calibration_times_the_model_a_run_builds(recipe_data, tmp_path, monkeyp
     monkeypatch.setattr(calibration, "_startup_seconds", lambda: 1.0)
     raw = {"name": "cal", "data": local, "models": ["30k"], "samples": [64], "blind_baseline": False,
            "train": {"batch_size": 4, "threads": 1, "precision": "32-true", "val_samples": 8, "keypoints": 4}}
-    for train in ({}, {"n_layers": 5}, {"d_model": 40}, {"mup_base_width": 16}):
+    for train in ({}, {"d_model": 40, "n_layers": 5, "n_heads": 5}, {"d_model": 48, "n_layers": 2, "n_heads": 6},
+                  {"mup_base_width": 16}):
         spec = parse_spec({**raw, "train": {**raw["train"], **train}})
         runs = plan_runs(spec, dims)
         before = len(timed)

@@ -146,7 +146,9 @@ def test_wsd_cooldowns_wait_for_their_stable_phase(tmp_path, spec_file, fake_env
 
     for key in df.loc[df["phase"] == "cooldown", "run_key"]:
         cfg = yaml.safe_load((d / "runs" / key / "run.yaml").read_text())
-        assert cfg["schedule"] == "wsd" and cfg["branch_from"].startswith(str(d / "runs" / main_key / "checkpoints"))
+        schedule = cfg["schedule"]
+        assert schedule["name"] == "wsd"
+        assert schedule["branch_from"].startswith(str(d / "runs" / main_key / "checkpoints"))
 
 
 def test_worker_in_process_records_results_and_failures(tmp_path, spec_file, fake_env, monkeypatch):

@@ -182,7 +182,7 @@ def test_a_families_sweep_ends_with_one_fit_per_family_and_their_comparison(tmp_
     assert table.groupby("family").size().to_dict() == {"conv": 10, "vla": 10}
     for _, row in table.iterrows():
         cfg = yaml.safe_load((d / "runs" / row["run_key"] / "run.yaml").read_text())
-        assert cfg["family"] == row["family"]
+        assert cfg["model"]["family"] == row["family"]
     assert {p.name for p in d.glob("*.json") if p.name.startswith(("fit", "families"))} == \
         {"fit_vla.json", "fit_conv.json", "families.json"}
     doc = json.loads((d / "families.json").read_text())

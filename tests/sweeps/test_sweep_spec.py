@@ -105,3 +105,23 @@ def test_isoflop_budget_below_smallest_model(tmp_path, capsys, spec_file):
     assert main(["sweep", "plan", str(spec), "--dir", str(tmp_path / "d"), "--no-calibrate"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "below the smallest model's cost" in err
+
+
+def test_train_in_new_names_plans_the_keys_of_the_old_names():
+    """A ``train:`` block in section or dotted names is kept in the old flat names (`scaling.config.to_legacy`),
+    so it fingerprints and keys its runs as the same settings written in the old names, and a committed
+    spec (old names) keys its runs as it always did."""
+    from sweeps.points import base_config, run_key
+
+    old = {"batch_size": 32, "lr": 1e-3, "precision": "32-true", "threads": 1, "warmup": 100, "val_samples": 64,
+           "eval_episodes": 2, "log_every": 5, "checkpoint_every": 50, "progress_bar": False}
+    new = {"optim": {"batch_size": 32, "lr": 1e-3}, "model.precision": "32-true", "hardware": {"threads": 1},
+           "schedule": {"warmup_steps": 100}, "validation.samples": 64, "evaluation": {"episodes": 2},
+           "logging": {"every_steps": 5, "progress_bar": False}, "checkpointing.every_steps": 50}
+    a, b = parse_spec({**BASE, "train": old}), parse_spec({**BASE, "train": new})
+    assert a.train_dict == b.train_dict == old and a.fingerprint() == b.fingerprint()
+    assert run_key(base_config(a, "debug", 64, 0, None), "d") == run_key(base_config(b, "debug", 64, 0, None), "d")
+    frac = parse_spec({**BASE, "train": {"schedule.warmup_frac": 0.1}})
+    assert frac.train_dict == {"warmup": 0.1}
+    with pytest.raises(BadInput, match="not both"):
+        parse_spec({**BASE, "train": {"schedule": {"warmup_frac": 0.1, "warmup_steps": 3}}})
