@@ -406,7 +406,7 @@ def _no_duplicates(where: str, values: tuple) -> None:
 def _check_train_values(where: str, train: Mapping[str, Any]) -> None:
     """The ``train:`` values, validated by RunConfig itself now rather than three times at run time."""
     try:
-        from scaling.config import from_mapping
+        from scaling.config import LEGACY, from_mapping
     except ImportError:  # training package not installed: leave validation to `scaling train`
         return
     try:
@@ -414,6 +414,10 @@ def _check_train_values(where: str, train: Mapping[str, Any]) -> None:
     except BadInput as exc:
         msg = re.sub(r"^train: (--)?([\w.-]+)", lambda m: "train." + m.group(2).replace("-", "_"),
                      str(exc).splitlines()[0])
+        for old in train:  # name the setting as the spec writes it (a flat name, or the sectioned one)
+            new = LEGACY.get(str(old))
+            if new is not None and msg.startswith(f"train.{new} "):
+                msg = f"train.{old}" + msg[len(f"train.{new}"):]
         raise BadInput(f"{where}: {msg}") from None
 
 

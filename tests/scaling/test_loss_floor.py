@@ -333,12 +333,13 @@ def test_result_json_carries_the_floor_and_its_contract_checks_it(tmp_path):
 
 @pytest.mark.slow
 def test_a_training_run_records_its_datasets_floor(noisy, tmp_path, one_thread):
-    from scaling.config import RunConfig
+    from scaling.config import from_mapping
     from scaling.train import train
 
-    cfg = RunConfig(data=str(noisy.path), size="debug", samples=16, batch_size=8, out=str(tmp_path / "run"),
-                    precision="32-true", accelerator="cpu", progress_bar=False, log_every=1, checkpoint_every=2,
-                    val_samples=16, warmup=1)
+    cfg = from_mapping({"data.source": str(noisy.path), "data.samples": 16, "model.size": "debug",
+                        "model.precision": "32-true", "optim.batch_size": 8, "out": str(tmp_path / "run"),
+                        "hardware.accelerator": "cpu", "logging.progress_bar": False, "logging.every_steps": 1,
+                        "checkpointing.every_steps": 2, "validation.samples": 16, "schedule.warmup_steps": 1})
     train(cfg)
     data = json.loads((tmp_path / "run" / "result.json").read_text())
     assert data["loss_floor"] == noisy.ds.manifest["loss_floor"]
