@@ -57,10 +57,12 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("plan", help="list every run with key, N, D, FLOPs and estimated time (and, for precision: "
                                     "auto, the precision of each size, resolved once; the first run records it "
-                                    "in the spec)")
+                                    "in the spec). Trains nothing and enqueues nothing; it does generate the "
+                                    "spec's data into DIR/data when missing (the runs' shapes come from it) and "
+                                    "keeps the timed steps in DIR/calibration.json, both reused by `sweep run`")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.add_argument("--no-calibrate", action="store_true", help="skip the timing calibration (no estimates)")
+    p.add_argument("--no-calibrate", action="store_true", help="skip the timing calibration (no estimates, no calibration.json)")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("run", help="run (or resume) the sweep")
