@@ -62,7 +62,8 @@ def register(subparsers) -> None:
                                     "keeps the timed steps in DIR/calibration.json, both reused by `sweep run`")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    p.add_argument("--no-calibrate", action="store_true", help="skip the timing calibration (no estimates, no calibration.json)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip the timing calibration (no estimates, no calibration.json)")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("run", help="run (or resume) the sweep")
