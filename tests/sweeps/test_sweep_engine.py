@@ -23,6 +23,9 @@ def test_plan_lists_every_run(tmp_path, spec_file, capsys):
     assert main(["sweep", "plan", str(spec), "--dir", str(tmp_path / "d"), "--no-calibrate"]) == 0
     out = capsys.readouterr().out
     assert "total: 4 runs" in out
+    # A plan trains and enqueues nothing: no storage, no run folders, no timings without calibration.
+    made = {p.name for p in (tmp_path / "d").iterdir()} if (tmp_path / "d").exists() else set()
+    assert not made & {"optuna.journal", "runs", "sweep.json", "calibration.json", "results.csv"}, made
 
 
 @pytest.mark.slow
