@@ -306,7 +306,8 @@ def _se_method(cov) -> str:
         return "not computed"
     if cov.why is not None:
         return f"not computed: {cov.why}"
-    held = f"; {', '.join(cov.at_edge)} at an edge of its domain, held" if cov.at_edge else ""
+    held = (f"; {', '.join(cov.at_edge)} at an edge of its domain, held: the others' errors take it as known and "
+            "so understate the uncertainty, which the interval column does not" if cov.at_edge else "")
     return f"{cov.method}{held}"
 
 

@@ -83,3 +83,15 @@ def test_approach2_warns_when_the_minimum_sits_at_the_grid_edge():
     N = np.logspace(6, 7, 5)  # far below N_opt ~ 1e9: loss falls all the way to the largest N
     a2 = approach2(N, C / (6 * N), chinchilla(N, C / (6 * N), **p), C)
     assert any("grid" in w for w in a2.warnings)
+
+
+def test_standard_errors_say_when_a_held_parameter_makes_them_too_small():
+    """With E at its bound the other parameters' errors take E as known: the report must say they understate."""
+    from analysis.covariance import HUBER_METHOD, Covariance
+    from analysis.report import _se_method
+
+    free = Covariance(["E", "A"], [[1e-4, 0.0], [0.0, 1.0]], HUBER_METHOD)
+    held = Covariance(["A"], [[1.0]], HUBER_METHOD, at_edge=["E"])
+    assert "understate" not in _se_method(free)
+    assert "E at an edge of its domain, held" in _se_method(held) and "understate" in _se_method(held)
+    assert _se_method(None) == "not computed"
