@@ -44,5 +44,5 @@ def test_shipped_results_table_is_ours():
     table = pd.read_csv(NOTEBOOKS / "data" / "quickstart_results.csv")
     for col in ("run_key", "sweep", "seed", "state", "n_params", "n_samples", "flops", "val_loss"):
         assert col in table.columns
-    assert (table["state"] == "completed").sum() >= 16
-    assert table["n_params"].nunique() >= 4 and table["n_samples"].nunique() >= 4
+    assert (table["state"] == "completed").sum() >= 12
+    assert table["n_params"].nunique() >= 4 and table["n_samples"].nunique() >= 3
