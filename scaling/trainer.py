@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ import torch
 from scaling.config import RunConfig
 from scaling.hardware import resolved_precision, run_threads
 from scaling.schedules import lr_multiplier
+from vla_core.errors import Stopped
 
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 SHARDING = {"full": "FULL_SHARD", "hybrid": "HYBRID_SHARD", "grad_op": "SHARD_GRAD_OP"}
@@ -387,6 +390,31 @@ def _log(fabric, run: Run, cfg: RunConfig, done: int, warmup: int, lr: float) ->
         run.loggers.log(metrics, done)
 
 
+@contextmanager
+def _sigterm_saves():
+    """While the loop runs, SIGTERM (a sweep worker stopping, SLURM preempting or cancelling the job) asks it to
+    finish the step in progress, save its checkpoint and stop, instead of losing the steps since the last
+    checkpoint; yields a function that says whether it was asked. A second SIGTERM ends the process at once,
+    as does one outside the loop (the handler before it is put back). Off the main thread (no signals there),
+    never asked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    asked: list[int] = []
+
+    def handler(signum, frame) -> None:
+        if asked:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        asked.append(signum)
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield lambda: bool(asked)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def train_loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: list, start_step: int, t_start: float,
                save_due=None, finish=None) -> None:
     """Train `runs` (one configuration; several: an ensemble's members, stepped one after another, each
@@ -398,7 +426,17 @@ def train_loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: l
     A run that diverges stops there (`finish(run)`); the others go on. Checkpoints: stable-phase points
     (``checkpoint_at``) per run; every ``checkpoint_every`` steps or ``checkpoint_minutes``, `save_due(runs,
     step)` (default: each run's last.ckpt); at the end each run's last.ckpt, then `finish(run)`.
+
+    SIGTERM while it runs: the step in progress ends, its checkpoint is saved (`save_due`), and `Stopped`
+    is raised (`_sigterm_saves`).
     """
+    with _sigterm_saves() as asked:
+        _loop(fabric, cfg, resolved, source, runs, val, start_step, t_start, save_due, finish, asked)
+
+
+def _loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: list, start_step: int, t_start: float,
+          save_due, finish, asked) -> None:
+    """The loop of `train_loop`; `asked()` says whether SIGTERM asked it to stop."""
     precision = runs[0].state.precision
     ckpt = {id(r): r.cfg.run_dir / "checkpoints" for r in runs}
 
@@ -446,11 +484,17 @@ def train_loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: l
                     save_run(fabric, r, ckpt[id(r)] / f"stable-{at}.ckpt", resolved, precision, t_start)
         ck = cfg.checkpointing
         due = done % ck.every_steps == 0 or time.time() - t_saved >= 60 * ck.every_minutes
+        stop = asked()
         if fabric.world_size > 1:
-            due = fabric.broadcast(due)  # clocks differ per rank: rank 0 decides
-        if active and due and not last:
+            due, stop = fabric.broadcast((due, stop))  # clocks and signals differ per rank: rank 0 decides
+        if active and (due or stop) and not last:
             save_due(active, done)
             t_saved = time.time()
+        if active and stop and not last:
+            if bar is not None:
+                bar.close()
+            raise Stopped(f"{cfg.run_dir}: SIGTERM at step {done} of {steps}; its checkpoint is saved there, "
+                          "and the same command resumes it")
         _redraw(bar, active)
         t_last = time.perf_counter()  # validation and checkpoint time fall outside every timed interval
         if not active:
@@ -460,6 +504,12 @@ def train_loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: l
     if active and save_due is not save_last:
         save_due(active, steps)  # the end as one checkpoint too: a failure while the runs are evaluated resumes
     save_last(active, steps)
+    stop = asked()
+    if fabric.world_size > 1:
+        stop = fabric.broadcast(stop)
+    if active and stop:  # asked during the last step: the end is saved, evaluation is left to the resume
+        raise Stopped(f"{cfg.run_dir}: SIGTERM after the last step; its checkpoint is saved, and the same command "
+                      "evaluates it")
     for r in active:
         # For closed-loop evaluation and the input-reliance probe (a gathered copy under FSDP).
         r.state.eval_model = _unsharded(cfg, r.model, r.inner, resolved)

@@ -17,7 +17,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from vla_core.errors import BadInput
+from vla_core.errors import BadInput, Stopped
 
 # Modules that define ``register(subparsers)``; order is the order in --help.
 _REGISTRARS = (
@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         sys.stderr.write(f"scaling: error: {msg}\n")
         return 2
+    except Stopped as exc:
+        sys.stderr.write(f"scaling: stopped: {exc}\n")
+        return 143
     except BrokenPipeError:
         _quiet_stdout()
         return 0

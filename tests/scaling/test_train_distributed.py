@@ -121,6 +121,31 @@ def test_resume_after_kill_9_finishes_the_same_budget(tiny_dataset, tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_to_rank_0_of_ddp_saves_and_stops_both_ranks(tiny_dataset, tmp_path):
+    """The launcher signals rank 0 only; rank 0 decides for both (a broadcast each step), so both save and
+    end, none waits forever in a collective, and the same command resumes the whole budget."""
+    run_dir = tmp_path / "ddp"
+    args = cli_args(tiny_dataset, run_dir, samples=800, devices=2, strategy="ddp", checkpoint_every=1000,
+                    checkpoint_minutes=0)
+    proc = subprocess.Popen(args, env=env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (train_losses(run_dir) if (run_dir / "metrics.csv").exists() else {}).get(5):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be stopped"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "scaling: stopped:" in err and "SIGTERM at step" in err
+    step = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 5 <= step < 100 and not (run_dir / "result.json").exists()
+    again = subprocess.run(args, env=env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"(step {step}/100)" in again.stderr
+    assert sorted(train_losses(run_dir)) == list(range(1, 101))
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
 def test_wandb_offline_writes_under_the_run_dir(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "")
