@@ -4,7 +4,6 @@ command resumes to the uninterrupted run's results. The discrete head draws no n
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -13,30 +12,19 @@ import sys
 
 import pytest
 import torch
-import yaml
 
-from scaling.config import from_mapping
 from sweeps.cli import main
+from tests.scaling.test_ensemble import metrics, run_config
 from vla_core.errors import Stopped
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-COLUMNS = ("step", "samples", "train_loss", "lr", "grad_norm", "val_loss", "action_mse")
+# 10 steps of 8 samples, checkpoints only at the end (or on SIGTERM), the discrete head.
+CHANGES = {"data.samples": 80, "model.head": "discrete", "schedule.name": "cosine",
+           "schedule.checkpoint_at_samples": (), "checkpointing.every_steps": 1000, "checkpointing.every_minutes": 0}
 
 
-def values(data, out, **changes) -> dict:
-    """10 steps of 8 samples; checkpoints only at the end (or on SIGTERM)."""
-    v = {"data.source": str(data), "data.samples": 80, "model.size": "debug", "model.precision": "32-true",
-         "model.head": "discrete", "optim.batch_size": 8, "out": str(out), "hardware.accelerator": "cpu",
-         "hardware.peak_flops": 1e11, "logging.progress_bar": False, "logging.every_steps": 1,
-         "checkpointing.every_steps": 1000, "checkpointing.every_minutes": 0, "validation.samples": 16,
-         "schedule.warmup_steps": 2}
-    v.update(changes)
-    return v
-
-
-def metrics(run_dir) -> list[dict]:
-    with open(run_dir / "metrics.csv", newline="") as fh:
-        return [{c: row[c] for c in COLUMNS} for row in csv.DictReader(fh)]
+def config(data, out):
+    return run_config(data, out, **CHANGES)
 
 
 @pytest.fixture
@@ -66,13 +54,12 @@ def sigterm_at(monkeypatch):
 def test_sigterm_saves_the_step_exits_143_and_the_same_command_resumes(tiny_dataset, tmp_path, sigterm_at, capsys):
     from scaling.train import train
 
-    reference = train(from_mapping(values(tiny_dataset, tmp_path / "ref")))
+    reference = train(config(tiny_dataset, tmp_path / "ref"))
     run = tmp_path / "run"
-    config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(values(tiny_dataset, run)))
+    path = config(tiny_dataset, run).save(tmp_path / "run.yaml")
     handler_before = signal.getsignal(signal.SIGTERM)
     disarm = sigterm_at(3)
-    assert main(["train", "--config", str(config)]) == 143
+    assert main(["train", "--config", str(path)]) == 143
     stopped = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("scaling: stopped:")]
     assert len(stopped) == 1 and "SIGTERM at step 3 of 10" in stopped[0], stopped
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
@@ -80,7 +67,7 @@ def test_sigterm_saves_the_step_exits_143_and_the_same_command_resumes(tiny_data
     assert signal.getsignal(signal.SIGTERM) is handler_before  # outside the loop SIGTERM is what it was
 
     disarm()
-    assert main(["train", "--config", str(config)]) == 0
+    assert main(["train", "--config", str(path)]) == 0
     assert "resuming from" in capsys.readouterr().err
     assert metrics(run) == metrics(tmp_path / "ref")  # every logged figure, to the digit
     resumed = json.loads((run / "result.json").read_text())
@@ -93,8 +80,8 @@ def test_sigterm_stops_an_ensemble_at_its_checkpoint_and_it_resumes(tiny_dataset
     from scaling.ensemble import train_ensemble
 
     seeds = (1, 0)
-    reference = train_ensemble(from_mapping(values(tiny_dataset, tmp_path / "ref")), seeds)
-    cfg = from_mapping(values(tiny_dataset, tmp_path / "ens"))
+    reference = train_ensemble(config(tiny_dataset, tmp_path / "ref"), seeds)
+    cfg = config(tiny_dataset, tmp_path / "ens")
     disarm = sigterm_at(4)
     with pytest.raises(Stopped, match="SIGTERM at step 4 of 10"):
         train_ensemble(cfg, seeds)
