@@ -329,7 +329,9 @@ def test_the_docs_family_example_trains_as_written(tiny_dataset, tmp_path, monke
 
     code, spec = doc_example()
     (tmp_path / "my_policy.py").write_text(code)
-    family = yaml.safe_load(spec)["train"]["family"]
+    from scaling.config import to_legacy
+
+    family = to_legacy(yaml.safe_load(spec)["train"])["family"]  # the spec's train: block, in any form
     assert family == "my_policy:make"
     monkeypatch.chdir(tmp_path)
     for size in yaml.safe_load(spec)["models"]:
