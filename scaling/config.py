@@ -707,11 +707,17 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _build(dotted: Mapping[str, Any]) -> RunConfig:
+def _fold_pending(dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """`dotted` with the old shape overrides waiting in `_PENDING` keys folded into ``model.size``."""
     values = dict(dotted)
     pending = {k[len(_PENDING):]: values.pop(k) for k in list(values) if k.startswith(_PENDING)}
     if pending:
         values["model.size"] = fold_shape(values.get("model.size", field_default("model.size")), **pending)
+    return values
+
+
+def _build(dotted: Mapping[str, Any]) -> RunConfig:
+    values = _fold_pending(dotted)
     if values.get("schedule.warmup_steps") is not None and "schedule.warmup_frac" not in values:
         values["schedule.warmup_frac"] = None
     coerced = {k: _coerce(k, v) for k, v in values.items()}
@@ -729,11 +735,7 @@ def from_mapping(values: Mapping[str, Any], *, source: str = "config") -> RunCon
 def sectioned(values: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
     """Any accepted form (partial or whole) -> nested by section, only the keys given (old shape overrides
     folded into ``model.size``; no defaults added, values not coerced): a sweep's run.yaml."""
-    dotted = _dotted(values, source)
-    pending = {k[len(_PENDING):]: dotted.pop(k) for k in list(dotted) if k.startswith(_PENDING)}
-    if pending:
-        dotted["model.size"] = fold_shape(dotted.get("model.size", field_default("model.size")), **pending)
-    return _nest(dotted)
+    return _nest(_fold_pending(_dotted(values, source)))
 
 
 def to_legacy(values: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:

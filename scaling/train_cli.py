@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     from the dataclasses (``--SECTION.NAME``, hyphens for underscores; ``--out``, ``--run-id``, ``--seed``),
     grouped by section in --help. The old flat flags (``--lr``, ``--warmup``, ``--d-model``, ...;
     `scaling.config.LEGACY`) still work and are not listed."""
-    from scaling.config import LEGACY, SECTIONS, TOP, field_default, field_docs, field_type, section_docs
+    from scaling.config import LEGACY, SECTIONS, TOP, field_default, field_docs, field_names, field_type, section_docs
 
     p = subparsers.add_parser(
         "train",
@@ -32,16 +32,18 @@ def register(subparsers) -> None:
     docs = field_docs()
     groups = {None: p.add_argument_group("run")}
     groups.update({s: p.add_argument_group(s, section_docs()[s]) for s in SECTIONS})
-    for name in [*TOP, *(f"{s}.{n}" for s, names in SECTIONS.items() for n in names)]:
+    names = field_names()
+    for name in names:
         group = groups[name.split(".")[0] if "." in name else None]
         help_text = docs.get(name, "").replace("%", "%%")
         default = field_default(name)
         if name not in ("data.source", "out") and default is not None and default != ():
             help_text += f" [default: {default}]"
         _add_flag(group, "--" + name.replace("_", "-"), name, field_type(name) is bool, help_text)
-    for old in LEGACY:  # the old flat spellings, read through the same mapping
+    for old, new in LEGACY.items():  # the old flat spellings, read through the same mapping
         if old not in TOP:
-            _add_flag(p, "--" + old.replace("_", "-"), _LEGACY_DEST + old, old in _LEGACY_BOOLS, argparse.SUPPRESS)
+            boolean = new in names and field_type(new) is bool  # (warmup maps to two fields: not in names)
+            _add_flag(p, "--" + old.replace("_", "-"), _LEGACY_DEST + old, boolean, argparse.SUPPRESS)
     p.add_argument("--seeds", default=None, metavar="S,S,...",
                    help="train these seeds of the configuration together in one process (instead of --seed): "
                         "each member is the run --seed S would be, in OUT/seed-S (one device; scaling.ensemble)")
@@ -53,7 +55,6 @@ def register(subparsers) -> None:
 
 
 _LEGACY_DEST = "legacy:"
-_LEGACY_BOOLS = ("blind", "film", "compile", "progress_bar")
 
 
 def _add_flag(parser, flag: str, dest: str, boolean: bool, help_text: str) -> None:

@@ -450,11 +450,11 @@ def _loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: list, 
     every = cfg.validation.every_samples
     val_every = max(1, round(every / cfg.optim.batch_size) if every else math.ceil(steps / 10))
     keep_at = tuple(sorted(set(cfg.schedule.checkpoint_at_samples)))
+    sched, ck, batch, samples = cfg.schedule, cfg.checkpointing, cfg.optim.batch_size, cfg.data.samples
     bar = _progress(cfg, steps, start_step) if fabric.is_global_zero else None
     active = list(runs)
     t_last, t_saved = None, time.time()
     for step in range(start_step, steps):
-        sched = cfg.schedule
         mult = lr_multiplier(sched.name, step, steps, warmup, sched.min_lr_ratio, sched.wsd_decay_frac)
         for r in active:
             with own_rng(r):
@@ -479,10 +479,8 @@ def _loop(fabric, cfg: RunConfig, resolved, source, runs: list[Run], val: list, 
             _close(r, finish)
         for r in active:  # stable-phase points for WSD branching
             for at in keep_at:
-                batch, samples = cfg.optim.batch_size, cfg.data.samples
                 if min(step * batch, samples) < at <= min(done * batch, samples):
                     save_run(fabric, r, ckpt[id(r)] / f"stable-{at}.ckpt", resolved, precision, t_start)
-        ck = cfg.checkpointing
         due = done % ck.every_steps == 0 or time.time() - t_saved >= 60 * ck.every_minutes
         stop = asked()
         if fabric.world_size > 1:
