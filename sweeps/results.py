@@ -51,7 +51,8 @@ def rows(q: Queue) -> list[dict]:
         row.update(sweep=sweep, run_key=key, seed=a.get("seed"), state=state, phase=a.get("phase", "main"),
                    size=str(a.get("size")), family=family, budget=a.get("budget"), reason=a.get("reason"),
                    attempts=a.get("attempts"), spec_fingerprint=a.get("spec_fingerprint"),
-                   generation=a.get("generation"), code_version=made_by or a.get("code_version"))
+                   generation=a.get("generation"), code_version=made_by or a.get("code_version"),
+                   reused_from=a.get("reused_from"))
         if a.get("phase") == "validation":
             row.update({k: a.get(k) for k in VALIDATION_FIELDS})
         out.append(row)

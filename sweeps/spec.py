@@ -284,8 +284,17 @@ class SweepSpec:
     size (parameters) whose seeds are grouped; ``inf`` for ``seeds_together: true``, 0 (the default) for none.
     Each member keeps its own row and run key and equals its solo run, so the setting is left out of the
     fingerprint: it changes how points are run, not what they compute."""
+    reuse: tuple[str, ...] = ()
+    """Committed results tables (paths as the spec writes them, relative to its folder) whose completed rows
+    stand for the points of the same run key (`sweeps.reuse`): such a point is recorded from its row
+    instead of trained. Left out of the fingerprint: a key is the run's config, so the row is that run."""
     source: str | None = None
     """The spec file this came from (for messages and relative paths)."""
+
+    def reuse_paths(self) -> tuple[str, ...]:
+        """``reuse`` resolved against the spec's folder (the working directory for a spec without a file)."""
+        base = Path(self.source).resolve().parent if self.source else Path.cwd()
+        return tuple(p if Path(p).is_absolute() else str(base / p) for p in self.reuse)
 
     def groups_seeds(self, n_params: int) -> bool:
         """Whether the seeds of a model of `n_params` parameters train together."""
@@ -314,7 +323,7 @@ class SweepSpec:
         SLURM resources are left out: they change where runs go, not what they compute.
         """
         d = dataclasses.asdict(self)
-        for k in ("source", "slurm", "data", "validation", "auto_precision", "seeds_together"):
+        for k in ("source", "slurm", "data", "validation", "auto_precision", "seeds_together", "reuse"):
             d.pop(k)
         d["data"] = self.data.identity()
         d["train"] = dict(self.train)
@@ -494,7 +503,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
     """
     where = source or "spec"
     top = ("name", "data", "models", "samples", "seeds", "train", "design", "lr_search", "wsd", "retries", "slurm",
-           "blind_baseline", "validation", "auto_precision", "families", "seeds_together")
+           "blind_baseline", "validation", "auto_precision", "families", "seeds_together", "reuse")
     _check_keys(where, raw, top, ("name", "data", "models"))
     name = str(raw["name"])
     if not _NAME_RE.match(name):
@@ -540,6 +549,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
         train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
         wsd=wsd, retries=retries, slurm=slurm, validation=validation, auto_precision=auto_precision,
         blind_baseline=blind, families=families, source=source,
+        reuse=tuple(str(p) for p in _list(f"{where}: reuse", raw["reuse"])) if raw.get("reuse") is not None else (),
     )
 
 

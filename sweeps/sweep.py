@@ -192,6 +192,14 @@ class Sweep:
             q.set_info(n_points=len(runs), spec_source=str(self.spec.source), dir=str(self.dir))
         assert self.generation is not None
         added = q.enqueue([generation.point(r, self.generation) for r in runs if r.phase != lr_search.PHASE])
+        if self.spec.reuse and only is None:  # --only trains: that is how a reused row is checked
+            from sweeps.results import RESULT_FIELDS
+            from sweeps.reuse import record_reused
+
+            reused = record_reused(q, runs, self.spec.reuse_paths(), self.spec.reuse, RESULT_FIELDS)
+            if reused:
+                sys.stderr.write(f"sweep {self.spec.name}: {reused} points recorded from committed rows of the same "
+                                 f"run key ({', '.join(self.spec.reuse)}), not trained\n")
         if searched and only is None:
             added += self._search().advance(q)
         return added

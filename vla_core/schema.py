@@ -176,6 +176,9 @@ SWEEP_COLUMNS: tuple[Field, ...] = (
     _f("generation", "integer", "Which generation of the spec (one per fingerprint and code version) holds "
        "the point.", nullable=True, required=False, minimum=0),
     _f("code_version", "string", "Version of the code that made the run.", nullable=True, required=False),
+    _f("reused_from", "string", "The committed results table the row was taken from (the spec's `reuse:`, as it "
+       "writes the path) instead of being trained; empty for a row the sweep trained.", nullable=True,
+       required=False),
     _f("flops_6nd", "number", "6 x non-embedding N x D (Kaplan's estimate), beside the exact flops.", nullable=True,
        required=False),
     _f("predicted_loss", "number", "phase validation: the loss the tool predicted for this configuration before "
