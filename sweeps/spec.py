@@ -11,7 +11,9 @@ settings passed through to ``scaling train``, and a design:
 Optionally ``families: [vla, conv]`` (or ``{vla: {keypoints: 16}, conv: {}}``, each family's own
 ``train:`` settings): the design once per model family, on the same data, sizes and seeds.
 ``seeds_together: true`` (or the largest size to group, in parameters) trains the seeds of each point in
-one process (`scaling.ensemble`); every run keeps its row and key.
+one process (`scaling.ensemble`); every run keeps its row and key. ``reuse: [TABLE, ...]`` (results
+tables, relative to the spec's folder) records a point whose run key has a completed row there from
+that row instead of training it (`sweeps.reuse`): a study that extends another pays for its new runs only.
 
 Example::
 
@@ -549,7 +551,7 @@ def parse_spec(raw: Any, source: str | None = None) -> SweepSpec:
         train=tuple(sorted(train.items())), design=kind, isoflop=isoflop, suggest=suggest, lr_search=lr_search,
         wsd=wsd, retries=retries, slurm=slurm, validation=validation, auto_precision=auto_precision,
         blind_baseline=blind, families=families, source=source,
-        reuse=tuple(str(p) for p in _list(f"{where}: reuse", raw["reuse"])) if raw.get("reuse") is not None else (),
+        reuse=tuple(str(p) for p in _list(f"{where}: reuse", raw["reuse"])) if raw.get("reuse") else (),
     )
 
 
