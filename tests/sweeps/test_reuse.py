@@ -8,9 +8,10 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from specfiles import write_spec
 from sweeps.cli import main
 from sweeps.spec import load_spec
+
+from specfiles import write_spec
 
 ROW_COLS = ("val_loss", "train_loss", "n_params", "n_samples", "seed", "phase", "flops", "code_version")
 
