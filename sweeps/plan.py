@@ -279,7 +279,7 @@ def format_plan(runs: list[PlannedRun]) -> str:
             + f"{'size':>10} {'N':>11} {'D':>9} {'seed':>4} {'FLOPs':>10} {'est':>8}")
     lines = [head, "-" * len(head)]
     for r in runs:
-        est = "-" if r.est_seconds is None else _fmt_secs(r.est_seconds)
+        est = "-" if r.est_seconds is None else fmt_secs(r.est_seconds)
         lines.append(
             f"{r.key:<12}  {r.phase:<8} {fam(r)}{str(r.size):>10} {r.n_params:>11,} {r.samples:>9,} {r.seed:>4} "
             f"{r.flops:>10.3g} {est:>8}"
@@ -288,10 +288,10 @@ def format_plan(runs: list[PlannedRun]) -> str:
     if fam_w:
         for name in dict.fromkeys(r.family for r in runs):
             t = totals([r for r in runs if r.family == name])
-            est = "-" if t["est_seconds"] is None else _fmt_secs(t["est_seconds"])
+            est = "-" if t["est_seconds"] is None else fmt_secs(t["est_seconds"])
             lines.append(f"family {name}: {t['runs']} runs, {t['flops']:.3g} FLOPs, estimated {est} (one worker)")
     t = totals(runs)
-    est = "-" if t["est_seconds"] is None else _fmt_secs(t["est_seconds"])
+    est = "-" if t["est_seconds"] is None else fmt_secs(t["est_seconds"])
     lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, estimated {est} (one worker)")
     groups = {r.group for r in runs if r.group is not None}
     if groups:
@@ -301,7 +301,7 @@ def format_plan(runs: list[PlannedRun]) -> str:
     return "\n".join(lines)
 
 
-def _fmt_secs(s: float) -> str:
+def fmt_secs(s: float) -> str:
     if s < 120:
         return f"{s:.0f}s"
     if s < 7200:

@@ -141,8 +141,14 @@ def _plan(args) -> int:
 
     sw = _open(args)
     runs = sw.plan(calibrate=not args.no_calibrate)
+    reused: set[str] = set()
+    if sw.spec.reuse:
+        from sweeps.reuse import committed_rows
+
+        reused = set(committed_rows(sw.spec.reuse_paths(), sw.spec.reuse)) & {r.key for r in runs}
     if args.json:
-        print(json.dumps({"runs": plan_as_json(runs), "totals": totals(runs)}, indent=1, default=str))
+        print(json.dumps({"runs": plan_as_json(runs), "totals": totals(runs), "reused": sorted(reused)},
+                         indent=1, default=str))
     else:
         from sweeps.auto_precision import summary
 
@@ -161,6 +167,14 @@ def _plan(args) -> int:
             s = savings(runs)
             print(f"WSD branching: {s['branched_flops']:.3g} FLOPs vs {s['independent_flops']:.3g} independent "
                   f"({100 * s['saved_frac']:.0f}% saved)")
+        if sw.spec.reuse:
+            from sweeps.plan import fmt_secs
+
+            t = totals([r for r in runs if r.key not in reused])
+            est = "-" if t["est_seconds"] is None else fmt_secs(t["est_seconds"])
+            print(f"reuse: {len(reused)} of {len(runs)} runs have a completed row in {', '.join(sw.spec.reuse)} "
+                  f"(recorded from it, not trained); to train: {t['runs']} runs, {t['flops']:.3g} FLOPs, "
+                  f"estimated {est} (one worker)")
     return 0
 
 

@@ -93,3 +93,11 @@ def test_reuse_paths_are_relative_to_the_spec_and_an_empty_list_is_none(tmp_path
     assert spec.reuse == ("../r/results.csv",)
     assert spec.reuse_paths() == (str(tmp_path / "sub" / "../r/results.csv"),)
     assert load_spec(write_spec(tmp_path / "e.yaml", sweep_dataset, reuse=[])).reuse == ()
+
+
+def test_the_plan_counts_the_reused_runs_and_what_is_left_to_train(tmp_path, sweep_dataset, first, capsys):
+    spec = write_spec(tmp_path / "p.yaml", sweep_dataset, seeds=[0, 1], reuse=[str(first)])
+    assert main(["sweep", "plan", str(spec), "--dir", str(tmp_path / "p"), "--no-calibrate"]) == 0
+    out = capsys.readouterr().out
+    assert f"reuse: 4 of 8 runs have a completed row in {first}" in out and "to train: 4 runs" in out
+    assert not (tmp_path / "p" / "optuna.journal").exists()  # a plan records nothing
