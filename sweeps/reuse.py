@@ -18,6 +18,7 @@ from vla_core.errors import BadInput
 
 if TYPE_CHECKING:
     from sweeps.points import PlannedRun
+    from sweeps.spec import SweepSpec
     from sweeps.store import Queue
 
 __all__ = ["committed_rows", "record_reused"]
@@ -32,9 +33,9 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def committed_rows(paths: tuple[str, ...], shown: tuple[str, ...] | None = None) -> dict[str, tuple[str, dict]]:
-    """Completed rows of the tables at ``paths`` by run key: ``{key: (name, row)}``, each table named as in
-    ``shown`` (default: its path); the first table that has a key wins.
+def committed_rows(spec: SweepSpec) -> dict[str, tuple[str, dict]]:
+    """Completed rows of the spec's ``reuse`` tables by run key: ``{key: (table as the spec writes it, row)}``;
+    the first table that has a key wins.
 
     Raises:
         BadInput: a table that is missing or unreadable, or has no run_key column.
@@ -42,7 +43,7 @@ def committed_rows(paths: tuple[str, ...], shown: tuple[str, ...] | None = None)
     import pandas as pd
 
     out: dict[str, tuple[str, dict]] = {}
-    for path, name in zip(paths, shown or paths):
+    for path, name in zip(spec.reuse_paths(), spec.reuse):
         try:
             df = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
         except (OSError, ValueError) as exc:
@@ -66,19 +67,20 @@ def _check_same(run: PlannedRun, path: str, row: dict) -> None:
                            "remove the table from reuse: or re-run that row")
 
 
-def record_reused(q: Queue, runs: list[PlannedRun], paths: tuple[str, ...], shown: tuple[str, ...],
-                  result_fields: tuple[str, ...]) -> int:
-    """Record every waiting point of ``runs`` whose key has a completed row in the tables at ``paths`` as
-    completed from that row (its result fields; ``reused_from``: the table as ``shown``); returns how many
-    were recorded.
+def record_reused(q: Queue, runs: list[PlannedRun], spec: SweepSpec) -> int:
+    """Record every waiting point of ``runs`` whose key has a completed row in the spec's ``reuse`` tables as
+    completed from that row (its result fields; ``reused_from``: the table as the spec writes it); returns
+    how many were recorded.
 
     Run under the sweep's lock, so a worker never claims a point that is being recorded.
     """
     from optuna.trial import TrialState
 
-    if not paths:
+    from sweeps.results import RESULT_FIELDS
+
+    if not spec.reuse:
         return 0
-    rows = committed_rows(paths, shown)
+    rows = committed_rows(spec)
     planned = {r.key: r for r in runs}
     done = 0
     with q.lock():
@@ -88,7 +90,7 @@ def record_reused(q: Queue, runs: list[PlannedRun], paths: tuple[str, ...], show
                 continue
             path, row = rows[key]
             _check_same(planned[key], path, row)
-            result = {f: row[f] for f in result_fields if f in row and row[f] is not None}
+            result = {f: row[f] for f in RESULT_FIELDS if f in row and row[f] is not None}
             val = result.get("val_loss")
             if not isinstance(val, (int, float)) or not math.isfinite(val):
                 continue

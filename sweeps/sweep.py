@@ -193,10 +193,9 @@ class Sweep:
         assert self.generation is not None
         added = q.enqueue([generation.point(r, self.generation) for r in runs if r.phase != lr_search.PHASE])
         if self.spec.reuse and only is None:  # --only trains: that is how a reused row is checked
-            from sweeps.results import RESULT_FIELDS
             from sweeps.reuse import record_reused
 
-            reused = record_reused(q, runs, self.spec.reuse_paths(), self.spec.reuse, RESULT_FIELDS)
+            reused = record_reused(q, runs, self.spec)
             if reused:
                 sys.stderr.write(f"sweep {self.spec.name}: {reused} points recorded from committed rows of the same "
                                  f"run key ({', '.join(self.spec.reuse)}), not trained\n")

@@ -145,7 +145,7 @@ def _plan(args) -> int:
     if sw.spec.reuse:
         from sweeps.reuse import committed_rows
 
-        reused = set(committed_rows(sw.spec.reuse_paths(), sw.spec.reuse)) & {r.key for r in runs}
+        reused = set(committed_rows(sw.spec)) & {r.key for r in runs}
     if args.json:
         print(json.dumps({"runs": plan_as_json(runs), "totals": totals(runs), "reused": sorted(reused)},
                          indent=1, default=str))
